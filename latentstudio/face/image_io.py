@@ -1,0 +1,287 @@
+"""Reading photos into RGB arrays and writing results back, robustly.
+
+``load_image`` turns anything a user may drop on the app into an ``(H, W, 3) uint8`` RGB array
+with the camera's EXIF orientation applied: greyscale, palette, CMYK, 16-bit (PNG/TIFF, decoded
+with OpenCV so the low byte is not simply dropped), images with alpha (composited over white).
+Every failure (missing, unreadable, not an image, corrupt, truncated, absurdly large) becomes an
+``ImageError`` naming the file and the cause.
+
+``save_image`` writes PNG, JPEG or WebP atomically (temp file + ``os.replace``), with an optional
+``dict[str, str]`` of metadata (PNG text chunks; EXIF UserComment holding JSON for JPEG/WebP),
+which ``load_metadata`` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+# Pillow refuses images above 2 * Image.MAX_IMAGE_PIXELS (about 179 MP with its default) as
+# possible decompression bombs; we keep that guard and only turn it into a clear message.
+# Between MAX_IMAGE_PIXELS and twice that Pillow merely warns: such photos (e.g. 100 MP medium
+# format) decode fine, so that warning is silenced.
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_ASCII_PREFIX = b"ASCII\0\0\0"
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_WHITE = 255.0
+
+
+class ImageError(ValueError):
+    """A file could not be read or written as an image; the message names the file and cause."""
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode ``path`` into an ``(H, W, 3) uint8`` RGB array, upright per its EXIF orientation."""
+    p = Path(path)
+    _check_readable(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                if _high_bit_depth(im, p):
+                    rgb = _load_with_opencv(p)
+                    if rgb is not None:
+                        return _orient(rgb, _exif_orientation(im))
+                return _pillow_to_rgb(_upright(im))
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{p}: image too large to open safely ({e})") from e
+    except UnidentifiedImageError as e:
+        rgb = _load_with_opencv(p)
+        if rgb is not None:
+            return rgb
+        raise ImageError(f"{p}: not an image, or an unsupported image format") from e
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{p}: cannot decode: corrupt, truncated or unsupported image ({e})") from e
+
+
+def _check_readable(p: Path) -> None:
+    if not p.exists():
+        raise ImageError(f"{p}: file not found")
+    if not p.is_file():
+        raise ImageError(f"{p}: not a file")
+    if not os.access(p, os.R_OK):
+        raise ImageError(f"{p}: permission denied")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p}: empty file")
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # malformed EXIF must not make a readable photo unreadable
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (a broken EXIF block is ignored, not fatal)."""
+    try:
+        out = ImageOps.exif_transpose(im)
+    except Exception:
+        out = None
+    if out is None:
+        im.load()
+        return im
+    return out
+
+
+def _orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8 to an array (for images decoded outside Pillow)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 1)[::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return rgb if op is None else np.ascontiguousarray(op(rgb))
+
+
+def _high_bit_depth(im: Image.Image, p: Path) -> bool:
+    """True for PNG/TIFF colour images with more than 8 bits per sample.
+
+    Pillow decodes those as 8-bit RGB by dropping the low byte; OpenCV keeps 16 bits so they can
+    be rounded properly. (16-bit greyscale comes through Pillow as mode ``I;16`` and is handled
+    there.)
+    """
+    if im.format == "PNG":
+        with open(p, "rb") as f:
+            header = f.read(26)
+        return len(header) == 26 and header[24] > 8 and header[25] in (2, 4, 6)  # RGB, grey+alpha, RGBA
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return max(bits) > 8 and im.mode in ("RGB", "RGBA", "RGBX")
+    return False
+
+
+def _load_with_opencv(p: Path) -> np.ndarray | None:
+    """Decode with OpenCV (``IMREAD_UNCHANGED``: keeps 16 bits and alpha); None if it can't."""
+    data = np.fromfile(p, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII paths
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if arr is None or arr.size == 0:
+        return None
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., [2, 1, 0, 3]]
+    elif arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[..., ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    elif arr.ndim != 2:
+        return None
+    return _array_to_rgb(arr)
+
+
+def _pillow_to_rgb(im: Image.Image) -> np.ndarray:
+    """Convert a loaded Pillow image of any mode to RGB uint8."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _array_to_rgb(np.asarray(im))
+    if mode == "P":
+        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
+        im = im.convert("RGBA" if has_alpha else "RGB")
+    elif mode in ("LA", "PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode in ("L", "1") and "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif mode == "RGB" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        return _array_to_rgb(np.asarray(im))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
+    """Grey / RGB / RGBA array of any depth -> RGB uint8 (alpha composited over white)."""
+    x = _to_unit_float(arr)
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=2)
+    if x.shape[2] == 2:  # grey + alpha
+        x = np.concatenate([np.repeat(x[..., :1], 3, axis=2), x[..., 1:]], axis=2)
+    if x.shape[2] == 4:
+        alpha = x[..., 3:]
+        x = x[..., :3] * alpha + (1.0 - alpha)
+    out = np.rint(np.clip(x[..., :3], 0.0, 1.0) * _WHITE).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
+def _to_unit_float(arr: np.ndarray) -> np.ndarray:
+    """Scale integer or float samples to [0, 1] float32 by their nominal range."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if np.issubdtype(arr.dtype, np.integer):  # Pillow's "I": 16-bit data widened to int32
+        top = 65535.0 if arr.max(initial=0) <= 65535 else float(np.iinfo(arr.dtype).max)
+        return np.clip(arr.astype(np.float64) / top, 0.0, 1.0).astype(np.float32)
+    x = np.nan_to_num(arr.astype(np.float32))
+    peak = float(x.max(initial=0.0))
+    return x / peak if peak > 1.0 else x
+
+
+# ----------------------------------------------------------------------------------------------
+# saving
+
+
+def save_image(path: str | os.PathLike[str], rgb: np.ndarray,
+               metadata: dict[str, str] | None = None) -> None:
+    """Write ``rgb`` (H, W, 3 uint8) to ``path``; the format follows the extension.
+
+    PNG gets one text chunk per metadata item; JPEG (quality 95, no chroma subsampling) and WebP
+    (lossless=False, quality 95) get the metadata as JSON in the EXIF UserComment. The file
+    appears atomically: it is written to a temp file in the same folder and renamed over.
+    """
+    p = Path(path)
+    fmt = _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_FORMATS))
+        raise ImageError(f"{p}: unknown image extension {p.suffix!r}; use one of {known}")
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageError(f"{p}: expected an (H, W, 3) uint8 RGB array, got {arr.dtype} {arr.shape}")
+    im = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    options = _save_options(fmt, metadata or {})
+    if not p.parent.is_dir():
+        raise ImageError(f"{p}: folder {p.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, _mode_for(p))
+        os.replace(tmp_name, p)
+    except BaseException as e:
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ImageError(f"{p}: could not write ({e})") from e
+        raise
+
+
+def _mode_for(p: Path) -> int:
+    """Keep an overwritten file's permissions; new files get rw-r--r--."""
+    try:
+        return p.stat().st_mode & 0o777
+    except OSError:
+        return 0o644
+
+
+def _save_options(fmt: str, metadata: dict[str, str]) -> dict[str, Any]:
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ImageError(f"metadata must map str to str, got {k!r}: {type(v).__name__}")
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for k, v in metadata.items():
+            info.add_itxt(k, v)
+        return {"pnginfo": info}
+    options: dict[str, Any] = {"quality": 95}
+    if fmt == "JPEG":
+        options["subsampling"] = 0
+    if metadata:
+        exif = Image.Exif()
+        text = json.dumps(metadata, ensure_ascii=True, sort_keys=True).encode("ascii")
+        exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _ASCII_PREFIX + text
+        options["exif"] = exif.tobytes()
+    return options
+
+
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Metadata written by ``save_image`` (PNG text chunks or the EXIF UserComment JSON)."""
+    p = Path(path)
+    _check_readable(p)
+    try:
+        with Image.open(p) as im:
+            if im.format == "PNG":
+                return {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
+            comment = im.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{p}: cannot read metadata ({e})") from e
+    if not isinstance(comment, bytes) or not comment.startswith(_ASCII_PREFIX):
+        return {}
+    try:
+        data = json.loads(comment[len(_ASCII_PREFIX):].decode("ascii"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}

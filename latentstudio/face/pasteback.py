@@ -1,0 +1,138 @@
+"""Put an edited aligned face back into the original photo.
+
+The edited crop is warped into the photo with the exact inverse of the alignment transform
+(bicubic; a crop larger than the face's size in the photo is first box-filtered down to it so the
+warp never aliases), colour-matched to the photo in the seam band (per-channel mean and a gently
+clamped contrast gain), and blended with a feathered mask: the convex hull of the 68 landmarks
+plus the forehead (the brows lifted by a fraction of the face height), grown a little and
+feathered by a distance ramp. Everything is done in the mask's bounding box; the photo outside
+the mask's support is copied, so those pixels are bit-identical to the input.
+
+Mask geometry is defined in a 1024² aligned frame (face-relative units), so it does not depend on
+the photo's resolution or on the edited crop's size (256, 512 or 1024 all work).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from latentstudio.face.align import aligned_to_photo_matrix, apply_matrix, photo_to_aligned_matrix
+
+FRAME = 1024  # the aligned frame the mask parameters below are expressed in
+FOREHEAD = 0.35  # brows are lifted by this fraction of the brow-to-chin height
+GROW = 0.03 * FRAME  # the hull is grown by this much (aligned px) ...
+FEATHER = 0.07 * FRAME  # ... and fades to zero over this width, inwards from the grown edge
+MARGIN = 4.0  # keep the mask this far inside the aligned crop (aligned px)
+GAIN_LIMITS = (0.85, 1.18)  # contrast correction allowed per channel
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), photo pixels
+
+
+def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
+               landmarks_photo: np.ndarray, *, match_colour: bool = True) -> np.ndarray:
+    """The photo with the edited face blended in, at the photo's resolution (uint8, H x W x 3).
+
+    ``quad`` is ``Alignment.quad`` (photo coordinates), ``landmarks_photo`` the face's 68
+    landmarks in the photo. ``aligned_edited`` is a square uint8 RGB crop of any size.
+    """
+    img = _check_rgb(photo, "photo")
+    edit = _check_rgb(aligned_edited, "aligned_edited")
+    if edit.shape[0] != edit.shape[1]:
+        raise ValueError(f"aligned_edited must be square, got {edit.shape[1]}x{edit.shape[0]}")
+    alpha, box = paste_mask(img.shape, quad, landmarks_photo)
+    out = img.copy()
+    if alpha.size == 0:
+        return out
+    x0, y0, x1, y1 = box
+    warped = warp_to_photo(edit, quad, box)
+    region = img[y0:y1, x0:x1].astype(np.float32)
+    if match_colour:
+        warped = _match_colour(warped, region, alpha)
+    a = alpha[..., None]
+    blended = region + a * (warped - region)  # exactly `region` where alpha == 0
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def warp_to_photo(edit: np.ndarray, quad: np.ndarray, box: Box) -> np.ndarray:
+    """The aligned crop resampled onto the photo pixels of ``box`` (float32, h x w x 3)."""
+    x0, y0, x1, y1 = box
+    size = edit.shape[0]
+    face_px = float(np.hypot(*(np.asarray(quad[3]) - np.asarray(quad[0]))))
+    if face_px < size:  # downscaling: pre-filter so the warp samples without aliasing
+        size = max(8, int(np.ceil(face_px)))
+        edit = cv2.resize(edit, (size, size), interpolation=cv2.INTER_AREA)
+    shift = np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1]])
+    m = photo_to_aligned_matrix(quad, size) @ shift  # box pixel -> aligned pixel
+    src = edit.astype(np.float32)
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    if np.allclose(m[2], (0.0, 0.0, 1.0)):
+        return cv2.warpAffine(src, m[:2], (x1 - x0, y1 - y0), flags=flags,
+                              borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(src, m, (x1 - x0, y1 - y0), flags=flags,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def paste_mask(photo_shape: tuple[int, ...], quad: np.ndarray,
+               landmarks_photo: np.ndarray) -> tuple[np.ndarray, Box]:
+    """The feathered blend mask (float32 in [0, 1]) over its bounding box in the photo.
+
+    Outside the returned box the mask is zero; inside it, zero outside the grown polygon.
+    """
+    h, w = photo_shape[:2]
+    polygon = _face_polygon(quad, landmarks_photo)
+    x0 = max(int(np.floor(polygon[:, 0].min())) - 1, 0)
+    y0 = max(int(np.floor(polygon[:, 1].min())) - 1, 0)
+    x1 = min(int(np.ceil(polygon[:, 0].max())) + 2, w)
+    y1 = min(int(np.ceil(polygon[:, 1].max())) + 2, h)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    shift_bits = 4
+    pts = np.rint((polygon - (x0, y0)) * (1 << shift_bits)).astype(np.int32)
+    cv2.fillConvexPoly(inside, pts, 1, lineType=cv2.LINE_8, shift=shift_bits)
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    feather_px = FEATHER * _photo_px_per_frame_px(quad)
+    t = np.clip(dist / max(feather_px, 1.0), 0.0, 1.0)
+    alpha = (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep
+    return alpha, (x0, y0, x1, y1)
+
+
+def _photo_px_per_frame_px(quad: np.ndarray) -> float:
+    return float(np.hypot(*(np.asarray(quad[3]) - np.asarray(quad[0])))) / FRAME
+
+
+def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray) -> np.ndarray:
+    """Convex polygon (photo coordinates) of the landmark hull + forehead, grown by GROW."""
+    lm = apply_matrix(photo_to_aligned_matrix(quad, FRAME), landmarks_photo)
+    brows = lm[17:27]
+    height = max(lm[8, 1] - brows[:, 1].mean(), 1.0)  # brow line to chin, aligned frame
+    forehead = brows - (0.0, FOREHEAD * height)  # "up" is -y in the aligned frame
+    pts = np.vstack([lm, forehead])
+    lo, hi = GROW + MARGIN - 0.5, FRAME - 0.5 - GROW - MARGIN
+    pts = np.clip(pts, lo, hi)
+    hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    angles = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+    disk = GROW * np.c_[np.cos(angles), np.sin(angles)]
+    grown = (hull[:, None, :] + disk[None]).reshape(-1, 2)
+    grown = cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    return apply_matrix(aligned_to_photo_matrix(quad, FRAME), grown)
+
+
+def _match_colour(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Shift/scale each channel of the edit so it matches the photo in the seam band."""
+    band = (alpha > 0.0) & (alpha < 1.0)
+    if int(band.sum()) < 16:
+        return warped
+    e, p = warped[band], region[band]
+    mu_e, mu_p = e.mean(axis=0), p.mean(axis=0)
+    gain = np.clip(p.std(axis=0) / np.maximum(e.std(axis=0), 1e-3), *GAIN_LIMITS)
+    return (warped - mu_e) * gain + mu_p
+
+
+def _check_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {a.dtype} {a.shape}")
+    return a

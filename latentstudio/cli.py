@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
 
 from latentstudio.models.fetch import FetchError
 
@@ -52,7 +52,7 @@ def _load_generator(device: str | None):  # noqa: ANN202 - returns Generator
 
 
 def _save_rgb(path: Path, rgb, metadata: dict[str, str] | None = None) -> None:  # noqa: ANN001
-    from latentstudio.export import save_image
+    from latentstudio.face.image_io import save_image
 
     save_image(path, rgb, metadata)
 
@@ -86,11 +86,71 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _paste_back(photo: str, aligned, extras: dict):  # noqa: ANN001, ANN202
-    from latentstudio.face.pipeline import paste_into_photo
+    from latentstudio.face.image_io import load_image
+    from latentstudio.face.pasteback import paste_back
 
-    if "quad" not in extras:
-        raise UserError("--paste-back needs a code from `latentstudio invert` (it stores the alignment quad)")
-    return paste_into_photo(Path(photo), aligned, extras)
+    if "quad" not in extras or "landmarks" not in extras:
+        raise UserError("--paste-back needs a code from `latentstudio invert` "
+                        "(it stores the alignment quad and landmarks)")
+    rgb = load_image(photo)
+    size = tuple(int(v) for v in extras.get("source_size", (rgb.shape[1], rgb.shape[0])))
+    if size != (rgb.shape[1], rgb.shape[0]):
+        raise UserError(f"{photo} is {rgb.shape[1]}x{rgb.shape[0]} but the code was inverted from "
+                        f"a {size[0]}x{size[1]} photo; paste back into the photo it came from")
+    return paste_back(rgb, aligned, extras["quad"], extras["landmarks"])
+
+
+# --------------------------------------------------------------------------- align / invert
+def _progress_printer(label: str):  # noqa: ANN202
+    def show(p) -> None:  # noqa: ANN001 - InvertProgress
+        if p.step == p.total or p.step % max(1, p.total // 20) == 0:
+            print(f"\r{label}: step {p.step}/{p.total} loss {p.loss:.4f}", end="",
+                  file=sys.stderr, flush=True)
+            if p.step == p.total:
+                print(file=sys.stderr)
+    return show
+
+
+def _warn_faces(n: int, chosen) -> None:  # noqa: ANN001 - Face
+    if n > 1:
+        print(f"note: {n} confident faces found; using the largest confident one (choose with --face K)",
+              file=sys.stderr)
+    if not chosen.confident:
+        print("warning: the face detection is weak; results may be poor", file=sys.stderr)
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from latentstudio.invert import align_photo
+
+    alignment, chosen, n = align_photo(args.photo, args.face)
+    _warn_faces(n, chosen)
+    _save_rgb(Path(args.output), alignment.image,
+              {"latentstudio": f"aligned from {Path(args.photo).name}",
+               "latentstudio_quad": " ".join(f"{v:.3f}" for v in alignment.quad.ravel())})
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    from latentstudio.codes import save_code
+    from latentstudio.invert import align_photo, invert
+
+    if not args.output.endswith(".npz"):
+        raise UserError("the output of invert is a .npz code file (-o code.npz)")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    alignment, chosen, n = align_photo(args.photo, args.face)
+    _warn_faces(n, chosen)
+    g = _load_generator(args.device)
+    inv = invert(alignment.image, preset=args.preset, steps=args.steps, generator=g,
+                 seed=args.seed, progress=_progress_printer("inverting"))
+    save_code(args.output, inv.w_plus, quad=alignment.quad.astype(np.float64),
+              source_size=np.array(alignment.source_size), landmarks=chosen.landmarks,
+              loss_names=np.array(sorted(inv.losses)),
+              loss_values=np.array([inv.losses[k] for k in sorted(inv.losses)]),
+              steps=np.array(inv.steps), photo=np.array(str(Path(args.photo).resolve())))
+    print(f"wrote {args.output} ({', '.join(f'{k} {v:.4f}' for k, v in sorted(inv.losses.items()))})")
+    return 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -116,12 +176,45 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True)
     r.set_defaults(func=cmd_render)
 
+    from latentstudio.edit import commands; commands.register(sub)  # noqa: E702 - boundaries, edit
+    a = sub.add_parser("align", help="detect a face and FFHQ-align it to 1024²")
+    a.add_argument("photo")
+    a.add_argument("--face", type=int, default=None, help="which face (0 = largest confident)")
+    a.add_argument("-o", "--output", required=True)
+    a.set_defaults(func=cmd_align)
+
+    v = sub.add_parser("invert", help="invert a photo's face into a W+ code (.npz)")
+    v.add_argument("photo")
+    v.add_argument("--preset", choices=("fast", "quality"), default="fast")
+    v.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    v.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    v.add_argument("--face", type=int, default=None)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("-o", "--output", required=True)
+    v.set_defaults(func=cmd_invert)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return ap
 
 
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean "bad input": reported in one line with exit code 2."""
+    from latentstudio.face.detect import FaceError
+    from latentstudio.face.image_io import ImageError
+    from latentstudio.models.generator import LatentError
+
+    errors: list[type[Exception]] = [FaceError, ImageError, LatentError]
+    try:
+        from latentstudio.edit.boundaries import BoundaryError
+
+        errors.append(BoundaryError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def _default_psi(args: argparse.Namespace) -> None:
@@ -143,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _default_psi(args)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
+    except (UserError, *_input_errors()) as exc:
         print(f"latentstudio: error: {exc}", file=sys.stderr)
         return 2
     except FetchError as exc:

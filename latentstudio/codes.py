@@ -37,7 +37,10 @@ def load_code(path: str | Path) -> np.ndarray:
         arr = arr[0]
     if arr.shape not in ((512,), (23, 512)):
         raise LatentError(f"{p}: latent code must have shape (512,) or (23,512), got {arr.shape}")
-    return as_w_plus(arr.astype(np.float32))[0].numpy()
+    try:
+        return as_w_plus(arr.astype(np.float32))[0].numpy()
+    except LatentError as exc:
+        raise LatentError(f"{p}: {exc}") from exc
 
 
 def load_code_extras(path: str | Path) -> dict[str, np.ndarray]:

@@ -15,12 +15,17 @@ Scores (all (N,) float arrays), with their sign conventions:
 * ``smile``: P(happy) of fer's emotion net on a Haar-like grey crop; ``surprise`` likewise.
 * ``age``: expected age in years over the 81 classes of the dlib age net (5-point chip).
 * ``gender``: P(male) of the dlib gender net.
+  The three nets score each crop and its mirror image and average the probabilities.
 * ``mouth_open``: inner-lip gap / mouth width.  ``eyes_open``: eye aspect ratio, both eyes.
 * measured from pixels (no trained net exists in any wheel we use), in a canonical face frame:
   ``eyeglasses`` (edge energy of frame bridge and rims), ``hair_color`` (lightness + yellowness
-  above the forehead; + = blond/light, - = dark), ``beard`` (darkness and texture of chin and
-  upper lip against the cheeks), ``lighting`` ((right - left) / (right + left) cheek lightness;
-  + = lit from the image's right).
+  of the textured, non-skin pixels above the brows; high = blond/light, low = black),
+  ``beard`` (how much darker and less red upper lip and chin are than the cheeks; high = beard
+  or stubble), ``lighting`` ((right - left) / (right + left) cheek lightness; + = lit from the
+  image's right).
+
+The pixel predictors are meant for ranking (InterFaceGAN keeps the top and bottom 2 %): they
+were checked at the extremes on contact sheets (``bench/contact_sheets.py``), not calibrated.
 
 Also returned: ``valid`` (N,) bool, ``landmarks`` (N, 68, 2) in input-image pixels.
 """
@@ -62,8 +67,6 @@ FACE_MODEL_3D: dict[int, tuple[float, float, float]] = {
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 LEFT_CHEEK = [41, 40, 31, 48, 4, 3, 2, 1, 36]
 RIGHT_CHEEK = [46, 47, 35, 54, 12, 13, 14, 15, 45]
-CHIN = [48, 59, 58, 57, 56, 55, 54, 11, 10, 9, 8, 7, 6, 5]
-UPPER_LIP_AREA = [31, 32, 33, 34, 35, 54, 53, 52, 51, 50, 49, 48]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,11 +235,21 @@ def emotion_crops(work: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.stack(crops)
 
 
-def emotions(work: np.ndarray, points: np.ndarray, net: nets.EmotionNet) -> np.ndarray:
-    """(N, 256, 256, 3) + landmarks -> (N, 7) probabilities in ``nets.EMOTION_LABELS`` order."""
-    x = torch.from_numpy(emotion_crops(work, points)).float()[:, None] / 127.5 - 1.0
+def _mirror_mean(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``net`` on x (N, C, H, W) and on x mirrored left-right: (N, classes).
+
+    The nets are not mirror-symmetric; averaging both views makes a face and its mirror image
+    score alike (the astronaut's age estimate alone is 28 on one view and 42 on the other).
+    """
     with torch.no_grad():
-        return net(x).numpy()
+        return (net(x) + net(torch.flip(x, dims=[3]))) / 2
+
+
+def emotions(work: np.ndarray, points: np.ndarray, net: nets.EmotionNet) -> np.ndarray:
+    """(N, 256, 256, 3) + landmarks -> (N, 7) probabilities in ``nets.EMOTION_LABELS`` order
+    (mean of the crop and its mirror image)."""
+    x = torch.from_numpy(emotion_crops(work, points)).float()[:, None] / 127.5 - 1.0
+    return _mirror_mean(net, x).numpy()
 
 
 def face_chips(work: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
@@ -252,11 +265,10 @@ def face_chips(work: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
 
 
 def age_gender(work: np.ndarray, points5: np.ndarray, models: Models) -> tuple[np.ndarray, np.ndarray]:
-    """-> expected age in years (N,), P(male) (N,)."""
-    with torch.no_grad():
-        age = models.age(nets.chip_tensor(face_chips(work, points5, nets.AgeNet.chip_size)))
-        gender = models.gender(nets.chip_tensor(face_chips(work, points5, nets.GenderNet.chip_size)))
-    return nets.AgeNet.expected_age(age).numpy(), gender[:, 1].numpy()
+    """-> expected age in years (N,), P(male) (N,); each the mean over the chip and its mirror."""
+    age = _mirror_mean(models.age, nets.chip_tensor(face_chips(work, points5, nets.AgeNet.chip_size)))
+    male = _mirror_mean(models.gender, nets.chip_tensor(face_chips(work, points5, nets.GenderNet.chip_size)))
+    return nets.AgeNet.expected_age(age).numpy(), male[:, 1].numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,12 +337,12 @@ def _box(x0: int, y0: int, x1: int, y1: int) -> tuple[slice, slice]:
 GLASSES_BRIDGE = _box(118, 106, 138, 126)  # between the eyes, where a frame's bridge sits
 GLASSES_RIMS = (_box(74, 131, 118, 145), _box(138, 131, 182, 145))  # under each eye
 GLASSES_SIDES = (_box(60, 106, 72, 136), _box(184, 106, 196, 136))  # outer frame edges
-HAIR = _box(72, 24, 184, 72)  # top of the head, above the hairline of most faces
 BACKGROUND_CORNERS = (_box(0, 0, 24, 24), _box(232, 0, 256, 24))
-HAIR_DELTA_E = 12.0  # Lab distance from skin / background for a pixel to count as hair
-HAIR_MIN_FRACTION = 0.3  # below this share of hair pixels the score is shrunk to neutral
+HAIR_BACKGROUND_DELTA_E = 12.0  # Lab distance from both top corners for a pixel to count as hair
+HAIR_DETAIL = 2.0  # local grey-level detail (strands) above which a non-skin pixel counts as hair
+HAIR_DARK_L = 30.0  # ... or L* below this (dark hair can be smooth)
+HAIR_MIN_FRACTION = 0.2  # below this share of hair pixels the score is shrunk to neutral
 HAIR_NEUTRAL = 60.0  # median-ish score (light brown)
-
 
 def eyeglasses(canon: Canonical) -> np.ndarray:
     """(N,) edge energy of a glasses frame: mean |d/dy| on the bridge and under the eyes plus
@@ -350,58 +362,98 @@ def _median_lab(lab: np.ndarray, region: tuple[slice, slice] | np.ndarray) -> np
     return np.median(lab[region].reshape(-1, 3), axis=0)
 
 
-def hair_mask(lab: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(256, 256) bool: pixels of the HAIR band that look like hair, i.e. differ from the cheek
-    skin and from the background (top corners) by more than HAIR_DELTA_E, and are not blue or
-    green (hats, sky, foliage)."""
-    skin = np.median(lab[polygon_mask(points, LEFT_CHEEK, 0.7) | polygon_mask(points, RIGHT_CHEEK, 0.7)], axis=0)
-    corners = [_median_lab(lab, r) for r in BACKGROUND_CORNERS]
-    band = lab[HAIR]
-    far = [np.linalg.norm(band - ref, axis=-1) > HAIR_DELTA_E for ref in (skin, *corners)]
-    hue_ok = (band[..., 1] > -4) & (band[..., 2] > -4)
-    mask = np.zeros(lab.shape[:2], bool)
-    mask[HAIR] = np.logical_and.reduce([*far, hue_ok])
-    return mask
+def _cheek_skin(lab: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Median Lab (3,) of both cheeks."""
+    mask = polygon_mask(points, LEFT_CHEEK, 0.7) | polygon_mask(points, RIGHT_CHEEK, 0.7)
+    return np.median(lab[mask], axis=0)
+
+
+def skin_like(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(..., 3) Lab pixels -> bool: hue within 15 degrees of ``skin`` and chroma 0.4-1.6 times
+    its chroma, at any lightness (so lit scalps and shaded foreheads count as skin)."""
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    skin_chroma = float(np.hypot(skin[1], skin[2]))
+    near = np.abs(hue - np.degrees(np.arctan2(skin[2], skin[1]))) < 15
+    return near & (chroma > 0.4 * skin_chroma) & (chroma < 1.6 * skin_chroma)
+
+
+def hair_mask(lab: np.ndarray, grey: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hair pixels above the brows of one canonical face: (mask, region), both (256, 256) bool.
+
+    region: rows above the brows (less 8 px), columns between the jaw ends (plus 8 px).
+    Hair = region pixels that are not skin-coloured (:func:`skin_like` vs the cheeks), not the
+    background (Lab distance > HAIR_BACKGROUND_DELTA_E from both top corners), not blue or green
+    (sky, foliage, many hats), and either textured (strands: local detail > HAIR_DETAIL) or dark.
+    Texture is what separates blond hair from a lit bald scalp of similar colour.
+    """
+    region = np.zeros(lab.shape[:2], bool)
+    top = int(points[17:27, 1].min() - 8)
+    region[:max(top, 0), max(int(points[0, 0]) - 8, 0):max(int(points[16, 0]) + 8, 0)] = True
+    detail = cv2.GaussianBlur(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5)), (0, 0), 2.0)
+    background = np.logical_or.reduce(
+        [np.linalg.norm(lab - _median_lab(lab, r), axis=-1) < HAIR_BACKGROUND_DELTA_E
+         for r in BACKGROUND_CORNERS])
+    warm = (lab[..., 1] > -4) & (lab[..., 2] > -4)
+    hairy = (detail > HAIR_DETAIL) | (lab[..., 0] < HAIR_DARK_L)
+    mask = region & warm & hairy & ~background & ~skin_like(lab, _cheek_skin(lab, points))
+    return mask, region
 
 
 def hair_color(canon: Canonical) -> np.ndarray:
-    """(N,) median ``L* + 2 b*`` of the hair pixels above the forehead (:func:`hair_mask`).
+    """(N,) median ``L* + 2 b*`` of the hair pixels above the brows (:func:`hair_mask`).
 
-    High = blond (light and yellow), middle = light brown / grey / white, low = black. Faces with
+    High = blond (light and yellow), middle = light brown / grey / red, low = black. Faces with
     few hair pixels there (bald, hats, hair the colour of the background) are pulled towards the
     neutral HAIR_NEUTRAL so that they do not land among the extremes.
     """
     out = []
-    for lab, p in zip(canon.lab, canon.points):
-        mask = hair_mask(lab, p)
-        frac = mask.sum() / mask[HAIR].size
-        if mask.sum() < 20:
+    for lab, grey, p in zip(canon.lab, canon.grey, canon.points):
+        mask, region = hair_mask(lab, grey, p)
+        if mask.sum() < 50:
             out.append(HAIR_NEUTRAL)
             continue
         score = float(np.median(lab[..., 0][mask] + 2 * lab[..., 2][mask]))
-        weight = min(1.0, frac / HAIR_MIN_FRACTION)
+        weight = min(1.0, mask.sum() / max(region.sum(), 1) / HAIR_MIN_FRACTION)
         out.append(weight * score + (1 - weight) * HAIR_NEUTRAL)
     return np.asarray(out, np.float64)
 
 
-def _region_stats(lab: np.ndarray, grey: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """Mean L* and high-frequency energy (|grey - blur|) inside mask."""
-    detail = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0))
-    return float(lab[..., 0][mask].mean()), float(detail[mask].mean())
+def _patch(lab: np.ndarray, x0: float, y0: float, x1: float, y1: float, min_height: int) -> np.ndarray:
+    """Lab pixels (K, 3) of the box [x0, x1) x [y0, y1), at least min_height rows, clipped to the image."""
+    xa, ya, xb, yb = (int(round(v)) for v in (x0, y0, x1, y1))
+    ya = min(max(ya, 0), WORK_SIZE - min_height)
+    yb = min(max(yb, ya + min_height), WORK_SIZE)
+    xa = min(max(xa, 0), WORK_SIZE - 1)
+    xb = min(max(xb, xa + 1), WORK_SIZE)
+    return lab[ya:yb, xa:xb].reshape(-1, 3)
 
 
 def beard(canon: Canonical) -> np.ndarray:
-    """(N,) darkness + texture of chin and upper-lip area relative to the cheeks.
+    """(N,) facial hair: how much darker and less red the upper lip and chin are than the cheeks.
 
-    ``(L_cheek - L_beard) / L_cheek + log(texture_beard / texture_cheek)``.
+    Reference skin: the brighter of two cheek patches beside the nose wings (below where glasses
+    sit, above where beards grow). Upper lip: between nose base and lip, mouth-wide. Chin: below
+    the lower lip, above the jaw, lip-wide. Score::
+
+        (dL_lip + dL_chin) / 2 + (a*_skin - a*_beard) / 20,   dL = (L*_skin - L*_region) / L*_skin
+
+    Stubble and beards darken these areas and take the red out of them; lip shadows and
+    lipstick darken a little but stay red.
     """
     out = []
-    for lab, grey, p in zip(canon.lab, canon.grey, canon.points):
-        beard_mask = polygon_mask(p, CHIN) | polygon_mask(p, UPPER_LIP_AREA)
-        cheek_mask = polygon_mask(p, LEFT_CHEEK, 0.7) | polygon_mask(p, RIGHT_CHEEK, 0.7)
-        lb, tb = _region_stats(lab, grey, beard_mask)
-        lc, tc = _region_stats(lab, grey, cheek_mask)
-        out.append((lc - lb) / max(lc, 1.0) + np.log((tb + 0.5) / (tc + 0.5)))
+    for lab, p in zip(canon.lab, canon.points):
+        nose, mid = p[33, 1], p[29, 1]
+        cheeks = [_patch(lab, p[31, 0] - 25, mid, p[31, 0] - 5, nose - 2, 4),
+                  _patch(lab, p[35, 0] + 5, mid, p[35, 0] + 25, nose - 2, 4)]
+        skin = max((np.median(c, axis=0) for c in cheeks), key=lambda m: m[0])
+        lip = _patch(lab, p[48, 0] + 4, nose + 2, p[54, 0] - 4, p[50:53, 1].min() - 2, 3)
+        chin = _patch(lab, p[58, 0], p[57, 1] + 6, p[56, 0], p[8, 1] - 8, 6)
+        light = max(float(skin[0]), 1.0)
+        d_lip = (light - np.median(lip[:, 0])) / light
+        d_chin = (light - np.median(chin[:, 0])) / light
+        redness = skin[1] - np.median(np.concatenate([lip, chin])[:, 1])
+        out.append((d_lip + d_chin) / 2 + redness / 20)
     return np.asarray(out, np.float64)
 
 

@@ -157,7 +157,13 @@ def _install(spec: ModelSpec, extracted: dict[str, Path], log: Progress) -> None
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=root))
     try:
         log(f"converting {spec.key}")
-        _converter(spec)(extracted, tmp)
+        try:
+            _converter(spec)(extracted, tmp)
+        except FetchError:
+            raise
+        except Exception as exc:  # a converter failing is a broken carrier, not a crash
+            raise FetchError(f"converting {spec.key} failed: {exc}") from exc
+        os.chmod(tmp, 0o755)
         for name in spec.outputs:
             if not (tmp / name).is_file():
                 raise FetchError(f"converter for {spec.key} did not write {name}")

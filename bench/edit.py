@@ -1,0 +1,318 @@
+"""Editing benchmark: do the shipped boundaries move what they claim, and only that?
+
+    python bench/edit.py [--faces 50] [--seed 1000000] [--out bench/out/edit] [--results bench/RESULTS.md]
+    python bench/edit.py --layer-scan [--faces 10]      # choose default slot ranges
+
+Faces: seeds ``seed … seed+faces-1`` (held out from training, which uses seeds from 0), ψ = 0.7,
+one w broadcast to W+, rendered at 256² (preview route) and scored with ``predict_all``.
+Every render's scores are cached under ``--out`` so an interrupted run resumes.
+
+Per boundary, α ∈ {−3, −1.5, 0, 1.5, 3} on each boundary's default slot range:
+
+* **Spearman**: rank correlation of α with the own predictor's change (score(α) − score(0)),
+  pooled over faces and α (``rho``), and the mean of the per-face correlations (``rho_face``).
+* **off-target matrix**: for every predictor j, mean over faces of score_j(+3) − score_j(−3),
+  divided by the std of score_j over the unedited faces (effect size in "face-to-face stds").
+* **--keep**: each main attribute edited at ±3 while keeping the other main ones
+  (k = 4 conditions, least squares); reported: |Δ_kept with keep| / |Δ_kept without|, summed
+  over the kept attributes, and how much of the own effect remains.
+* **identity**: dlib ResNet (``face_recognition_model_v1``) L2 distance between the edited and
+  the unedited face at |α| = 1.5 and 3 (same person ⇔ < 0.6).
+* **reference cosines**: our age / smile / yaw boundaries against the published e4e W directions
+  and against InterFaceGAN's StyleGAN2 Z boundaries converted to W; our PCA against e4e's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from latentstudio.edit.apply import apply_edits
+from latentstudio.edit.boundaries import SHIPPED_DIR, Boundary, load_index, z_to_w, read_vector
+from latentstudio.edit.predictors import SCORE_NAMES, predict_all
+from latentstudio.models.generator import Generator, to_uint8
+
+ALPHAS = (-3.0, -1.5, 0.0, 1.5, 3.0)
+MAIN = ("yaw", "smile", "gender", "age", "eyeglasses")
+REFERENCE = Path("/work/shared/reference-boundaries")
+SCAN_RANGES = ((0, 22), (0, 6), (0, 12), (4, 12), (7, 22))
+E4E = {"age": ("age", 1.0), "smile": ("smile", 1.0), "yaw": ("pose", -1.0)}  # e4e −pose = nose to image right
+INTERFACEGAN_Z = {"smile": ("Smiling", 1.0), "age": ("Young", -1.0), "gender": ("Male", 1.0),
+                  "eyeglasses": ("Eyeglasses", 1.0), "hair_color": ("Blond_Hair", 1.0)}
+
+
+# ----------------------------------------------------------------------------------- identity
+class Identity:
+    """dlib's 128-d face descriptor of 256² renders, from the 68 landmarks predict_all found."""
+
+    def __init__(self, cache: Path) -> None:
+        import dlib
+
+        dat = cache / "dlib_face_recognition_resnet_model_v1.dat"
+        if not dat.is_file():
+            member = "face_recognition_models-0.3.0/face_recognition_models/models/" + dat.name
+            with tarfile.open("/work/dl/face_recognition_models-0.3.0.tar.gz") as tar:
+                data = tar.extractfile(member).read()
+            dat.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dat.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, dat)
+        self.dlib = dlib
+        self.net = dlib.face_recognition_model_v1(str(dat))
+
+    def embed(self, images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(N,S,S,3) uint8 + (N,68,2) → (N,128)."""
+        d = self.dlib
+        out = []
+        for img, lm in zip(images, landmarks):
+            pts = [d.point(int(round(x)), int(round(y))) for x, y in lm]
+            rect = d.rectangle(int(lm[:, 0].min()), int(lm[:, 1].min()), int(lm[:, 0].max()), int(lm[:, 1].max()))
+            shape = d.full_object_detection(rect, pts)
+            out.append(np.array(self.net.compute_face_descriptor(np.ascontiguousarray(img), shape)))
+        return np.stack(out)
+
+
+# ------------------------------------------------------------------------------------ renders
+class Renderer:
+    """Render + score + embed W+ codes, cached per tag under ``folder``."""
+
+    def __init__(self, g: Generator, folder: Path, identity: Identity | None) -> None:
+        self.g, self.folder, self.identity = g, folder, identity
+        self.count = 0
+
+    def __call__(self, tag: str, codes: np.ndarray) -> dict[str, np.ndarray]:
+        path = self.folder / f"{tag}.npz"
+        if path.is_file():
+            with np.load(path) as d:
+                return {k: d[k] for k in d.files}
+        images = np.concatenate([to_uint8(self.g.synthesize(c[None], size=256)) for c in codes])
+        self.count += len(codes)
+        s = predict_all(images)
+        out = {k: s[k] for k in SCORE_NAMES}
+        out["valid"] = s["valid"]
+        if self.identity is not None:
+            out["id"] = self.identity.embed(images, s["landmarks"])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **out)
+        os.replace(tmp, path)
+        return out
+
+
+def _edit(codes: np.ndarray, name: str, alpha: float, bs: dict[str, Boundary], keep=(), layers=None) -> np.ndarray:  # noqa: ANN001
+    return np.stack([apply_edits(c, {name: alpha}, bs, keep=keep, layers=layers) for c in codes])
+
+
+def _tag(name: str, alpha: float, keep=(), layers=None) -> str:  # noqa: ANN001
+    t = f"{name}_a{alpha:+.1f}"
+    if keep:
+        t += "_keep-" + "-".join(keep)
+    if layers:
+        t += f"_L{layers[0]}-{layers[1]}"
+    return t
+
+
+# ------------------------------------------------------------------------------------ metrics
+def spearman(alphas: list[float], by_alpha: dict[float, np.ndarray], base: np.ndarray) -> tuple[float, float]:
+    """Pooled ρ(α, score−score₀) and mean per-face ρ (faces with a constant score are skipped)."""
+    a = np.concatenate([np.full(len(base), al) for al in alphas])
+    d = np.concatenate([by_alpha[al] - base for al in alphas])
+    pooled = float(spearmanr(a, d).statistic)
+    per_face = []
+    for i in range(len(base)):
+        s = np.array([by_alpha[al][i] for al in alphas])
+        if np.ptp(s) > 0:
+            per_face.append(spearmanr(alphas, s).statistic)
+    return pooled, float(np.mean(per_face)) if per_face else float("nan")
+
+
+def effect(hi: dict[str, np.ndarray], lo: dict[str, np.ndarray], std: dict[str, float]) -> dict[str, float]:
+    return {k: float(np.mean(hi[k] - lo[k]) / std[k]) for k in SCORE_NAMES}
+
+
+def id_dist(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> np.ndarray:
+    return np.linalg.norm(a["id"] - b["id"], axis=1)
+
+
+# --------------------------------------------------------------------------------------- main
+def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[str, Boundary],
+             codes: np.ndarray) -> str:
+    base = render("base", codes)
+    std = {k: float(np.std(base[k])) or 1.0 for k in SCORE_NAMES}
+    rows, matrix, ident = [], {}, {}
+    for name in bs:
+        by_alpha = {0.0: base[name]}
+        res = {0.0: base}
+        for al in ALPHAS:
+            if al == 0.0:
+                continue
+            res[al] = render(_tag(name, al), _edit(codes, name, al, bs))
+            by_alpha[al] = res[al][name]
+        rho, rho_face = spearman(list(ALPHAS), by_alpha, base[name])
+        matrix[name] = effect(res[3.0], res[-3.0], std)
+        if "id" in base:
+            ident[name] = (float(np.mean([id_dist(res[a], base).mean() for a in (-1.5, 1.5)])),
+                           float(np.mean([id_dist(res[a], base).mean() for a in (-3.0, 3.0)])),
+                           float(np.mean([(id_dist(res[a], base) < 0.6).mean() for a in (-3.0, 3.0)])))
+        b = bs[name]
+        rows.append((name, b.val_accuracy, b.n, b.layers, rho, rho_face, matrix[name][name],
+                     sum(abs(v) for k, v in matrix[name].items() if k != name)))
+        print(f"{name}: rho {rho:.3f} face {rho_face:.3f} own {matrix[name][name]:+.2f} renders so far {render.count}",
+              file=sys.stderr, flush=True)
+
+    keep_rows = []
+    for name in [m for m in MAIN if m in bs]:
+        kept = [m for m in MAIN if m != name and m in bs]
+        hi = render(_tag(name, 3.0, kept), _edit(codes, name, 3.0, bs, keep=kept))
+        lo = render(_tag(name, -3.0, kept), _edit(codes, name, -3.0, bs, keep=kept))
+        with_keep = effect(hi, lo, std)
+        without = matrix[name]
+        ratio = sum(abs(with_keep[k]) for k in kept) / max(sum(abs(without[k]) for k in kept), 1e-9)
+        per = {k: (without[k], with_keep[k]) for k in kept}
+        keep_rows.append((name, kept, ratio, with_keep[name] / without[name], per))
+        print(f"keep {name}: ratio {ratio:.3f}", file=sys.stderr, flush=True)
+
+    return report(args, g, bs, rows, matrix, keep_rows, ident, len(codes))
+
+
+def reference_cosines(g: Generator, bs: dict[str, Boundary]) -> list[str]:
+    lines = []
+    if not REFERENCE.is_dir():
+        return ["(reference boundaries not available)"]
+    lines.append("| ours | published | cosine |")
+    lines.append("|---|---|---|")
+    for ours, (theirs, sign) in E4E.items():
+        if ours in bs:
+            v = read_vector(REFERENCE / "e4e_w" / f"{theirs}.npy") * sign
+            lines.append(f"| {ours} | e4e W `{'−' if sign < 0 else ''}{theirs}` | {float(bs[ours].normal @ v):+.3f} |")
+    for ours, (attr, sign) in INTERFACEGAN_Z.items():
+        if ours in bs:
+            zvec = read_vector(REFERENCE / "interfacegan_stylegan2_ffhq_z" / f"boundary_{attr}.npy")
+            fit = z_to_w(zvec, g, samples=20000)
+            lines.append(f"| {ours} | InterFaceGAN Z `{'−' if sign < 0 else ''}{attr}` → W (val. acc. "
+                         f"{fit.val_accuracy:.2f}) | {float(bs[ours].normal @ fit.normal) * sign:+.3f} |")
+    pca_path = SHIPPED_DIR / "pca_w.npz"
+    if pca_path.is_file():
+        ours = np.load(pca_path)["components"][:10]
+        theirs = np.load(REFERENCE / "e4e_w" / "ffhq_pca.npz")["comp"][:10]
+        cos = np.abs(np.sum(ours * theirs, axis=1))
+        lines.append("")
+        lines.append("PCA (GANSpace) components 0-9, |cos| to e4e's `ffhq_pca`: "
+                     + ", ".join(f"{c:.3f}" for c in cos))
+    return lines
+
+
+def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows, matrix, keep_rows,  # noqa: ANN001
+           ident, faces: int) -> str:
+    cpu = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch threads {torch.get_num_threads()}"
+    out = ["## Editing (issue 4)", "",
+           f"Machine: {cpu}, shared with other jobs; no GPU. `python bench/edit.py --faces {faces} "
+           f"--seed {args.seed}` ({faces} generated faces, seeds {args.seed}…, ψ 0.7, W broadcast to W+, "
+           "256² preview renders, scores from `latentstudio.edit.predictors`). Boundaries: shipped set "
+           "(`boundaries/index.json`), each on its default slot range.", "",
+           "### Per boundary", "",
+           "ρ = Spearman(α, own score change), α ∈ {−3, −1.5, 0, 1.5, 3}, pooled over faces; ρ_face = mean "
+           "per-face ρ. own = effect of α −3 → +3 on the own predictor in face-to-face stds; off = sum of |effect| "
+           "on the 12 other predictors. id = dlib L2 distance to the unedited face (same person < 0.6).", "",
+           "| boundary | val. acc | N | slots | ρ | ρ_face | own | off | id at ±1.5 | id at ±3 | same person at ±3 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, acc, n, layers, rho, rho_face, own, off in rows:
+        i = ident.get(name, (float("nan"),) * 3)
+        out.append(f"| {name} | {acc:.3f} | {n} | {layers[0]}–{layers[1]} | {rho:.3f} | {rho_face:.3f} | "
+                   f"{own:+.2f} | {off:.2f} | {i[0]:.3f} | {i[1]:.3f} | {100 * i[2]:.0f} % |")
+    out += ["", "### Off-target matrix (row: edited boundary α −3 → +3; column: predictor; effect in face-to-face stds)", ""]
+    cols = list(SCORE_NAMES)
+    out.append("| edit \\ score | " + " | ".join(cols) + " |")
+    out.append("|---" * (len(cols) + 1) + "|")
+    for name in matrix:
+        out.append(f"| {name} | " + " | ".join(
+            (f"**{matrix[name][c]:+.2f}**" if c == name else f"{matrix[name][c]:+.2f}") for c in cols) + " |")
+    out += ["", "### Conditional editing (--keep the other main attributes, k = 4, least squares)", "",
+            "kept/without = Σ|effect on kept attributes| with keep ÷ without (target ≤ 0.20); own kept = "
+            "share of the own effect that remains.", "",
+            "| edit | kept | kept/without | own kept | per kept attribute: without → with |", "|---|---|---|---|---|"]
+    for name, kept, ratio, own_kept, per in keep_rows:
+        detail = ", ".join(f"{k} {a:+.2f}→{b:+.2f}" for k, (a, b) in per.items())
+        out.append(f"| {name} | {','.join(kept)} | {ratio:.2f} | {own_kept:.2f} | {detail} |")
+    out += ["", "### Cosine to published directions (comparison only; nothing copied)", ""]
+    out += reference_cosines(g, bs)
+    return "\n".join(out) + "\n"
+
+
+def run_scan(args: argparse.Namespace, render: Renderer, bs: dict[str, Boundary], codes: np.ndarray) -> str:
+    """Effect of each boundary at ±3 on each slot range: own effect and off-target sum."""
+    base = render("base", codes)
+    std = {k: float(np.std(base[k])) or 1.0 for k in SCORE_NAMES}
+    lines = ["| boundary | " + " | ".join(f"{a}–{b}: own / off" for a, b in SCAN_RANGES) + " |",
+             "|---" * (len(SCAN_RANGES) + 1) + "|"]
+    result = {}
+    for name in bs:
+        cells = []
+        for rng in SCAN_RANGES:
+            hi = render(_tag(name, 3.0, layers=rng), _edit(codes, name, 3.0, bs, layers=rng))
+            lo = render(_tag(name, -3.0, layers=rng), _edit(codes, name, -3.0, bs, layers=rng))
+            e = effect(hi, lo, std)
+            off = sum(abs(v) for k, v in e.items() if k != name)
+            result.setdefault(name, {})[f"{rng[0]}-{rng[1]}"] = {"own": e[name], "off": off, "all": e}
+            cells.append(f"{e[name]:+.2f} / {off:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    (render.folder / "layer_scan.json").write_text(json.dumps(result, indent=1))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--faces", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=1_000_000)
+    ap.add_argument("--out", default="bench/out/edit")
+    ap.add_argument("--results", help="replace/append the '## Editing (issue 4)' section of this file")
+    ap.add_argument("--layer-scan", action="store_true")
+    ap.add_argument("--no-identity", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    g = Generator.load("cpu")
+    bs = load_index(SHIPPED_DIR)
+    codes = np.tile(g.map(g.sample_z(args.seed, args.faces), 0.7).numpy()[:, None], (1, 23, 1))
+    out = Path(args.out) / f"faces{args.faces}_seed{args.seed}"
+    identity = None if args.no_identity or args.layer_scan else Identity(Path(args.out))
+    render = Renderer(g, out, identity)
+    t0 = time.time()
+    if args.layer_scan:
+        text = run_scan(args, render, bs, codes)
+    else:
+        text = run_main(args, g, render, bs, codes)
+    print(text)
+    print(f"{render.count} renders in {time.time() - t0:.0f} s", file=sys.stderr)
+    if args.results and not args.layer_scan:
+        write_section(Path(args.results), text)
+    return 0
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace the '## Editing (issue 4)' section of ``path`` (or append it), keeping the rest."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmark results\n"
+    head = "## Editing (issue 4)"
+    if head in old:
+        start = old.index(head)
+        nxt = old.find("\n## ", start + len(head))
+        old = old[:start] + (old[nxt + 1:] if nxt >= 0 else "")
+    new = old.rstrip("\n") + "\n\n" + text
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,752 @@
+"""The editing session, headless: where the face came from, its base W+ code and the edit state.
+
+The edited code is a pure function of the document and an ``EditState``::
+
+    code = edits(identity(base))        # every array (23, 512) float32
+    identity: mapper blend with a second face (``id_alpha``, ``attr_alpha``), then de-identify
+    edits:    base + Σ αᵢ·nᵢ over the moved sliders, each nᵢ applied to its slot range and made
+              orthogonal to the "keep" (locked) attributes (``latentstudio.edit.apply``)
+
+``EditState`` is immutable: every change makes a new one, so undo is "put the old state back"
+and a background render can read a state while the UI thread builds the next one.
+Project files (``.lsproj``, bottom of this module) are a zip of ``project.json`` (versioned
+schema) and ``arrays.npz``, written atomically; ``Autosave`` / ``recoverable`` handle crash recovery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentstudio import __version__
+
+NUM_SLOTS, W_DIM = 23, 512
+SCHEMA = "latentstudio-project"
+VERSION = 1
+PROJECT_SUFFIX = ".lsproj"
+ROLES = ("identity", "attributes")  # what the second face contributes
+Direction = Any  # latentstudio.edit.boundaries.Boundary (imported lazily)
+
+
+class DocumentError(ValueError):
+    """An edit or export the document cannot do; the message says why."""
+
+
+class ProjectError(ValueError):
+    """A project file that cannot be read (damaged, foreign, newer schema)."""
+
+
+# ----------------------------------------------------------------------------- directions
+# Directions are ``latentstudio.edit.boundaries.Boundary`` objects: unit ``normal`` (512,) in W,
+# slider ``range``, inclusive slot range ``layers`` (a, b) with 0 <= a <= b <= 22, and
+# ``source`` ("trained", "imported", "user", "pca") which the panel groups by.
+
+
+def _boundaries():  # noqa: ANN202 - the latentstudio.edit.boundaries module
+    from latentstudio.edit import boundaries
+
+    return boundaries
+
+
+def make_direction(name: str, vector: np.ndarray, *, label: str | None = None, kind: str = "user",
+                   value_range: tuple[float, float] = (-3.0, 3.0),
+                   layers: tuple[int, int] = (0, NUM_SLOTS - 1)) -> Any:
+    """A Boundary from a (512,) / (1,512) vector (normalised); DocumentError if unusable."""
+    b = _boundaries()
+    try:
+        return b.Boundary(name=b.check_name(name), normal=vector, label=label or name,
+                          range=tuple(value_range), layers=tuple(layers), source=kind)
+    except b.BoundaryError as exc:
+        raise DocumentError(str(exc)) from exc
+
+
+def load_default_directions(folders: Iterable[Path] | None = None,
+                            pca_count: int = 10) -> tuple[list[Any], str | None]:
+    """Installed boundaries (shipped + user) and the first ``pca_count`` shipped PCA directions,
+    or ([], reason) when they cannot be loaded."""
+    try:
+        b = _boundaries()
+        from latentstudio.edit.pca import load_pca_boundaries
+    except ImportError as exc:
+        return [], f"editing module not installed ({exc})"
+    try:
+        found = list(b.load_all(folders).values())
+        if folders is None and pca_count > 0:
+            found += [d for d in load_pca_boundaries(pca_count).values()
+                      if d.name not in {f.name for f in found}]
+        return found, None
+    except Exception as exc:  # noqa: BLE001 - a broken index must not stop the editor
+        return [], f"cannot load boundaries: {exc}"
+
+
+def import_directions(path: str | Path, *, max_components: int = 10) -> list[Any]:
+    """W-space directions from a user file: .npy/.pt (one vector), or .npz with ``components`` or
+    ``comp`` (K,512)
+    [+ ``std`` (K,)] (GANSpace-style PCA: the first ``max_components`` become sliders in units of
+    the component's σ, range ±3σ). DocumentError with the cause on a bad file."""
+    p = Path(path)
+    b = _boundaries()
+    stem = _slug(p.stem)
+    if p.suffix.lower() in (".npy", ".pt", ".pth"):
+        try:
+            vec = b.read_vector(p)
+        except b.BoundaryError as exc:
+            raise DocumentError(str(exc)) from exc
+        return [make_direction(stem, vec, label=p.stem, kind="user")]
+    if p.suffix.lower() != ".npz":
+        raise DocumentError(f"{p}: directions are .npy/.pt (one vector) or .npz (PCA 'comp')")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            key = next((k for k in ("components", "comp") if k in data.files), None)
+            if key is None:
+                raise DocumentError(f"{p}: .npz needs a 'components' or 'comp' (K,512) array, "
+                                    f"found {data.files}")
+            comp = np.asarray(data[key], dtype=np.float64)
+            std = np.asarray(data["std"], np.float64).reshape(-1) if "std" in data.files else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        if isinstance(exc, DocumentError):
+            raise
+        raise DocumentError(f"{p}: not a readable direction file ({exc})") from exc
+    if comp.size % W_DIM or comp.size == 0:
+        raise DocumentError(f"{p}: 'comp' must be (K,512), got {comp.shape}")
+    comp = comp.reshape(-1, W_DIM)
+    out = []
+    for k in range(min(max_components, comp.shape[0])):
+        s = float(std[k]) if std is not None and k < std.size and std[k] > 0 else 1.0
+        out.append(make_direction(f"pca{k + 1}_{stem}"[:40], comp[k], label=f"PCA {k + 1}",
+                                  kind="pca", value_range=(-3.0 * s, 3.0 * s)))
+    return out
+
+
+def _slug(text: str) -> str:
+    s = "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+    s = s if s and s[0].isalpha() else f"d_{s}"
+    return s[:30]
+
+
+def _check_layers(name: str, layers: Sequence[int]) -> tuple[int, int]:
+    """Inclusive slot range (a, b), 0 <= a <= b <= 22."""
+    try:
+        lo, hi = (int(v) for v in layers)
+    except (TypeError, ValueError) as exc:
+        raise DocumentError(f"{name}: slot range must be two slot numbers, got {layers!r}") from exc
+    if not 0 <= lo <= hi <= NUM_SLOTS - 1:
+        raise DocumentError(f"{name}: slot range must satisfy 0 <= first <= last <= {NUM_SLOTS - 1}, "
+                            f"got ({lo}, {hi})")
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- state
+@dataclass(frozen=True, eq=False)
+class OtherFace:
+    """The second face of the identity panel: its code (23,512) and where it came from."""
+
+    code: np.ndarray
+    label: str
+    origin: dict[str, Any] = field(default_factory=dict)  # {"kind": "seed"|"photo", ...}
+
+
+@dataclass(frozen=True)
+class IdentityState:
+    other: OtherFace | None = None
+    role: str = "identity"  # what ``other`` contributes: "identity" or "attributes"
+    id_alpha: float = 0.0  # how much of the other face's identity
+    attr_alpha: float = 0.0  # how much of the other face's attributes
+    deid_strength: float = 0.0
+    deid_seed: int = 0
+
+    @property
+    def active(self) -> bool:
+        blends = self.other is not None and (self.id_alpha != 0.0 or self.attr_alpha != 0.0)
+        return blends or self.deid_strength != 0.0
+
+
+@dataclass(frozen=True)
+class EditState:
+    """Slider values (only non-zero ones), locks, per-slider slot ranges, identity settings.
+
+    Never mutate the dicts: use the ``with_*`` methods, which return a new state.
+    """
+
+    values: Mapping[str, float] = field(default_factory=dict)
+    keep: frozenset[str] = frozenset()
+    layers: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # overrides only
+    identity: IdentityState = IdentityState()
+
+    def value(self, name: str) -> float:
+        return float(self.values.get(name, 0.0))
+
+    def with_value(self, name: str, value: float) -> EditState:
+        v = float(value)
+        if not math.isfinite(v):
+            raise DocumentError(f"{name}: slider value must be finite, got {value!r}")
+        values = {k: x for k, x in self.values.items() if k != name}
+        if v != 0.0:
+            values[name] = v
+        return replace(self, values=values)
+
+    def with_keep(self, name: str, on: bool) -> EditState:
+        return replace(self, keep=self.keep | {name} if on else self.keep - {name})
+
+    def with_layers(self, name: str, layers: tuple[int, int] | None) -> EditState:
+        rest = {k: x for k, x in self.layers.items() if k != name}
+        if layers is not None:
+            rest[name] = _check_layers(name, layers)
+        return replace(self, layers=rest)
+
+    def with_identity(self, **changes: Any) -> EditState:
+        ident = replace(self.identity, **changes)
+        if ident.role not in ROLES:
+            raise DocumentError(f"role must be one of {ROLES}, got {ident.role!r}")
+        return replace(self, identity=ident)
+
+    def swapped_roles(self) -> EditState:
+        """The second face changes role; the two amounts swap with it."""
+        i = self.identity
+        return self.with_identity(role=ROLES[1 - ROLES.index(i.role)], id_alpha=i.attr_alpha,
+                                  attr_alpha=i.id_alpha)
+
+    def reset_sliders(self) -> EditState:
+        return replace(self, values={}, layers={})
+
+
+# ----------------------------------------------------------------------------- source
+@dataclass(frozen=True, eq=False)
+class Source:
+    """Where the base code came from: a photo (with its alignment), a seed, or a code file."""
+
+    kind: str  # "photo" | "seed" | "code"
+    path: Path | None = None
+    sha256: str | None = None
+    face_index: int = 0
+    quad: np.ndarray | None = None  # (4,2) float64, photo pixels
+    landmarks: np.ndarray | None = None  # (68,2) float32, photo pixels
+    photo_size: tuple[int, int] | None = None  # (width, height)
+    seed: int | None = None
+    psi: float | None = None
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "seed":
+            return f"seed {self.seed} (ψ {self.psi:g})"
+        return self.path.name if self.path else self.kind
+
+    def photo(self) -> np.ndarray:
+        """The original photo (H,W,3) uint8, loaded once; DocumentError if it is gone or changed."""
+        if "photo" not in self._cache:
+            from latentstudio.face.image_io import ImageError, load_image
+
+            if self.kind != "photo" or self.path is None:
+                raise DocumentError("this document has no source photo")
+            try:
+                rgb = load_image(self.path)
+            except ImageError as exc:
+                raise DocumentError(f"cannot read the source photo: {exc}") from exc
+            if self.photo_size and (rgb.shape[1], rgb.shape[0]) != tuple(self.photo_size):
+                raise DocumentError(f"{self.path}: the photo changed size since it was aligned "
+                                    f"({rgb.shape[1]}x{rgb.shape[0]}, was "
+                                    f"{self.photo_size[0]}x{self.photo_size[1]})")
+            self._cache["photo"] = rgb
+        return self._cache["photo"]
+
+    def aligned(self) -> np.ndarray:
+        """The FFHQ-aligned original face (1024,1024,3) uint8."""
+        if "aligned" not in self._cache:
+            from latentstudio.face.align import align_face
+
+            if self.landmarks is None:
+                raise DocumentError("this document has no face alignment")
+            self._cache["aligned"] = align_face(self.photo(), np.asarray(self.landmarks)).image
+        return self._cache["aligned"]
+
+    @property
+    def can_paste_back(self) -> bool:
+        return (self.kind == "photo" and self.quad is not None and self.landmarks is not None
+                and self.path is not None and self.path.is_file())
+
+    def remember(self, photo: np.ndarray | None = None, aligned: np.ndarray | None = None) -> None:
+        """Seed the caches with arrays already in memory (after detection / alignment)."""
+        if photo is not None:
+            self._cache["photo"] = photo
+        if aligned is not None:
+            self._cache["aligned"] = aligned
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- document
+class Document:
+    """One editing session. ``code()`` is the edited W+ (23,512) float32 for the current state."""
+
+    def __init__(self, base: np.ndarray, source: Source, directions: Iterable[Direction] = (),
+                 state: EditState | None = None) -> None:
+        b = np.asarray(base, dtype=np.float32)
+        if b.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(b).all():
+            raise DocumentError(f"base code must be a finite (23,512) array, got {b.shape}")
+        self.base = b.copy()
+        self.base.setflags(write=False)
+        self.source = source
+        self.directions: dict[str, Direction] = {}
+        self.add_directions(directions)
+        self.state = EditState()
+        if state is not None:
+            self.set_state(state)
+        self.warnings: list[str] = []  # non-fatal notes from loading (missing photo, …)
+
+    # -- construction
+    @classmethod
+    def from_seed(cls, generator: Any, seed: int, psi: float = 0.7,
+                  directions: Iterable[Direction] = ()) -> Document:
+        w = generator.seed_w(seed, psi).detach().cpu().numpy().astype(np.float32)
+        return cls(np.repeat(w[None], NUM_SLOTS, 0), Source("seed", seed=seed, psi=psi), directions)
+
+    @classmethod
+    def from_photo(cls, path: str | Path, alignment: Any, landmarks: np.ndarray,
+                   w_plus: np.ndarray, *, face_index: int = 0, photo: np.ndarray | None = None,
+                   directions: Iterable[Direction] = ()) -> Document:
+        """After detection, alignment (``face.align.Alignment``) and inversion of a photo."""
+        p = Path(path).resolve()
+        src = Source("photo", p, file_sha256(p), face_index, np.asarray(alignment.quad, np.float64),
+                     np.asarray(landmarks, np.float32), tuple(alignment.source_size))
+        src.remember(photo=photo, aligned=alignment.image)
+        return cls(w_plus, src, directions)
+
+    # -- directions and state
+    def add_directions(self, dirs: Iterable[Direction]) -> list[str]:
+        """Add (or replace) directions; the dict is replaced, never mutated (renders read it)."""
+        new = dict(self.directions)
+        names = []
+        for d in dirs:
+            _check_layers(d.name, d.layers)
+            new[d.name] = d
+            names.append(d.name)
+        self.directions = new
+        return names
+
+    def check_state(self, state: EditState) -> None:
+        unknown = (set(state.values) | set(state.keep) | set(state.layers)) - set(self.directions)
+        if unknown:
+            raise DocumentError(f"unknown slider(s): {', '.join(sorted(unknown))}")
+
+    def set_state(self, state: EditState) -> None:
+        self.check_state(state)
+        self.state = state
+
+    def layers_of(self, name: str, state: EditState | None = None) -> tuple[int, int]:
+        s = self.state if state is None else state
+        return tuple(s.layers.get(name, self.directions[name].layers))  # type: ignore[return-value]
+
+    # -- the code
+    def code(self, state: EditState | None = None) -> np.ndarray:
+        """Edited W+ (23,512) float32 for ``state`` (default: the current one). Thread-safe."""
+        s = self.state if state is None else state
+        dirs = self.directions
+        w = identity_stage(self.base, s.identity)
+        alphas = {n: v for n, v in s.values.items() if v != 0.0}
+        keep = sorted(k for k in s.keep if k in dirs)
+        # a locked slider keeps its own offset; the others are made orthogonal to every lock
+        locked = {n: v for n, v in alphas.items() if n in s.keep}
+        free = {n: v for n, v in alphas.items() if n not in s.keep}
+        layers = {n: self.layers_of(n, s) for n in alphas}
+        w = w.astype(np.float32, copy=True)
+        if locked:
+            w = _apply_edits(w, locked, dirs, [], layers)
+        if free:
+            w = _apply_edits(w, free, dirs, keep, layers)
+        return np.asarray(w, dtype=np.float32).reshape(NUM_SLOTS, W_DIM)
+
+    def render(self, generator: Any, size: int = 1024, state: EditState | None = None) -> np.ndarray:
+        """The edited face (size,size,3) uint8."""
+        from latentstudio.models.generator import to_uint8
+
+        return to_uint8(generator.synthesize(self.code(state), size=size))[0]
+
+    def compose(self, aligned_rgb: np.ndarray) -> np.ndarray:
+        """Paste an edited aligned face back into the original photo: (H,W,3) uint8."""
+        from latentstudio.face.pasteback import paste_back
+
+        if not self.source.can_paste_back:
+            raise DocumentError("pasting back needs the original photo, which is not available"
+                                if self.source.kind == "photo" else
+                                "this face was not opened from a photo; export the aligned crop")
+        return paste_back(self.source.photo(), aligned_rgb, self.source.quad,  # type: ignore[arg-type]
+                          self.source.landmarks)  # type: ignore[arg-type]
+
+    # -- description
+    def edits_summary(self, state: EditState | None = None) -> dict[str, Any]:
+        s = self.state if state is None else state
+        ident = s.identity
+        return {
+            "source": self.source.label,
+            "edits": {n: round(v, 4) for n, v in s.values.items()},
+            "keep": sorted(s.keep),
+            "layers": {n: list(v) for n, v in s.layers.items()},
+            "identity": None if not ident.active else {
+                "other": ident.other.label if ident.other else None, "role": ident.role,
+                "id_alpha": ident.id_alpha, "attr_alpha": ident.attr_alpha,
+                "deidentify": ident.deid_strength, "deid_seed": ident.deid_seed},
+        }
+
+    def export_metadata(self, mode: str, state: EditState | None = None) -> dict[str, str]:
+        s = self.state if state is None else state
+        summary = self.edits_summary(s)
+        text = ", ".join(f"{self.directions[n].label} {v:+.2f}" for n, v in s.values.items()
+                         if n in self.directions) or "no slider edits"
+        return {"Software": f"LatentStudio {__version__}", "Description": text,
+                "latentstudio": json.dumps({**summary, "mode": mode}, sort_keys=True)}
+
+    def export(self, path: str | Path, generator: Any, mode: str = "aligned",
+               aligned_rgb: np.ndarray | None = None, state: EditState | None = None) -> np.ndarray:
+        """Write the edited face to PNG/JPEG/WebP: ``mode`` "aligned" (1024² crop) or "photo"
+        (pasted back at the photo's full resolution), with the edits as metadata.
+        ``aligned_rgb`` reuses a 1024² render of ``state`` (default: the current state)."""
+        from latentstudio.face.image_io import ImageError, save_image
+
+        if mode not in ("aligned", "photo"):
+            raise DocumentError(f"export mode must be 'aligned' or 'photo', got {mode!r}")
+        face = aligned_rgb if aligned_rgb is not None else self.render(generator, 1024, state)
+        out = face if mode == "aligned" else self.compose(face)
+        try:
+            save_image(path, out, self.export_metadata(mode, state))
+        except ImageError as exc:
+            raise DocumentError(str(exc)) from exc
+        return out
+
+    # -- projects
+    def save(self, path: str | Path) -> None:
+        save_project(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, directions: Iterable[Direction] = ()) -> Document:
+        return load_project(path, directions)
+
+
+# ----------------------------------------------------------------------------- core bridges
+def identity_available() -> str | None:
+    """None when the identity mapper can be used, else the reason it cannot."""
+    try:
+        import latentstudio.identity.api  # noqa: F401
+    except ImportError:
+        return "identity mapper not installed"
+    return None
+
+
+def identity_stage(base: np.ndarray, ident: IdentityState) -> np.ndarray:
+    """Blend with the second face through the mapper, then de-identify: (23,512) float32."""
+    if not ident.active:
+        return np.asarray(base, dtype=np.float32)
+    reason = identity_available()
+    if reason:
+        raise DocumentError(reason)
+    from latentstudio.identity import api
+
+    w = np.asarray(base, dtype=np.float32)
+    if ident.other is not None and (ident.id_alpha or ident.attr_alpha):
+        w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha))
+    if ident.deid_strength:
+        w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed))
+    return w
+
+
+def _as_plus(code: Any) -> np.ndarray:
+    arr = code.detach().cpu().numpy() if hasattr(code, "detach") else np.asarray(code)
+    arr = arr.astype(np.float32).reshape(-1, W_DIM)
+    return np.repeat(arr, NUM_SLOTS, 0) if arr.shape[0] == 1 else arr.reshape(NUM_SLOTS, W_DIM)
+
+
+def _apply_edits(w: np.ndarray, alphas: dict[str, float], dirs: dict[str, Direction],
+                 keep: list[str], layers: dict[str, tuple[int, int]]) -> np.ndarray:
+    """Delegate to ``latentstudio.edit.apply.apply_edits``; its errors become DocumentError."""
+    try:
+        from latentstudio.edit.apply import apply_edits
+        from latentstudio.edit.boundaries import BoundaryError
+    except ImportError as exc:
+        raise DocumentError(f"editing module not installed ({exc})") from exc
+    try:
+        return apply_edits(w, alphas, dirs, keep=keep, layers=layers)
+    except BoundaryError as exc:
+        raise DocumentError(str(exc)) from exc
+
+
+# ----------------------------------------------------------------------------- project files
+def save_project(doc: Document, path: str | Path) -> None:
+    """Write ``doc`` as a ``.lsproj`` zip (project.json + arrays.npz), atomically."""
+    p = Path(path)
+    src, st = doc.source, doc.state
+    arrays: dict[str, np.ndarray] = {"base": doc.base}
+    if src.quad is not None:
+        arrays["quad"] = np.asarray(src.quad, np.float64)
+    if src.landmarks is not None:
+        arrays["landmarks"] = np.asarray(src.landmarks, np.float32)
+    used = set(st.values) | set(st.keep) | set(st.layers)
+    extra = [d for d in doc.directions.values() if d.source in ("user", "pca") or d.name in used]
+    for i, d in enumerate(extra):
+        arrays[f"dir{i}"] = np.asarray(d.normal, np.float32)
+    arrays["code"] = doc.code()  # the edited code, for other tools and as a check on load
+    ident = st.identity
+    if ident.other is not None:
+        arrays["other"] = np.asarray(ident.other.code, np.float32)
+    meta = {
+        "schema": SCHEMA, "version": VERSION, "app": f"LatentStudio {__version__}",
+        "source": {"kind": src.kind, "face_index": src.face_index, "sha256": src.sha256,
+                   "seed": src.seed, "psi": src.psi,
+                   "photo_size": list(src.photo_size) if src.photo_size else None,
+                   "path": str(src.path) if src.path else None,
+                   "relpath": _relpath(src.path, p.parent) if src.path else None},
+        "directions": [{"name": d.name, "label": d.label, "kind": d.source, "range": list(d.range),
+                        "layers": list(d.layers), "array": f"dir{i}"} for i, d in enumerate(extra)],
+        "state": {"values": dict(st.values), "keep": sorted(st.keep),
+                  "layers": {k: list(v) for k, v in st.layers.items()},
+                  "identity": {"role": ident.role, "id_alpha": ident.id_alpha,
+                               "attr_alpha": ident.attr_alpha,
+                               "deid_strength": ident.deid_strength, "deid_seed": ident.deid_seed,
+                               "other": None if ident.other is None else
+                               {"label": ident.other.label, "origin": ident.other.origin}}},
+    }
+    _atomic_zip(p, {"project.json": json.dumps(meta, indent=1).encode(), "arrays.npz": _npz(arrays)})
+
+
+def _relpath(target: Path, start: Path) -> str | None:
+    try:
+        return os.path.relpath(target, start.resolve())
+    except ValueError:  # other drive on Windows
+        return None
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _atomic_zip(path: Path, members: dict[str, bytes]) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise DocumentError(f"{path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+                for name, data in members.items():
+                    z.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DocumentError(f"{path}: could not save ({exc})") from exc
+        raise
+
+
+def load_project(path: str | Path, directions: Iterable[Direction] = ()) -> Document:
+    """Read a ``.lsproj``; ProjectError with the cause if it is damaged or not a project.
+
+    ``directions`` are the installed boundaries; the project adds its own imported ones.
+    A missing source photo is not fatal: the document opens without paste-back, with a warning.
+    """
+    p = Path(path)
+    meta, arrays = _read_members(p)
+    try:
+        return _build(p, meta, arrays, list(directions))
+    except ProjectError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ProjectError(f"{p}: damaged project file ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_members(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not p.is_file():
+        raise ProjectError(f"{p}: no such project file")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+            missing = {"project.json", "arrays.npz"} - names
+            if missing:
+                raise ProjectError(f"{p}: not a LatentStudio project (missing {', '.join(sorted(missing))})")
+            raw = z.read("project.json")
+            npz = z.read("arrays.npz")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise ProjectError(f"{p}: damaged or not a LatentStudio project ({exc})") from exc
+    except (ValueError, RuntimeError) as exc:  # zlib errors, CRC mismatches
+        raise ProjectError(f"{p}: damaged project file ({exc})") from exc
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProjectError(f"{p}: project.json is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+        raise ProjectError(f"{p}: not a LatentStudio project (schema {meta.get('schema')!r})"
+                           if isinstance(meta, dict) else f"{p}: project.json is not an object")
+    version = meta.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ProjectError(f"{p}: invalid schema version {version!r}")
+    if version > VERSION:
+        raise ProjectError(f"{p}: written by a newer LatentStudio (project version {version}; "
+                           f"this one reads up to {VERSION})")
+    import io
+
+    try:
+        with np.load(io.BytesIO(npz), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ProjectError(f"{p}: arrays.npz is damaged ({exc})") from exc
+    return meta, arrays
+
+
+def _array(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...], p: Path) -> np.ndarray:
+    if key not in arrays:
+        raise ProjectError(f"{p}: damaged project file (array {key!r} is missing)")
+    a = arrays[key]
+    if a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
+        raise ProjectError(f"{p}: damaged project file (array {key!r} should be finite {shape}, "
+                           f"got {a.dtype} {a.shape})")
+    return a
+
+
+def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+           installed: list[Direction]) -> Document:
+    base = _array(arrays, "base", (NUM_SLOTS, W_DIM), p)
+    s = meta["source"]
+    warnings: list[str] = []
+    kind = s["kind"]
+    if kind not in ("photo", "seed", "code"):
+        raise ProjectError(f"{p}: unknown source kind {kind!r}")
+    photo_path = _find_photo(p, s) if kind == "photo" else None
+    if kind == "photo" and photo_path is None:
+        warnings.append(f"source photo not found ({s.get('path')}); paste-back is unavailable")
+    elif photo_path is not None and s.get("sha256") and file_sha256(photo_path) != s["sha256"]:
+        warnings.append(f"{photo_path} changed since the project was saved")
+    size = s.get("photo_size")
+    source = Source(kind, photo_path or (Path(s["path"]) if s.get("path") else None), s.get("sha256"),
+                    int(s.get("face_index") or 0),
+                    _array(arrays, "quad", (4, 2), p) if "quad" in arrays else None,
+                    _array(arrays, "landmarks", (68, 2), p) if "landmarks" in arrays else None,
+                    (int(size[0]), int(size[1])) if size else None,
+                    None if s.get("seed") is None else int(s["seed"]),
+                    None if s.get("psi") is None else float(s["psi"]))
+    dirs = list(installed)
+    for d in meta.get("directions", []):
+        vec = _array(arrays, d["array"], (W_DIM,), p)
+        dirs.append(make_direction(d["name"], vec, label=d["label"], kind=d["kind"],
+                                   value_range=tuple(d["range"]), layers=tuple(d["layers"])))
+    doc = Document(base, source, dirs)
+    doc.warnings = warnings
+    doc.set_state(_state(p, meta["state"], arrays, doc, warnings))
+    if "code" in arrays and arrays["code"].shape == (NUM_SLOTS, W_DIM):
+        try:
+            same = np.allclose(doc.code(), arrays["code"], atol=1e-4)
+        except DocumentError as exc:
+            warnings.append(f"cannot rebuild the edited face: {exc}")
+        else:
+            if not same:
+                warnings.append("the edited face differs from the saved one "
+                                "(the editing or identity models changed since)")
+    return doc
+
+
+def _find_photo(p: Path, s: dict[str, Any]) -> Path | None:
+    for cand in (s.get("path"), (p.parent / s["relpath"]) if s.get("relpath") else None):
+        if cand and Path(cand).is_file():
+            return Path(cand).resolve()
+    return None
+
+
+def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Document,
+           warnings: list[str]) -> EditState:
+    known = set(doc.directions)
+
+    def known_only(names: Iterable[str], what: str) -> list[str]:
+        names = list(names)
+        gone = [n for n in names if n not in known]
+        if gone:
+            warnings.append(f"{what} for unknown slider(s) ignored: {', '.join(gone)}")
+        return [n for n in names if n in known]
+
+    raw_values = st.get("values", {})
+    if not isinstance(raw_values, dict):
+        raise ProjectError(f"{p}: damaged project file (slider values are not a mapping)")
+    values = {n: float(raw_values[n]) for n in known_only(raw_values, "values")}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise ProjectError(f"{p}: damaged project file (non-finite slider value)")
+    keep = frozenset(known_only(st.get("keep", []), "locks"))
+    raw_layers = st.get("layers", {})
+    layers = {n: _check_layers(n, raw_layers[n]) for n in known_only(raw_layers, "slot ranges")}
+    i = st.get("identity", {})
+    other = None
+    if i.get("other") is not None:
+        other = OtherFace(_array(arrays, "other", (NUM_SLOTS, W_DIM), p), str(i["other"]["label"]),
+                          dict(i["other"].get("origin") or {}))
+    role = i.get("role", "identity")
+    if role not in ROLES:
+        raise ProjectError(f"{p}: damaged project file (unknown identity role {role!r})")
+    ident = IdentityState(other, role, float(i.get("id_alpha", 0.0)), float(i.get("attr_alpha", 0.0)),
+                          float(i.get("deid_strength", 0.0)), int(i.get("deid_seed", 0)))
+    return EditState({n: v for n, v in values.items() if v != 0.0}, keep, layers, ident)
+
+
+# ----------------------------------------------------------------------------- autosave
+def autosave_dir() -> Path:
+    from latentstudio import paths
+
+    return paths.state_dir() / "autosave"
+
+
+class Autosave:
+    """This process's autosave file (``session-<pid>.lsproj``); removed on a clean exit."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder or autosave_dir()
+        self.path = self.folder / f"session-{os.getpid()}{PROJECT_SUFFIX}"
+
+    def write(self, doc: Document) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_project(doc, self.path)
+        return self.path
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def recoverable(folder: Path | None = None) -> list[Path]:
+    """Autosaves left by sessions that are no longer running (crashed), newest first."""
+    d = folder or autosave_dir()
+    if not d.is_dir():
+        return []
+    found = []
+    for f in d.glob(f"session-*{PROJECT_SUFFIX}"):
+        try:
+            pid = int(f.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            found.append(f)
+    return sorted(found, key=lambda f: f.stat().st_mtime, reverse=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

@@ -1,0 +1,324 @@
+"""Boundaries (unit directions in W, 512-d) and the ``index.json`` that describes a folder of them.
+
+A boundary folder holds one ``<name>.npy`` (512,) float32 per boundary and ``index.json``::
+
+    {"format": "latentstudio-boundaries", "version": 1,
+     "boundaries": [{"name": "smile", "file": "smile.npy", "label": "Smile",
+                     "sign": "+ = more smiling", "space": "w", "range": [-3, 3],
+                     "layers": [0, 22], "val_accuracy": 0.98, "n": 5000,
+                     "predictor": "smile", "command": "latentstudio boundaries train …",
+                     "source": "trained", "details": {...}}, ...]}
+
+``layers`` is the default inclusive W+ slot range (0 … 22) an edit along the boundary touches.
+Two folders are searched: the shipped set (``boundaries/`` in the repository) and the user's
+folder (``$LATENTSTUDIO_HOME/boundaries``, where imports and user-trained boundaries go); a user
+boundary with a shipped boundary's name replaces it.
+
+Published boundaries can be imported from ``.npy`` ((512,), (1,512), or (1,K,512) with identical
+rows) or ``.pt`` tensors (loaded with ``weights_only=True``), in W or Z space. A Z boundary n_z is
+turned into a W boundary by labelling sampled z with n_z·z and fitting the SVM in W on the
+mapped codes (:func:`z_to_w`). Every problem with a file raises :class:`BoundaryError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+W_DIM = 512
+NUM_SLOTS = 23
+INDEX = "index.json"
+FORMAT = "latentstudio-boundaries"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "boundaries"
+
+
+class BoundaryError(ValueError):
+    """A boundary file, index entry or request is unusable; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """One editing direction: a unit normal in W (512,) float32 plus what the UI needs."""
+
+    name: str
+    normal: np.ndarray
+    label: str = ""
+    sign: str = ""  # what moving in + does, e.g. "+ = older"
+    space: str = "w"
+    range: tuple[float, float] = (-3.0, 3.0)  # recommended slider range (α)
+    layers: tuple[int, int] = (0, NUM_SLOTS - 1)  # default inclusive W+ slot range
+    val_accuracy: float | None = None
+    n: int | None = None  # samples the boundary was trained on
+    predictor: str | None = None
+    command: str | None = None
+    source: str = "trained"  # trained | imported | user
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        object.__setattr__(self, "normal", unit_vector(self.normal, self.name))
+        lo, hi = (float(v) for v in self.range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise BoundaryError(f"{self.name}: range must be two finite numbers lo < hi, got {self.range}")
+        object.__setattr__(self, "range", (lo, hi))
+        object.__setattr__(self, "layers", check_layers(self.layers, self.name))
+        if self.space != "w":
+            raise BoundaryError(f"{self.name}: stored boundaries live in W space, got {self.space!r}")
+
+    def entry(self, file: str) -> dict[str, Any]:
+        """The index.json entry (everything but the vector)."""
+        return {"name": self.name, "file": file, "label": self.label or self.name,
+                "sign": self.sign, "space": self.space, "range": list(self.range),
+                "layers": list(self.layers),
+                "val_accuracy": _json_float(self.val_accuracy), "n": self.n,
+                "predictor": self.predictor, "command": self.command, "source": self.source,
+                "details": self.details}
+
+
+def _json_float(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), 4)
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise BoundaryError(f"bad boundary name {name!r}: use 1-40 lowercase letters, digits or _, "
+                            "starting with a letter")
+    return name
+
+
+def check_layers(layers: Iterable[int], what: str = "layers") -> tuple[int, int]:
+    """(a, b) with 0 ≤ a ≤ b ≤ 22, inclusive W+ slot range."""
+    try:
+        a, b = (int(v) for v in layers)
+    except (TypeError, ValueError) as exc:
+        raise BoundaryError(f"{what}: layer range must be two slot numbers, got {layers!r}") from exc
+    if not 0 <= a <= b <= NUM_SLOTS - 1:
+        raise BoundaryError(f"{what}: layer range must satisfy 0 <= A <= B <= {NUM_SLOTS - 1}, got {a}-{b}")
+    return a, b
+
+
+def parse_layers(text: str) -> tuple[int, int]:
+    """"A-B" (inclusive) or "A" → (A, B)."""
+    parts = text.strip().split("-")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise BoundaryError(f"bad layer range {text!r}: expected A-B with slot numbers 0-{NUM_SLOTS - 1}")
+    a, b = int(parts[0]), int(parts[-1])
+    return check_layers((a, b), f"layer range {text!r}")
+
+
+def unit_vector(vec: Any, what: str = "boundary") -> np.ndarray:
+    """Any array-like holding 512 numbers as (512,), (1,512) or (1,K,512) with identical rows → unit (512,) float32."""
+    a = np.asarray(vec)
+    if a.dtype.kind not in "fiu":
+        raise BoundaryError(f"{what}: boundary must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if a.ndim >= 2 and a.shape[-1] == W_DIM:
+        rows = a.reshape(-1, W_DIM)
+        if len(rows) > 1 and not np.allclose(rows, rows[:1], atol=1e-6):
+            raise BoundaryError(f"{what}: per-layer boundary {a.shape} has different rows; "
+                                "only one direction shared by all layers is supported")
+        a = rows[0]
+    if a.shape != (W_DIM,):
+        raise BoundaryError(f"{what}: boundary must have shape (512,) or (1,512), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise BoundaryError(f"{what}: boundary contains NaN or infinite values")
+    norm = float(np.linalg.norm(a))
+    if norm < 1e-8:
+        raise BoundaryError(f"{what}: boundary is the zero vector")
+    return (a / norm).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ files
+def read_vector(path: str | Path) -> np.ndarray:
+    """Read a published boundary file (.npy or .pt) → unit (512,) float32; BoundaryError otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise BoundaryError(f"{p}: no such boundary file")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise BoundaryError(f"{p}: not a readable .npy array ({exc})") from exc
+    elif suffix in (".pt", ".pth"):
+        arr = _read_torch(p)
+    else:
+        raise BoundaryError(f"{p}: boundary files are .npy or .pt, not {suffix or 'extensionless'}")
+    return unit_vector(arr, str(p))
+
+
+def _read_torch(p: Path) -> np.ndarray:
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can fail anywhere inside the unpickler
+        raise BoundaryError(f"{p}: not a readable torch tensor file ({exc})") from exc
+    if isinstance(obj, dict):
+        tensors = [v for v in obj.values() if isinstance(v, torch.Tensor)]
+        if len(tensors) != 1:
+            raise BoundaryError(f"{p}: expected one tensor, found a dict with keys {list(obj)[:8]}")
+        obj = tensors[0]
+    if not isinstance(obj, torch.Tensor):
+        raise BoundaryError(f"{p}: expected a tensor, found {type(obj).__name__}")
+    return obj.detach().float().cpu().numpy()
+
+
+def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - write(file object)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_index(folder: str | Path) -> dict[str, Boundary]:
+    """All boundaries of a folder (empty dict when it has no index.json); validates every entry."""
+    folder = Path(folder)
+    index = folder / INDEX
+    if not index.is_file():
+        return {}
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BoundaryError(f"{index}: not a readable JSON file ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("boundaries"), list):
+        raise BoundaryError(f"{index}: not a boundary index (expected format {FORMAT!r} and a 'boundaries' list)")
+    out: dict[str, Boundary] = {}
+    for i, entry in enumerate(doc["boundaries"]):
+        b = _from_entry(folder, entry, f"{index} entry {i}")
+        if b.name in out:
+            raise BoundaryError(f"{index}: boundary {b.name!r} listed twice")
+        out[b.name] = b
+    return out
+
+
+def _from_entry(folder: Path, entry: Any, where: str) -> Boundary:
+    if not isinstance(entry, dict):
+        raise BoundaryError(f"{where}: expected an object, got {type(entry).__name__}")
+    for key in ("name", "file"):
+        if not isinstance(entry.get(key), str):
+            raise BoundaryError(f"{where}: missing or non-text {key!r}")
+    file = Path(entry["file"])
+    if file.is_absolute() or ".." in file.parts:
+        raise BoundaryError(f"{where}: file must be a name inside the folder, got {entry['file']!r}")
+    path = folder / file
+    if path.suffix != ".npy":
+        raise BoundaryError(f"{where}: stored boundaries are .npy files, got {entry['file']!r}")
+    vec = read_vector(path)
+    acc = entry.get("val_accuracy")
+    n = entry.get("n")
+    if acc is not None and not isinstance(acc, (int, float)):
+        raise BoundaryError(f"{where}: val_accuracy must be a number or null")
+    if n is not None and (not isinstance(n, int) or n < 0):
+        raise BoundaryError(f"{where}: n must be a non-negative integer or null")
+    details = entry.get("details") or {}
+    if not isinstance(details, dict):
+        raise BoundaryError(f"{where}: details must be an object")
+    try:
+        return Boundary(
+            name=entry["name"], normal=vec, label=str(entry.get("label") or entry["name"]),
+            sign=str(entry.get("sign") or ""), space=str(entry.get("space", "w")),
+            range=tuple(entry.get("range", (-3.0, 3.0))), layers=tuple(entry.get("layers", (0, NUM_SLOTS - 1))),
+            val_accuracy=None if acc is None else float(acc), n=n,
+            predictor=entry.get("predictor"), command=entry.get("command"),
+            source=str(entry.get("source", "trained")), details=details)
+    except BoundaryError as exc:
+        raise BoundaryError(f"{where}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise BoundaryError(f"{where}: {exc}") from exc
+
+
+def save_index(folder: str | Path, boundaries: Iterable[Boundary], *, merge: bool = True) -> None:
+    """Write each boundary's ``<name>.npy`` and the folder's index.json (atomically).
+
+    With ``merge`` the existing entries of the folder are kept unless a new boundary has the
+    same name; the entries are sorted by name.
+    """
+    folder = Path(folder)
+    current = load_index(folder) if merge else {}
+    for b in boundaries:
+        current[b.name] = b
+    for b in current.values():
+        _atomic_write(folder / f"{b.name}.npy", lambda f, v=b.normal: np.save(f, v, allow_pickle=False))
+    doc = {"format": FORMAT, "version": 1,
+           "boundaries": [current[k].entry(f"{k}.npy") for k in sorted(current)]}
+    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    _atomic_write(folder / INDEX, lambda f: f.write(text.encode("utf-8")))
+
+
+def user_dir() -> Path:
+    from latentstudio import paths
+
+    return paths.home() / "boundaries"
+
+
+def load_all(folders: Iterable[Path] | None = None) -> dict[str, Boundary]:
+    """Shipped boundaries, then the user's (same name: the user's wins)."""
+    out: dict[str, Boundary] = {}
+    for folder in folders if folders is not None else (SHIPPED_DIR, user_dir()):
+        out.update(load_index(folder))
+    return out
+
+
+# ----------------------------------------------------------------------------------- import
+def z_to_w(normal_z: np.ndarray, generator=None, *, samples: int = 20000, ratio: float = 0.1,  # noqa: ANN001
+           seed: int = 0, val_fraction: float = 0.3):  # noqa: ANN201 - train.FitResult
+    """A Z boundary → W boundary: label sampled z by n_z·z, keep the top/bottom ``ratio``,
+    fit the linear SVM on w = map(z) (ψ = 1). Returns ``train.FitResult``."""
+    import torch
+
+    from latentstudio.edit.train import fit_boundary
+    from latentstudio.models.generator import Generator
+
+    n = unit_vector(normal_z, "Z boundary")
+    g = generator or Generator.load("cpu")
+    z = torch.randn(samples, W_DIM, generator=torch.Generator().manual_seed(seed))
+    w = np.concatenate([g.map(z[i:i + 4096], 1.0).cpu().numpy() for i in range(0, samples, 4096)])
+    score = z.numpy().astype(np.float64) @ n.astype(np.float64)
+    return fit_boundary(w, score, np.ones(samples, bool), ratio=ratio, val_fraction=val_fraction, seed=seed)
+
+
+def import_boundary(path: str | Path, name: str, space: str, *, label: str | None = None,
+                    generator=None, samples: int = 20000, seed: int = 0,  # noqa: ANN001
+                    command: str | None = None) -> Boundary:
+    """Read a published boundary (.npy/.pt) in ``space`` "z" or "w" and return it as a W Boundary."""
+    check_name(name)
+    if space not in ("z", "w"):
+        raise BoundaryError(f"space must be 'z' or 'w', got {space!r}")
+    vec = read_vector(path)
+    details: dict[str, Any] = {"imported_from": Path(path).name, "original_space": space}
+    acc = None
+    if space == "z":
+        fit = z_to_w(vec, generator, samples=samples, seed=seed)
+        details.update({"z_to_w_samples": samples, "z_to_w_ratio": 0.1,
+                        "cosine_to_z_vector": round(float(np.dot(fit.normal, vec)), 4)})
+        vec, acc = fit.normal, fit.val_accuracy
+    return Boundary(name=name, normal=vec, label=label or name.replace("_", " ").capitalize(),
+                    sign=f"+ = as the imported file's + direction ({Path(path).name})",
+                    val_accuracy=acc, n=samples if space == "z" else None, predictor=None,
+                    command=command, source="imported", details=details)
+
+
+def with_defaults(b: Boundary, **changes: Any) -> Boundary:
+    """A copy of ``b`` with some fields changed (validated again)."""
+    return replace(b, **changes)

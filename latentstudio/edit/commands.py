@@ -1,0 +1,341 @@
+"""CLI groups ``latentstudio boundaries …`` and ``latentstudio edit …`` (thin: call the core).
+
+``register(sub)`` adds them to the ``latentstudio`` argparse subparsers. Every expected problem
+(bad file, unknown boundary, bad value) is raised as ``latentstudio.cli.UserError`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from latentstudio.edit.boundaries import Boundary, BoundaryError
+
+
+def _user_error(msg: str) -> Exception:
+    from latentstudio.cli import UserError
+
+    return UserError(msg)
+
+
+@contextmanager
+def _as_user_errors() -> Iterator[None]:
+    """Turn the core's input errors (all ValueError subclasses with a message) into UserError."""
+    from latentstudio.face.image_io import ImageError
+    from latentstudio.models.generator import LatentError
+
+    try:
+        yield
+    except (BoundaryError, LatentError, ImageError) as exc:
+        raise _user_error(str(exc)) from exc
+    except ValueError as exc:
+        if type(exc).__module__.startswith("latentstudio"):
+            raise _user_error(str(exc)) from exc
+        raise
+
+
+def _printer(prefix: str) -> Callable[[object], None]:
+    start = time.monotonic()
+
+    def show(p: object) -> None:
+        print(f"[{time.monotonic() - start:7.1f}s] {prefix} {p.stage} {p.done}/{p.total} {p.message}",  # type: ignore[attr-defined]
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def all_directions(pca: bool = True) -> dict[str, Boundary]:
+    """Every slider the editor knows: shipped + user boundaries, then the PCA components."""
+    from latentstudio.edit.boundaries import load_all
+    from latentstudio.edit.pca import load_pca_boundaries
+
+    out = load_all()
+    if pca:
+        for name, b in load_pca_boundaries().items():
+            out.setdefault(name, b)
+    return out
+
+
+# ----------------------------------------------------------------------------- boundaries
+def cmd_list(args: argparse.Namespace) -> int:
+    with _as_user_errors():
+        found = all_directions(pca=args.pca)
+    if not found:
+        print("no boundaries installed")
+        return 0
+    print(f"{'name':<14} {'label':<22} {'val.acc':>7} {'N':>7}  {'layers':<6} {'range':<13} source")
+    for b in found.values():
+        acc = "-" if b.val_accuracy is None or not math.isfinite(b.val_accuracy) else f"{b.val_accuracy:.3f}"
+        n = "-" if b.n is None else str(b.n)
+        rng = f"{b.range[0]:+.1f}..{b.range[1]:+.1f}"
+        print(f"{b.name:<14} {b.label[:22]:<22} {acc:>7} {n:>7}  {b.layers[0]}-{b.layers[1]:<4} {rng:<13} {b.source}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from latentstudio.edit.boundaries import import_boundary, load_all, save_index, user_dir
+
+    out = Path(args.out) if args.out else user_dir()
+    with _as_user_errors():
+        if args.name in load_all() and not args.force:
+            raise BoundaryError(f"a boundary named {args.name!r} exists; pick another --name or pass --force")
+        command = "latentstudio boundaries import " + " ".join(
+            shlex.quote(a) for a in (Path(args.file).name, "--name", args.name, "--space", args.space))
+        b = import_boundary(args.file, args.name, args.space, label=args.label,
+                            samples=args.samples, command=command)
+        save_index(out, [b])
+    acc = "" if b.val_accuracy is None else f", Z→W validation accuracy {b.val_accuracy:.3f}"
+    print(f"imported {b.name} into {out}{acc}")
+    return 0
+
+
+def _train_command(args: argparse.Namespace, names: list[str]) -> str:
+    return (f"latentstudio boundaries train --attributes {','.join(names)} --n {args.n} "
+            f"--seed {args.seed} --psi {args.psi:g} --size {args.size} --ratio {args.ratio:g}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from latentstudio.edit.boundaries import save_index, user_dir
+
+    out = Path(args.out) if args.out else user_dir()
+    with _as_user_errors():
+        if args.positive or args.negative:
+            boundaries = [_train_labelled(args)]
+        else:
+            boundaries = _train_predictors(args)
+        save_index(out, boundaries)
+    for b in boundaries:
+        print(f"{b.name:<12} validation accuracy {b.val_accuracy if b.val_accuracy is not None else float('nan'):.3f}"
+              f"  (N={b.n})")
+    print(f"wrote {len(boundaries)} boundaries to {out}")
+    return 0
+
+
+def _train_predictors(args: argparse.Namespace) -> list[Boundary]:
+    from latentstudio.edit.train import ATTRIBUTES, SampleSpec, predictor_version, train_attributes
+
+    names = list(ATTRIBUTES) if args.attributes == "all" else [a.strip() for a in args.attributes.split(",") if a.strip()]
+    spec = SampleSpec(n=args.n, seed=args.seed, psi=args.psi, size=args.size)
+    fits = train_attributes(names, spec, ratio=args.ratio, val_fraction=args.val_fraction,
+                            device=args.device, batch=args.batch, workers=args.workers,
+                            cache_dir=Path(args.cache) if args.cache else None,
+                            keep_images=args.keep_images, progress=_printer("train"))
+    command = _train_command(args, names)
+    out = []
+    for name, fit in fits.items():
+        info = ATTRIBUTES[name]
+        out.append(Boundary(
+            name=name, normal=fit.normal, label=info.label, sign=info.sign, range=info.range,
+            layers=info.layers, val_accuracy=fit.val_accuracy, n=args.n,
+            predictor=f"latentstudio.edit.predictors:{name}", command=command, source="trained",
+            details={"psi": args.psi, "render_size": args.size, "ratio": args.ratio,
+                     "positives": fit.n_pos, "negatives": fit.n_neg, "validation_samples": fit.n_val,
+                     "train_accuracy": round(fit.train_accuracy, 4), "seed": args.seed,
+                     "predictor_version": predictor_version()}))
+    return out
+
+
+def _train_labelled(args: argparse.Namespace) -> Boundary:
+    from latentstudio.edit.train import fit_labelled
+
+    if not (args.positive and args.negative and args.name):
+        raise BoundaryError("user-labelled training needs --positive DIR, --negative DIR and --name NAME")
+    fit = fit_labelled(Path(args.positive), Path(args.negative), val_fraction=args.val_fraction,
+                       seed=args.seed, progress=_printer("label"))
+    command = (f"latentstudio boundaries train --positive {shlex.quote(Path(args.positive).name)} "
+               f"--negative {shlex.quote(Path(args.negative).name)} --name {args.name}")
+    return Boundary(name=args.name, normal=fit.normal, label=args.label or args.name.replace("_", " ").capitalize(),
+                    sign="+ = like the positive examples", val_accuracy=fit.val_accuracy,
+                    n=fit.n_pos + fit.n_neg, predictor="user labels", command=command, source="user",
+                    details={"positives": fit.n_pos, "negatives": fit.n_neg,
+                             "train_accuracy": round(fit.train_accuracy, 4)})
+
+
+def cmd_pca(args: argparse.Namespace) -> int:
+    from latentstudio.edit.pca import PCA_FILE, fit_pca, save_pca
+
+    path = Path(args.output) if args.output else PCA_FILE
+    pca = fit_pca(samples=args.samples, components=args.components, seed=args.seed)
+    save_pca(pca, path)
+    print(f"wrote {path}: {args.components} components, std[:5] = "
+          + ", ".join(f"{s:.2f}" for s in pca.std[:5]))
+    return 0
+
+
+# ----------------------------------------------------------------------------------- edit
+def parse_set(items: list[str]) -> dict[str, float]:
+    """["smile=1.5", "age=-2"] → {"smile": 1.5, "age": -2.0}; BoundaryError on bad items."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            alpha = float(value)
+        except ValueError:
+            alpha = float("nan")
+        if not sep or not name or not math.isfinite(alpha):
+            raise BoundaryError(f"bad --set {item!r}: expected NAME=NUMBER, e.g. smile=1.5")
+        if name in out:
+            raise BoundaryError(f"--set {name} given twice")
+        out[name] = alpha
+    return out
+
+
+def parse_keep(items: list[str] | None) -> list[str]:
+    """["gender,age", "yaw"] → ["gender", "age", "yaw"]."""
+    return [n.strip() for item in items or [] for n in item.split(",") if n.strip()]
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from latentstudio.edit.apply import apply_edits
+    from latentstudio.edit.boundaries import parse_layers
+
+    if bool(args.photo) == bool(args.code):
+        raise _user_error("give either a PHOTO or --code code.npz (not both)")
+    with _as_user_errors():
+        alphas = parse_set(args.set or [])
+        keep = parse_keep(args.keep)
+        layers = parse_layers(args.layers) if args.layers else None
+        directions = all_directions()
+        apply_edits(np.zeros((23, 512), np.float32), alphas, directions, keep=keep, layers=layers)  # validate first
+        w_plus, extras, photo = _source_code(args)
+        edited = apply_edits(w_plus, alphas, directions, keep=keep, layers=layers)
+        from latentstudio.models.generator import Generator, to_uint8
+
+        try:
+            g = Generator.load(args.device)
+        except RuntimeError as exc:
+            raise _user_error(str(exc)) from exc
+        rgb = to_uint8(g.synthesize(edited, size=args.size))[0]
+        if args.paste_back is not None:
+            target = args.paste_back or photo
+            if not target:
+                raise BoundaryError("--paste-back needs the photo the code came from: --paste-back PHOTO")
+            rgb = paste_into(Path(target), rgb, extras)
+        meta = {"latentstudio": "edit " + " ".join(f"{k}={v:g}" for k, v in alphas.items())
+                + (f" keep={','.join(keep)}" if keep else "") + (f" layers={args.layers}" if args.layers else "")}
+        from latentstudio.face.image_io import save_image
+
+        save_image(Path(args.output), rgb, meta)
+        if args.save_code:
+            from latentstudio.codes import save_code
+
+            save_code(args.save_code, edited, **{k: v for k, v in extras.items() if k != "w_plus"})
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.ndarray], str | None]:
+    """(W+ (23,512), extras (quad, landmarks …), photo path or None) from --code or by inverting PHOTO."""
+    from latentstudio.codes import load_code, load_code_extras
+
+    if args.code:
+        return load_code(args.code), load_code_extras(args.code), None
+    from latentstudio.invert import invert_photo
+
+    result = invert_photo(args.photo, preset=args.preset)
+    if isinstance(result, tuple):
+        w_plus, alignment = result[0], result[1]
+        extras = {"quad": np.asarray(alignment.quad)}
+    else:
+        w_plus = result.inversion.w_plus
+        extras = {"quad": np.asarray(result.alignment.quad), "landmarks": np.asarray(result.landmarks)}
+    return np.asarray(w_plus, np.float32).reshape(23, 512), extras, args.photo
+
+
+def paste_into(photo_path: Path, aligned: np.ndarray, extras: dict[str, np.ndarray]) -> np.ndarray:
+    """Paste an aligned render back into the photo using the code's stored ``quad``.
+
+    Landmarks come from the code's ``landmarks`` when stored, else from detecting the photo's
+    faces and taking the one whose FFHQ quad is closest to the stored quad.
+    """
+    from latentstudio.face.align import ffhq_quad
+    from latentstudio.face.detect import detect_faces
+    from latentstudio.face.image_io import load_image
+    from latentstudio.face.pasteback import paste_back
+
+    quad = extras.get("quad")
+    if quad is None or np.asarray(quad).shape != (4, 2):
+        raise BoundaryError("--paste-back needs a code that stores its alignment quad "
+                            "(key 'quad', written by `latentstudio invert`)")
+    quad = np.asarray(quad, np.float64)
+    photo = load_image(photo_path)
+    landmarks = extras.get("landmarks")
+    if landmarks is None or np.asarray(landmarks).shape != (68, 2):
+        faces = detect_faces(photo)
+        if not faces:
+            raise BoundaryError(f"{photo_path}: no face found to paste back onto")
+        landmarks = min((f.landmarks for f in faces),
+                        key=lambda lm: float(np.abs(ffhq_quad(lm) - quad).sum()))
+    return paste_back(photo, aligned, quad, np.asarray(landmarks, np.float64))
+
+
+# ------------------------------------------------------------------------------- register
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``boundaries`` and ``edit`` command groups to the ``latentstudio`` parser."""
+    bnd = sub.add_parser("boundaries", help="list, import, train editing boundaries").add_subparsers(dest="boundaries_cmd")
+
+    ls = bnd.add_parser("list", help="installed boundaries with validation accuracy")
+    ls.add_argument("--pca", action="store_true", help="also list the PCA (GANSpace) sliders")
+    ls.set_defaults(func=cmd_list)
+
+    im = bnd.add_parser("import", help="import a published boundary (.npy/.pt, Z or W space)")
+    im.add_argument("file")
+    im.add_argument("--name", required=True)
+    im.add_argument("--space", choices=("z", "w"), required=True)
+    im.add_argument("--label", help="label shown in the editor")
+    im.add_argument("--samples", type=int, default=20000, help="samples for the Z→W conversion")
+    im.add_argument("--out", help="boundary folder (default: the user folder in $LATENTSTUDIO_HOME)")
+    im.add_argument("--force", action="store_true", help="replace a boundary of the same name")
+    im.set_defaults(func=cmd_import)
+
+    tr = bnd.add_parser("train", help="train InterFaceGAN boundaries from the predictors or from labelled folders")
+    tr.add_argument("--attributes", default="all", help="comma-separated predictor names, or 'all'")
+    tr.add_argument("--n", type=int, default=5000, help="samples to render and score")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--psi", type=float, default=0.7, help="truncation of the samples")
+    tr.add_argument("--size", type=int, choices=(256, 512, 1024), default=256, help="render size for scoring")
+    tr.add_argument("--ratio", type=float, default=0.02, help="top/bottom fraction kept as positives/negatives")
+    tr.add_argument("--val-fraction", type=float, default=0.3)
+    tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    tr.add_argument("--batch", type=int, default=None, help="renders per synthesis call")
+    tr.add_argument("--workers", type=int, default=0, help="predictor processes (use on many-core machines)")
+    tr.add_argument("--cache", help="score cache folder (resumable; default in $LATENTSTUDIO_HOME)")
+    tr.add_argument("--keep-images", action="store_true",
+                    help="also cache the renders (size² × 3 bytes each) so re-scoring skips rendering")
+    tr.add_argument("--out", help="boundary folder to write (default: the user folder)")
+    tr.add_argument("--positive", help="user-labelled mode: folder of positive photos or codes")
+    tr.add_argument("--negative", help="user-labelled mode: folder of negative photos or codes")
+    tr.add_argument("--name", help="user-labelled mode: name of the new boundary")
+    tr.add_argument("--label", help="user-labelled mode: label shown in the editor")
+    tr.set_defaults(func=cmd_train)
+
+    pc = bnd.add_parser("pca", help="compute GANSpace PCA directions of W")
+    pc.add_argument("--samples", type=int, default=100_000)
+    pc.add_argument("--components", type=int, default=20)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("-o", "--output", help="default: boundaries/pca_w.npz")
+    pc.set_defaults(func=cmd_pca)
+
+    ed = sub.add_parser("edit", help="edit a photo or a latent code along boundaries")
+    ed.add_argument("photo", nargs="?", help="photo to invert and edit")
+    ed.add_argument("--code", help="latent code (.npz from `latentstudio invert`, or .npy)")
+    ed.add_argument("--set", action="append", metavar="NAME=VALUE", help="edit strength α (repeatable)")
+    ed.add_argument("--keep", action="append", metavar="NAME,NAME", help="directions the edit must not move")
+    ed.add_argument("--layers", metavar="A-B", help="apply the edits to W+ slots A..B only (0-22)")
+    ed.add_argument("--paste-back", nargs="?", const="", default=None, metavar="PHOTO",
+                    help="paste the edited face back into the photo (PHOTO needed with --code)")
+    ed.add_argument("--preset", default="fast", help="inversion preset for photo input")
+    ed.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024)
+    ed.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    ed.add_argument("--save-code", metavar="CODE.npz", help="also write the edited code")
+    ed.add_argument("-o", "--output", required=True)
+    ed.set_defaults(func=cmd_edit)

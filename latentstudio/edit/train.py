@@ -1,0 +1,496 @@
+"""InterFaceGAN boundary training: sample, render, score, keep the extremes, fit a linear SVM.
+
+Pipeline (Shen et al., InterFaceGAN):
+
+1. :func:`score_samples` — seeds ``seed … seed+n-1`` → z (N,512) → w = map(z, ψ) (N,512) →
+   render at ``size``² → :func:`latentstudio.edit.predictors.predict_all` → scores (N,) per
+   attribute. Scores are cached per chunk of ``CHUNK`` seeds in ``cache_dir`` (atomic ``.npz``
+   files), so an interrupted run resumes where it stopped and later runs reuse the scores.
+   On a GPU the renders are batched and the (CPU-bound, dlib) predictors run in a pool of
+   ``workers`` processes.
+2. :func:`fit_boundary` — keep the top and bottom ``ratio`` of the valid samples by score as
+   positives / negatives, split them ``1 - val_fraction`` / ``val_fraction`` (stratified,
+   seeded), fit ``sklearn.svm.SVC(kernel="linear")`` on the training part, and return the unit
+   normal (the boundary, pointing towards higher scores) and the validation accuracy.
+3. :func:`fit_labelled` — the same SVM on codes the user labelled (two folders).
+
+Both steps take ``progress(TrainProgress)`` and ``cancelled() -> bool`` callbacks (polled per
+batch); a cancelled run raises :class:`TrainingCancelled` and keeps the finished chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latentstudio.edit.boundaries import BoundaryError
+
+CHUNK = 100  # seeds per cache file
+PIECE = 16  # images per predictor task when scoring in worker processes
+W_DIM = 512
+
+
+@dataclass(frozen=True)
+class AttributeInfo:
+    """UI metadata of a predictor-trained boundary: label, what + means, default slot range."""
+
+    label: str
+    sign: str
+    layers: tuple[int, int] = (0, 22)
+    range: tuple[float, float] = (-3.0, 3.0)
+
+
+#: W+ slots: 0 = 4², 1-3 = 8², 4-6 = 16², 7-9 = 32², 10-12 = 64², 13-15 = 128², 16-18 = 256²,
+#: 19-21 = 512², 22 = to-image. Default ranges were chosen by measuring, on generated faces, how
+#: much of the full-range effect each range keeps and how much it moves the other predictors
+#: (bench/edit.py --layer-scan).
+ATTRIBUTES: dict[str, AttributeInfo] = {
+    "yaw": AttributeInfo("Head turn (yaw)", "+ = nose turns towards the image's right"),
+    "pitch": AttributeInfo("Head tilt (pitch)", "+ = face looks up"),
+    "roll": AttributeInfo("Head roll", "+ = top of the head leans towards the image's right"),
+    "smile": AttributeInfo("Smile", "+ = more smiling"),
+    "surprise": AttributeInfo("Surprise", "+ = more surprised"),
+    "age": AttributeInfo("Age", "+ = older"),
+    "gender": AttributeInfo("Gender", "+ = more masculine"),
+    "mouth_open": AttributeInfo("Mouth open", "+ = mouth more open"),
+    "eyes_open": AttributeInfo("Eyes open", "+ = eyes more open"),
+    "eyeglasses": AttributeInfo("Eyeglasses", "+ = glasses"),
+    "hair_color": AttributeInfo("Hair colour", "+ = lighter / blonder hair"),
+    "beard": AttributeInfo("Beard", "+ = more beard"),
+    "lighting": AttributeInfo("Lighting", "+ = light from the image's right"),
+}
+
+
+class TrainingCancelled(Exception):
+    """Raised when the ``cancelled`` callback returns True; finished chunks stay cached."""
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    stage: str  # "score", "fit"
+    done: int
+    total: int
+    message: str = ""
+
+
+ProgressFn = Callable[[TrainProgress], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Which samples to score: seeds ``seed … seed+n-1``, truncation ψ, render size."""
+
+    n: int
+    seed: int = 0
+    psi: float = 0.7
+    size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be at least 1, got {self.n}")
+        if self.size not in (256, 512, 1024):
+            raise ValueError(f"render size must be 256, 512 or 1024, got {self.size}")
+        if not 0.0 < self.psi <= 1.0:
+            raise ValueError(f"psi must be in (0, 1], got {self.psi}")
+
+
+@dataclass
+class Scores:
+    """Predictor scores of seeded samples: seeds (N,) int64, scores name → (N,) float64, valid (N,)."""
+
+    seeds: np.ndarray
+    scores: dict[str, np.ndarray]
+    valid: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted boundary: unit normal (512,) float32 and how well it separates held-out samples."""
+
+    normal: np.ndarray
+    val_accuracy: float
+    train_accuracy: float
+    n_pos: int
+    n_neg: int
+    n_val: int
+    c: float = 1.0  # SVM regularisation used
+
+
+# ------------------------------------------------------------------------------------ scoring
+def predictor_version() -> str:
+    """Short hash of the predictor code: cached scores are only reused for the same predictors."""
+    from latentstudio.edit import nets, predictors
+
+    h = hashlib.sha256()
+    for mod in (predictors, nets):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:10]
+
+
+def default_cache_dir() -> Path:
+    from latentstudio import paths
+
+    return paths.home() / "cache" / "boundary_scores"
+
+
+def _chunk_dir(cache_dir: Path, spec: SampleSpec) -> Path:
+    return cache_dir / f"psi{spec.psi:g}_size{spec.size}_pred{predictor_version()}"
+
+
+def _chunk_path(folder: Path, start: int) -> Path:
+    return folder / f"seeds_{start:09d}.npz"
+
+
+def _read_chunk(path: Path, seeds: np.ndarray) -> Scores | None:
+    """A cached chunk if it exists, is readable and holds exactly ``seeds``; else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not np.array_equal(data["seeds"], seeds):
+                return None
+            names = [k for k in data.files if k not in ("seeds", "valid")]
+            return Scores(data["seeds"], {k: data[k] for k in names}, data["valid"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # a broken cache file is recomputed
+
+
+def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez (several arrays) or np.save (one array named ``array``) via temp file + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if set(arrays) == {"array"}:
+                np.save(f, arrays["array"], allow_pickle=False)
+            else:
+                np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_chunk(path: Path, s: Scores) -> None:
+    _atomic_save(path, seeds=s.seeds, valid=s.valid, **s.scores)
+
+
+def _read_images(folder: Path, seeds: np.ndarray, size: int) -> np.ndarray | None:
+    """Cached renders (len(seeds), size, size, 3) uint8 of a chunk, or None."""
+    path = _chunk_path(folder, int(seeds[0])).with_suffix(".npy")
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.shape != (len(seeds), size, size, 3) or arr.dtype != np.uint8:
+        return None
+    return np.asarray(arr)
+
+
+def _write_images(folder: Path, seeds: np.ndarray, images: np.ndarray) -> None:
+    _atomic_save(_chunk_path(folder, int(seeds[0])).with_suffix(".npy"), array=images)
+
+
+def _init_worker() -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def _score_images(images: np.ndarray) -> dict[str, np.ndarray]:
+    """(B,S,S,3) uint8 → predictor scores (B,) per name plus ``valid``; landmarks dropped."""
+    from latentstudio.edit.predictors import predict_all
+
+    out = predict_all(images)
+    out.pop("landmarks", None)
+    return out
+
+
+def _merge(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def sample_w(generator, seeds: np.ndarray, psi: float) -> np.ndarray:  # noqa: ANN001 - Generator
+    """w (N,512) float32 of the given seeds (mapping network, truncation ψ)."""
+    out = []
+    for start in range(0, len(seeds), 4096):
+        block = seeds[start:start + 4096]
+        z = _z_of_seeds(generator, block)
+        out.append(generator.map(z, psi).cpu().numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, W_DIM), np.float32)
+
+
+def _z_of_seeds(generator, seeds: np.ndarray):  # noqa: ANN001, ANN202 - Generator → Tensor
+    import torch
+
+    if len(seeds) and np.all(np.diff(seeds) == 1):
+        return generator.sample_z(int(seeds[0]), len(seeds))
+    return torch.cat([generator.sample_z(int(s), 1) for s in seeds])
+
+
+def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None,  # noqa: ANN001
+                  batch: int | None = None, workers: int = 0, cache_dir: Path | None = None,
+                  keep_images: bool = False, progress: ProgressFn | None = None,
+                  cancelled: CancelFn | None = None) -> Scores:
+    """Render and score seeds ``spec.seed … spec.seed+spec.n-1`` (see module doc), resumably.
+
+    ``batch``: renders per synthesis call (default 4 on CPU, 128 on CUDA). ``workers`` > 0 scores
+    in that many processes (the predictors are CPU-bound; use it on a many-core GPU machine):
+    rendered images go to the pool in pieces of ``PIECE`` while the GPU renders the next chunks.
+    ``keep_images`` also caches the renders (uint8, ``size``² × 3 bytes each) next to the scores,
+    so that scoring again with changed predictors skips the expensive rendering; cached renders
+    are reused whenever present.
+    """
+    from latentstudio.models.generator import Generator, to_uint8
+
+    g = generator or Generator.load(device)
+    batch = batch or (128 if g.device.type == "cuda" else 4)
+    folder = _chunk_dir(cache_dir or default_cache_dir(), spec)
+    image_dir = (cache_dir or default_cache_dir()) / "images" / f"psi{spec.psi:g}_size{spec.size}"
+    starts = list(range(spec.seed, spec.seed + spec.n, CHUNK))
+    results: dict[int, Scores] = {}
+    todo = []
+    for start in starts:
+        seeds = np.arange(start, min(start + CHUNK, spec.seed + spec.n), dtype=np.int64)
+        cached = _read_chunk(_chunk_path(folder, start), seeds)
+        if cached is None:
+            todo.append(seeds)
+        else:
+            results[start] = cached
+    done = sum(len(r.seeds) for r in results.values())
+    if progress:
+        progress(TrainProgress("score", done, spec.n, f"{done} cached, {spec.n - done} to render"))
+
+    def finish(seeds: np.ndarray, parts: list) -> None:  # noqa: ANN001 - list of dicts / Futures
+        nonlocal done
+        merged = _merge([p.result() if isinstance(p, Future) else p for p in parts])
+        valid = merged.pop("valid").astype(bool)
+        chunk = Scores(seeds, merged, valid)
+        _write_chunk(_chunk_path(folder, int(seeds[0])), chunk)
+        results[int(seeds[0])] = chunk
+        done += len(seeds)
+        if progress:
+            progress(TrainProgress("score", done, spec.n, f"{done}/{spec.n} samples scored"))
+
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 0 else None
+    pending: list[tuple[np.ndarray, list]] = []  # chunks whose scores are still being computed
+    try:
+        for seeds in todo:
+            parts: list = []
+            stored = _read_images(image_dir, seeds, spec.size)
+            rendered = []
+            for sub in _batches(seeds, batch):
+                if cancelled and cancelled():
+                    raise TrainingCancelled(f"scoring cancelled after {done}/{spec.n} samples")
+                if stored is not None:
+                    images = stored[sub - seeds[0]]
+                else:
+                    w = g.map(_z_of_seeds(g, sub), spec.psi)
+                    images = to_uint8(g.synthesize(w, size=spec.size))
+                    rendered.append(images)
+                if pool is None:
+                    parts.append(_score_images(images))
+                else:
+                    parts.extend(pool.submit(_score_images, images[i:i + PIECE])
+                                 for i in range(0, len(images), PIECE))
+            if keep_images and stored is None:
+                _write_images(image_dir, seeds, np.concatenate(rendered))
+            pending.append((seeds, parts))
+            while pending and (pool is None or len(pending) > 2 * workers):
+                finish(*pending.pop(0))
+        while pending:
+            finish(*pending.pop(0))
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    ordered = [results[s] for s in starts]
+    return Scores(np.concatenate([r.seeds for r in ordered]),
+                  _merge([r.scores for r in ordered]),
+                  np.concatenate([r.valid for r in ordered]))
+
+
+def _batches(seeds: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(seeds), size):
+        yield seeds[i:i + size]
+
+
+# ------------------------------------------------------------------------------------ fitting
+def select_extremes(scores: np.ndarray, valid: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the top and bottom ``ratio`` of the valid, finite samples: (pos, neg)."""
+    if not 0.0 < ratio <= 0.5:
+        raise ValueError(f"ratio must be in (0, 0.5], got {ratio}")
+    ok = np.flatnonzero(valid & np.isfinite(scores))
+    k = int(len(ok) * ratio)
+    if k < 2:
+        raise BoundaryError(f"too few samples: {len(ok)} valid × ratio {ratio} gives {k} per side "
+                            "(need at least 2); sample more or raise the ratio")
+    order = ok[np.argsort(scores[ok], kind="stable")]
+    return order[-k:], order[:k]
+
+
+#: candidate SVM regularisation strengths; "auto" picks one by cross-validation on the training part
+C_GRID = (0.1, 0.01, 0.001)
+
+
+def _svm(c: float):  # noqa: ANN202 - sklearn estimator
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(C=c, loss="hinge", dual=True, max_iter=50_000, tol=1e-5)
+
+
+def choose_c(x: np.ndarray, y: np.ndarray, grid: Sequence[float] = C_GRID, folds: int = 3,
+             seed: int = 0) -> float:
+    """The C of ``grid`` with the best ``folds``-fold accuracy; near-ties (within 0.5 %) go to the
+    smaller C, whose normal is more stable (small samples in 512-d are separable at any C, and a
+    hard margin then chases noise along low-variance directions of W)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    if min(int((y == 0).sum()), int((y == 1).sum())) < folds:
+        return min(grid)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    acc = {c: float(cross_val_score(_svm(c), x, y, cv=cv).mean()) for c in grid}
+    best = max(acc.values())
+    return min(c for c in grid if acc[c] >= best - 0.005)
+
+
+def fit_svm(x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.3, seed: int = 0,
+            c: float | str = "auto") -> FitResult:
+    """Linear SVM on x (M,512), labels y (M,) in {0,1}; unit normal pointing towards class 1.
+
+    A stratified ``val_fraction`` of the samples is held out for the validation accuracy
+    (with fewer than 2 held-out samples per class the accuracy is NaN). ``c="auto"`` picks the
+    regularisation by cross-validation on the training part (:func:`choose_c`).
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y).astype(int)
+    if x.ndim != 2 or x.shape[1] != W_DIM or len(x) != len(y):
+        raise BoundaryError(f"expected codes (M,512) and labels (M,), got {x.shape} and {y.shape}")
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    if n_pos < 1 or n_neg < 1:
+        raise BoundaryError(f"need both classes: {n_pos} positive, {n_neg} negative samples")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in (0, 1):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        n_val = int(round(len(idx) * val_fraction)) if len(idx) >= 4 else 0
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    tr, va = np.concatenate(train), np.concatenate(val)
+    centre = x[tr].mean(0)  # centring only helps the solver; the normal is unchanged
+    c_used = choose_c(x[tr] - centre, y[tr], seed=seed) if c == "auto" else float(c)
+    svm = _svm(c_used).fit(x[tr] - centre, y[tr])
+    normal = svm.coef_.reshape(-1)
+    norm = float(np.linalg.norm(normal))
+    if not np.isfinite(norm) or norm == 0:
+        raise BoundaryError("the SVM found no separating direction (degenerate samples)")
+    enough_val = all(len(v) >= 2 for v in val)
+    val_acc = float(svm.score(x[va] - centre, y[va])) if enough_val else float("nan")
+    return FitResult((normal / norm).astype(np.float32), val_acc,
+                     float(svm.score(x[tr] - centre, y[tr])), n_pos, n_neg, len(va), c_used)
+
+
+def fit_boundary(w: np.ndarray, scores: np.ndarray, valid: np.ndarray, *, ratio: float = 0.02,
+                 val_fraction: float = 0.3, seed: int = 0) -> FitResult:
+    """InterFaceGAN fit: w (N,512), scores (N,), valid (N,) → boundary towards higher scores."""
+    pos, neg = select_extremes(np.asarray(scores, np.float64), np.asarray(valid, bool), ratio)
+    x = np.concatenate([w[pos], w[neg]])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    return fit_svm(x, y, val_fraction=val_fraction, seed=seed)
+
+
+def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0.02,
+                     val_fraction: float = 0.3, generator=None, device: str | None = None,  # noqa: ANN001
+                     batch: int | None = None, workers: int = 0, cache_dir: Path | None = None,
+                     keep_images: bool = False, progress: ProgressFn | None = None,
+                     cancelled: CancelFn | None = None) -> dict[str, FitResult]:
+    """Score once, then fit one boundary per predictor name (see ``predictors.SCORE_NAMES``)."""
+    from latentstudio.edit.predictors import SCORE_NAMES
+    from latentstudio.models.generator import Generator
+
+    unknown = [n for n in names if n not in SCORE_NAMES]
+    if unknown:
+        raise BoundaryError(f"unknown attribute(s) {', '.join(unknown)}; "
+                            f"predictors: {', '.join(SCORE_NAMES)}")
+    g = generator or Generator.load(device)
+    s = score_samples(spec, generator=g, batch=batch, workers=workers, cache_dir=cache_dir,
+                      keep_images=keep_images, progress=progress, cancelled=cancelled)
+    w = sample_w(g, s.seeds, spec.psi)
+    out = {}
+    for i, name in enumerate(names):
+        if cancelled and cancelled():
+            raise TrainingCancelled("fitting cancelled")
+        out[name] = fit_boundary(w, s.scores[name], s.valid, ratio=ratio,
+                                 val_fraction=val_fraction, seed=spec.seed)
+        if progress:
+            progress(TrainProgress("fit", i + 1, len(names),
+                                   f"{name}: validation accuracy {out[name].val_accuracy:.3f}"))
+    return out
+
+
+# ------------------------------------------------------------------------------ user labels
+CODE_SUFFIXES = (".npy", ".npz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _folder_items(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise BoundaryError(f"{folder}: not a folder")
+    items = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in CODE_SUFFIXES + IMAGE_SUFFIXES)
+    if not items:
+        raise BoundaryError(f"{folder}: no codes (.npy/.npz) or images found")
+    return items
+
+
+def code_to_w(w_plus: np.ndarray) -> np.ndarray:
+    """W+ (23,512) → one w (512,): the mean over slots (boundaries live in W)."""
+    return np.asarray(w_plus, np.float32).reshape(-1, W_DIM).mean(0)
+
+
+def labelled_codes(folder: Path, *, invert_preset: str = "fast",
+                   progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> np.ndarray:
+    """Every code or photo in ``folder`` → w (M,512). Photos are inverted (``invert_photo``)."""
+    from latentstudio.codes import load_code
+    from latentstudio.models.generator import LatentError
+
+    items = _folder_items(Path(folder))
+    out = []
+    for i, p in enumerate(items):
+        if cancelled and cancelled():
+            raise TrainingCancelled("cancelled while reading labelled samples")
+        if p.suffix.lower() in CODE_SUFFIXES:
+            try:
+                out.append(code_to_w(load_code(p)))
+            except LatentError as exc:
+                raise BoundaryError(str(exc)) from exc
+        else:
+            from latentstudio.invert import invert_photo
+
+            result = invert_photo(p, preset=invert_preset)
+            w_plus = result[0] if isinstance(result, tuple) else result.inversion.w_plus
+            out.append(code_to_w(w_plus))
+        if progress:
+            progress(TrainProgress("codes", i + 1, len(items), f"{folder}: {p.name}"))
+    return np.stack(out)
+
+
+def fit_labelled(positive: Path, negative: Path, *, val_fraction: float = 0.3, seed: int = 0,
+                 progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> FitResult:
+    """Boundary from two folders of codes or photos: positive (+ side) and negative examples."""
+    pos = labelled_codes(positive, progress=progress, cancelled=cancelled)
+    neg = labelled_codes(negative, progress=progress, cancelled=cancelled)
+    x = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    return fit_svm(x, y, val_fraction=val_fraction, seed=seed)

@@ -1,0 +1,226 @@
+"""Invert an aligned face into the generator's W+ space (23×512) by optimisation.
+
+The code is parametrised as ``w_plus[i] = w + delta[i]``: one shared w plus a per-slot offset.
+Optimisation runs in two phases:
+
+1. **W phase** (the first ``w_fraction`` of the steps): only the shared w moves, deltas stay 0.
+   The result lies on the W manifold, where the boundaries were trained, and already has the
+   right pose, shape and colours.
+2. **W+ phase**: deltas move too, penalised by ``delta_weight · mean_i ||delta_i||²`` so the code
+   stays close to W (e4e's observation: small inter-slot variance keeps codes editable).
+
+Losses: LPIPS (VGG) + ``pixel_weight`` · MSE on the [-1, 1] image, + ``id_weight`` · dlib
+identity distance when the identity net is installed. The ``fast`` preset works on the cheap
+256² route (blocks 0–4 + preview head, slots 0–15 get gradients; the fine slots 16–22 keep the
+shared w) so it runs on a laptop CPU; ``quality`` renders 1024² and downsamples for the losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentstudio.models.generator import Generator, from_uint8, to_uint8
+
+NUM_SLOTS, W_DIM = 23, 512
+
+
+class Cancelled(Exception):
+    """Raised inside ``invert`` when ``cancelled()`` returns True."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    steps: int
+    render_size: int  # 256 (cheap route) or 1024 (full network)
+    loss_size: int  # images are compared at this resolution
+    lr: float = 0.03
+    w_fraction: float = 0.35  # share of the steps that optimise a single w
+    pixel_weight: float = 1.0
+    delta_weight: float = 1e-3
+    id_weight: float = 0.1
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset(steps=120, render_size=256, loss_size=256, lr=0.06),
+    "quality": Preset(steps=500, render_size=1024, loss_size=256, lr=0.02),
+}
+
+
+@dataclass
+class InvertProgress:
+    step: int
+    total: int
+    loss: float
+    preview: np.ndarray | None  # (256, 256, 3) uint8 of the current code, every ``preview_every``
+
+
+@dataclass
+class Inversion:
+    w_plus: np.ndarray  # (23, 512) float32
+    losses: dict[str, float] = field(default_factory=dict)  # final values of each term
+    steps: int = 0
+
+
+def _resize(img: Tensor, size: int) -> Tensor:
+    """(N,3,S,S) → (N,3,size,size), area filter when shrinking."""
+    if img.shape[-1] == size:
+        return img
+    return F.interpolate(img, size=(size, size), mode="area" if img.shape[-1] > size else "bilinear",
+                         align_corners=None if img.shape[-1] > size else False)
+
+
+class _Losses:
+    """Loss terms against one target image; the nets are loaded once and cached per device."""
+
+    _cache: dict[tuple[str, str], torch.nn.Module] = {}
+
+    def __init__(self, target: Tensor, preset: Preset, device: torch.device) -> None:
+        from latentstudio.losses.lpips import load_lpips
+
+        key = ("lpips", str(device))
+        if key not in self._cache:
+            self._cache[key] = load_lpips("vgg", device)
+        self.lpips = self._cache[key]
+        self.preset = preset
+        self.target = _resize(target, preset.loss_size)
+        self.identity = self._identity_net(device) if preset.id_weight > 0 else None
+        self.target_id = self.identity.embed_aligned(self.target) if self.identity else None
+
+    def _identity_net(self, device: torch.device):  # noqa: ANN202 - IdentityNet | None
+        try:
+            from latentstudio.face.chip import IdentityNet
+        except ImportError:
+            return None
+        key = ("identity", str(device))
+        if key not in self._cache:
+            try:
+                self._cache[key] = IdentityNet(device)
+            except Exception:  # noqa: BLE001 - model not installed: invert without the id term
+                return None
+        return self._cache[key]
+
+    def __call__(self, img: Tensor) -> dict[str, Tensor]:
+        x = _resize(img, self.preset.loss_size)
+        terms = {"lpips": self.lpips(x, self.target).mean(),
+                 "mse": F.mse_loss(x, self.target)}
+        if self.identity is not None and self.target_id is not None:
+            terms["id"] = (self.identity.embed_aligned(x) - self.target_id).norm(dim=-1).mean()
+        return terms
+
+
+def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | None = None,
+           device: str | None = None, seed: int = 0, generator: Generator | None = None,
+           progress: Callable[[InvertProgress], None] | None = None,
+           cancelled: Callable[[], bool] | None = None, preview_every: int = 10,
+           init: np.ndarray | None = None) -> Inversion:
+    """Find W+ (23,512) whose render matches ``aligned`` ((S,S,3) uint8, FFHQ-aligned, any S).
+
+    ``init`` (512,) or (23,512) starts from a given code instead of w_avg. ``progress`` gets an
+    ``InvertProgress`` every step (with a 256² preview every ``preview_every`` steps);
+    ``cancelled()`` is polled every step and stops the run with ``Cancelled``.
+    """
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        p = replace(p, steps=steps)
+    img = np.asarray(aligned)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
+        raise ValueError(f"expected a square (S,S,3) uint8 aligned face, got {img.dtype} {img.shape}")
+    g = generator or Generator.load(device)
+    torch.manual_seed(seed)
+    target = from_uint8(img).to(g.device)
+    losses = _Losses(target, p, g.device)
+
+    base, delta0 = _initial(g, init)
+    w = base.clone().requires_grad_(True)
+    delta = delta0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=p.lr, betas=(0.9, 0.999))
+    w_steps = int(round(p.w_fraction * p.steps)) if init is None else 0
+    terms: dict[str, Tensor] = {}
+    for step in range(p.steps):
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"inversion cancelled at step {step}/{p.steps}")
+        if step == w_steps:
+            opt.add_param_group({"params": [delta], "lr": p.lr})
+        lr = p.lr * _lr_ramp(step / p.steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        code = w[None] + delta
+        out = g.synthesize(code[None], size=p.render_size, clip=False, grad=True)
+        terms = losses(out)
+        terms["delta"] = delta.pow(2).sum(-1).mean()
+        total = (terms["lpips"] + p.pixel_weight * terms["mse"] + p.delta_weight * terms["delta"]
+                 + p.id_weight * terms.get("id", torch.zeros((), device=g.device)))
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if progress is not None:
+            last = step == p.steps - 1
+            preview = None
+            if last or (preview_every > 0 and step % preview_every == 0):
+                preview = to_uint8(_resize(out.detach().clamp(-1, 1), 256))[0]
+            progress(InvertProgress(step + 1, p.steps, float(total.detach()), preview))
+    code = (w[None] + delta).detach()
+    return Inversion(code.cpu().numpy().astype(np.float32),
+                     {k: float(v.detach()) for k, v in terms.items()}, p.steps)
+
+
+def _initial(g: Generator, init: np.ndarray | None) -> tuple[Tensor, Tensor]:
+    """Shared w (512,) and per-slot deltas (23,512) to start from."""
+    if init is None:
+        return g.w_avg.clone(), torch.zeros(NUM_SLOTS, W_DIM, device=g.device)
+    from latentstudio.models.generator import as_w_plus
+
+    code = as_w_plus(init).to(g.device)[0]
+    base = code.mean(0)
+    return base, code - base
+
+
+def _lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
+    """StyleGAN projector's schedule at progress t in [0, 1): warm-up, cosine ramp-down."""
+    down = 0.5 - 0.5 * np.cos(min(1.0, (1.0 - t) / rampdown) * np.pi)
+    return float(down * min(1.0, (t + 1e-3) / rampup))
+
+
+# ----------------------------------------------------------------------------- photos
+@dataclass
+class PhotoInversion:
+    inversion: Inversion
+    alignment: object  # latentstudio.face.align.Alignment
+    landmarks: np.ndarray  # (68, 2) of the chosen face, photo pixels
+    faces_found: int
+
+
+def align_photo(path: str | Path, face: int | None = None):  # noqa: ANN201 - (Alignment, Face, n)
+    """Load a photo, pick a face (default: largest confident) and FFHQ-align it to 1024².
+
+    Returns (Alignment, the chosen Face, number of confident faces found).
+    """
+    from latentstudio.face.align import align_face
+    from latentstudio.face.detect import detect_faces, pick_face
+    from latentstudio.face.image_io import load_image
+
+    rgb = load_image(path)
+    faces = detect_faces(rgb)
+    chosen = pick_face(faces, face)
+    return align_face(rgb, chosen), chosen, sum(f.confident for f in faces)
+
+
+def invert_photo(path: str | Path, *, preset: str = "fast", steps: int | None = None,
+                 face: int | None = None, device: str | None = None, seed: int = 0,
+                 generator: Generator | None = None,
+                 progress: Callable[[InvertProgress], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> PhotoInversion:
+    """Photo file → aligned face → W+ code (with everything needed to paste back)."""
+    alignment, chosen, n = align_photo(path, face)
+    inv = invert(alignment.image, preset=preset, steps=steps, device=device, seed=seed,
+                 generator=generator, progress=progress, cancelled=cancelled)
+    return PhotoInversion(inv, alignment, chosen.landmarks, n)

@@ -1,0 +1,291 @@
+"""The desktop app through its real widgets (pytest-qt, QT_QPA_PLATFORM=offscreen).
+
+A photo is opened, aligned and inverted (2 steps), a slider is dragged, undone, exported; a storm
+of slider events must end on the last value with no stale frame after it; bad files give error
+dialogs and leave the document alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+skimage_data = pytest.importorskip("skimage.data")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from latentstudio.document import Autosave, EditState, identity_available, load_default_directions  # noqa: E402
+from latentstudio.edit.boundaries import Boundary, save_index  # noqa: E402
+
+WAIT = 180_000  # ms; the machine may be busy
+
+
+@pytest.fixture()
+def boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two random unit directions instead of whatever is installed (fast and deterministic)."""
+    rng = np.random.default_rng(0)
+    vecs = [rng.standard_normal(512) for _ in range(2)]
+    save_index(tmp_path / "bnd", [Boundary("smile", vecs[0], label="Smile"),
+                                  Boundary("age", vecs[1], label="Age")])
+    folder = tmp_path / "bnd"
+    import latentstudio.gui.session as session_mod
+
+    monkeypatch.setattr(session_mod, "load_default_directions",
+                        lambda: load_default_directions([folder]))
+    return folder
+
+
+@pytest.fixture()
+def window(qtbot, generator, boundaries: Path, tmp_path: Path):  # noqa: ANN001, ANN201
+    from latentstudio.gui.main_window import MainWindow
+    from latentstudio.gui.session import EditorSession
+
+    session = EditorSession(device="cpu", generator_factory=lambda: generator,
+                            autosave=Autosave(tmp_path / "autosave"))
+    session.full_size = 512  # the real full-size path, smaller: keeps the tests quick
+    session.settle_ms = 50
+    session.invert_steps = 2
+    win = MainWindow(session, QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.resize(1000, 700)
+    win.show()
+    with qtbot.waitSignal(session.documentChanged, timeout=WAIT):
+        session.start()  # the demo face: seed 42
+    yield win
+    win.close()
+
+
+def wait_full_frame(qtbot, win) -> None:  # noqa: ANN001
+    """Until the renderer is idle and the canvas shows a full-size frame of the current state."""
+    s = win.session
+
+    def done() -> bool:
+        f = s.last_frame
+        return (f is not None and f.size == s.full_size and f.tag[1] == s.doc.state
+                and win.canvas.painted_seq == f.seq and s.bridge.renderer.wait_idle(0))
+
+    qtbot.waitUntil(done, timeout=WAIT)
+
+
+def drag(row, values) -> None:  # noqa: ANN001
+    """A real slider drag: press, move through ``values``, release."""
+    row.slider.setSliderDown(True)
+    for v in values:
+        row.slider.setValue(v)
+    row.slider.setSliderDown(False)
+
+
+def test_starts_on_demo_face(qtbot, window) -> None:  # noqa: ANN001
+    s = window.session
+    assert s.doc.source.kind == "seed" and s.doc.source.seed == 42
+    assert set(window.attributes.rows) == {"smile", "age"}
+    wait_full_frame(qtbot, window)
+    assert window.canvas.frame_seq > 0 and window.errors == []
+    reason = identity_available()
+    if reason is not None:  # the mapper is optional: its panel says why it is off
+        assert not window.identity.load.isEnabled() and reason in window.identity.load.toolTip()
+
+
+def test_photo_slider_undo_export(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from latentstudio.face.image_io import load_metadata
+
+    s = window.session
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    progress = []
+    s.taskProgress.connect(lambda step, total, img: progress.append((step, img is not None)))
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(photo)
+    assert s.doc.source.kind == "photo" and s.doc.source.path == photo.resolve()
+    assert any(has for _, has in progress), "the inversion preview reached the canvas"
+    assert window.errors == []
+    wait_full_frame(qtbot, window)
+    before_img = s.last_frame.image.copy()
+    base = s.doc.base.copy()
+
+    row = window.attributes.rows["smile"]
+    drag(row, np.linspace(0, 2.5, 40))
+    wait_full_frame(qtbot, window)
+    n = s.doc.directions["smile"].normal
+    np.testing.assert_allclose(s.doc.code(), base + 2.5 * n[None], atol=1e-5)
+    np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
+    changed = np.abs(s.last_frame.image.astype(int) - before_img).mean()
+    assert changed > 1.0, f"the rendered image should change (mean |Δ| = {changed:.2f})"
+    assert s.undo.count() == 1, "one drag is one undo step"
+
+    window.act_undo.trigger()
+    assert s.doc.state == EditState()
+    np.testing.assert_array_equal(s.doc.code(), base)
+    wait_full_frame(qtbot, window)
+    np.testing.assert_array_equal(s.last_frame.image, before_img)  # exactly the pre-edit pixels
+    assert row.slider.value() == 0.0
+    window.act_redo.trigger()
+    assert s.doc.state.value("smile") == pytest.approx(2.5)
+
+    # export: aligned crop and pasted back at the photo's full resolution, with the edits recorded
+    for mode, name, size in (("aligned", "face.webp", (1024, 1024)), ("photo", "photo.jpg", (512, 512))):
+        out = tmp_path / name
+        with qtbot.waitSignal(s.status, timeout=WAIT, check_params_cb=lambda t: t.startswith("Exported")):
+            s.export(out, mode)
+        with Image.open(out) as im:
+            im.load()
+            assert im.size == size
+        meta = json.loads(load_metadata(out)["latentstudio"])
+        assert meta["edits"] == {"smile": 2.5} and meta["mode"] == mode
+
+
+def test_slider_storm_ends_on_last_value_without_stale_frames(qtbot, window) -> None:  # noqa: ANN001
+    s = window.session
+    wait_full_frame(qtbot, window)
+    painted: list[tuple[int, object]] = []
+    window.canvas.painted.connect(lambda seq: painted.append((seq, s.last_frame.tag[1])))
+    row = window.attributes.rows["age"]
+    values = 2.5 * np.sin(np.linspace(0, 40, 10_000))
+    row.slider.setSliderDown(True)
+    t0 = time.perf_counter()
+    for i, v in enumerate(values):
+        row.slider.setValue(float(v))
+        if i % 250 == 0:
+            qtbot.wait(1)  # let frames arrive in the middle of the storm
+    ui_seconds = time.perf_counter() - t0
+    row.slider.setSliderDown(False)
+    last = float(values[-1])
+    wait_full_frame(qtbot, window)
+    qtbot.wait(200)  # anything stale would arrive now
+    assert s.doc.state.value("age") == pytest.approx(last)
+    assert s.last_frame.tag[1] == s.doc.state and s.last_frame.size == s.full_size
+    np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
+    seqs = [q for q, _ in painted]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    first_final = next(i for i, (_, st) in enumerate(painted) if st == s.doc.state)
+    assert all(st == s.doc.state for _, st in painted[first_final:]), "a stale frame followed the last one"
+    assert s.undo.count() == 1
+    stats = s.bridge.renderer.stats
+    assert stats.skipped > 9000, "superseded requests are skipped, not rendered"
+    assert ui_seconds < 60
+
+
+def test_damaged_project_and_bad_photos_show_errors(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    s = window.session
+    doc = s.doc
+    bad = tmp_path / "broken.lsproj"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    window.open_path(bad)
+    box = window.findChild(QMessageBox, "errorDialog")
+    assert box is not None and box.isVisible()
+    assert "broken.lsproj" in box.informativeText() and "damaged" in box.informativeText()
+    assert s.doc is doc
+    box.close()
+
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank)
+    window.open_path(blank)
+    qtbot.waitUntil(lambda: len(window.errors) == 2, timeout=WAIT)
+    assert window.errors[-1][0] == "No usable face" and "no face" in window.errors[-1][1]
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\xff\xd8 not a jpeg")
+    window.open_path(junk)
+    qtbot.waitUntil(lambda: len(window.errors) == 3, timeout=WAIT)
+    assert window.errors[-1][0] == "Cannot read the image" and "junk.jpg" in window.errors[-1][1]
+    assert s.doc is doc
+
+
+def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    s = window.session
+    doc, state = s.doc, s.doc.state
+    s.invert_steps = 500  # would take minutes: it must stop at the next step
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    steps = []
+    s.taskProgress.connect(lambda step, total, img: steps.append(step))
+    window.open_path(photo)
+    qtbot.waitUntil(lambda: any(st > 0 for st in steps), timeout=WAIT)
+    assert window.progress.isVisible() and window.cancel_button.isVisible()
+    with qtbot.waitSignal(s.taskEnded, timeout=WAIT) as ended:
+        window.cancel_button.click()
+    assert ended.args == ["cancelled"] and max(steps) < 500
+    assert s.doc is doc and s.doc.state == state and window.errors == []
+    assert not window.progress.isVisible()
+
+
+def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    s = window.session
+    window.attributes.rows["age"].keep.click()
+    drag(window.attributes.rows["smile"], [0.5, 1.0, 1.5])
+    n_age = s.doc.directions["age"].normal.astype(np.float64)
+    assert abs((s.doc.code() - s.doc.base)[0] @ n_age) < 1e-5  # the locked attribute did not move
+    assert s.undo.count() == 2 and window.isWindowModified()
+    path = tmp_path / "p.lsproj"
+    assert s.save_project(path) and not window.isWindowModified()
+    state = s.doc.state
+    window.attributes.reset_all.click()
+    assert s.doc.state.values == {}
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(path)
+    assert s.doc.state == state and window.attributes.rows["age"].keep.isChecked()
+    assert window.attributes.rows["smile"].slider.value() == pytest.approx(1.5)
+    assert str(path.resolve()) in window._recent()
+
+
+def test_missing_models_offer_fetch(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    from latentstudio.gui.main_window import MainWindow
+    from latentstudio.gui.session import EditorSession
+    from latentstudio.models.fetch import FetchError
+
+    def missing():  # noqa: ANN202
+        raise FetchError("model 'mobilestylegan' is not installed; run: latentstudio models fetch")
+
+    session = EditorSession(generator_factory=missing, autosave=Autosave(tmp_path / "a"))
+    win = MainWindow(session, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    session.start()
+    qtbot.waitUntil(lambda: win.findChild(QMessageBox, "fetchDialog") is not None, timeout=10_000)
+    box = win.findChild(QMessageBox, "fetchDialog")
+    assert "not installed" in box.informativeText()
+    box.close()
+    win.close()
+
+
+def test_canvas_zoom_and_before_after(qtbot) -> None:  # noqa: ANN001
+    from PySide6.QtCore import QPointF
+
+    from latentstudio.gui.canvas import Canvas
+
+    c = Canvas()
+    qtbot.addWidget(c)
+    c.resize(600, 400)
+    c.show()
+    c.set_after(np.zeros((256, 256, 3), np.uint8), 1, (1024, 1024))
+    c.set_before(np.full((1024, 1024, 3), 255, np.uint8))
+    qtbot.waitUntil(lambda: c.painted_seq == 1)
+    assert c.zoom == pytest.approx((400 - 16) / 1024)
+    c.actual_size()
+    assert c.zoom == pytest.approx(1.0 / c.devicePixelRatioF())
+    c.set_zoom(2.0, anchor=QPointF(100, 100))
+    assert c.zoom == 2.0
+    c.fit()
+    assert c.zoom == pytest.approx((400 - 16) / 1024)
+    centre = (c.width() // 2, c.height() // 2)
+    assert c.grab().toImage().pixelColor(*centre).red() == 0  # after (black)
+    qtbot.keyPress(c, Qt.Key.Key_Backslash)
+    assert c.show_before and c.grab().toImage().pixelColor(*centre).red() == 255  # before (white)
+    qtbot.keyRelease(c, Qt.Key.Key_Backslash)
+    assert not c.show_before
+    c.split = True
+    img = c.grab().toImage()
+    assert img.pixelColor(c.width() // 2 - 40, centre[1]).red() == 255  # before on the left
+    assert img.pixelColor(c.width() // 2 + 40, centre[1]).red() == 0  # after on the right

@@ -1,0 +1,78 @@
+"""W+ inversion: reconstruction of a generated face with a known code, progress, cancel, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentstudio.invert import Cancelled, InvertProgress, invert
+from latentstudio.models.generator import from_uint8, to_uint8
+
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def target(generator) -> np.ndarray:  # noqa: ANN001
+    """A generated face (seed 11, ψ 0.7) rendered at full size and reduced to 256²."""
+    img = generator.synthesize(generator.seed_w(11, 0.7), size=1024)
+    return to_uint8(torch.nn.functional.interpolate(img, size=256, mode="area"))[0]
+
+
+@pytest.fixture(scope="module")
+def lpips():  # noqa: ANN201
+    from latentstudio.losses.lpips import load_lpips
+
+    return load_lpips("vgg")
+
+
+def _distance(lpips, generator, code, target: np.ndarray) -> float:  # noqa: ANN001
+    return float(lpips(generator.synthesize(code, size=256), from_uint8(target)))
+
+
+def test_inversion_reconstructs_a_generated_face(generator, target, lpips) -> None:  # noqa: ANN001
+    seen: list[InvertProgress] = []
+    inv = invert(target, steps=STEPS, generator=generator, progress=seen.append, preview_every=10)
+    start = _distance(lpips, generator, generator.w_avg, target)
+    end = _distance(lpips, generator, inv.w_plus, target)
+    # The mean face is ~0.5 away; 30 CPU steps must cover well over half of the way back.
+    # (bench/invert.py: 120 steps reach ~0.15 on generated faces.)
+    assert end < 0.5 * start, (start, end)
+    assert inv.w_plus.shape == (23, 512) and inv.w_plus.dtype == np.float32
+    assert [p.step for p in seen] == list(range(1, STEPS + 1))
+    previews = [p for p in seen if p.preview is not None]
+    assert previews[0].step == 1 and previews[-1].step == STEPS
+    assert previews[-1].preview.shape == (256, 256, 3)
+    assert seen[-1].loss < seen[0].loss
+
+
+def test_inversion_stays_near_w(generator, target) -> None:  # noqa: ANN001
+    """The regulariser keeps the per-slot codes close to their shared w (editability)."""
+    inv = invert(target, steps=STEPS, generator=generator)
+    spread = np.linalg.norm(inv.w_plus - inv.w_plus.mean(0), axis=1).mean()
+    typical = float((generator.seed_w(1, 1.0) - generator.seed_w(2, 1.0)).norm())
+    assert spread < 0.5 * typical
+
+
+def test_inversion_is_deterministic(generator, target) -> None:  # noqa: ANN001
+    a = invert(target, steps=3, generator=generator, seed=1).w_plus
+    b = invert(target, steps=3, generator=generator, seed=1).w_plus
+    assert np.array_equal(a, b)
+
+
+def test_inversion_can_be_cancelled(generator, target) -> None:  # noqa: ANN001
+    calls = {"n": 0}
+
+    def cancelled() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(Cancelled, match="step 2"):
+        invert(target, steps=50, generator=generator, cancelled=cancelled)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((64, 48, 3), np.uint8), np.zeros((64, 64), np.uint8),
+                                 np.zeros((64, 64, 3), np.float32)])
+def test_inversion_rejects_bad_images(generator, bad: np.ndarray) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="aligned face"):
+        invert(bad, steps=1, generator=generator)

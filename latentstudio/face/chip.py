@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,8 +323,8 @@ class GridPlan:
     grid: Tensor  # [1, 150, 150, 2], grid_sample coordinates (align_corners=False)
 
 
-_PLANS: dict[int, GridPlan] = {}
-_PLANS_LOCK = threading.Lock()
+_CACHE: dict[tuple[object, ...], object] = {}  # fixed plans and on-device constants
+_CACHE_LOCK = threading.Lock()
 
 
 def ffhq_plan(size: int, shape5: np.ndarray = FFHQ_SHAPE5) -> GridPlan:
@@ -343,17 +344,22 @@ def ffhq_plan(size: int, shape5: np.ndarray = FFHQ_SHAPE5) -> GridPlan:
     return GridPlan(plan.box, plan.levels, torch.from_numpy(grid[None].astype(np.float32)))
 
 
-def _fixed_plan(size: int) -> GridPlan:
-    with _PLANS_LOCK:
-        if size not in _PLANS:
-            _PLANS[size] = ffhq_plan(size)
-        return _PLANS[size]
+def _cached(key: tuple[object, ...], make: Callable[[], object]) -> object:
+    """Build ``make()`` once per key (no host-to-device copies inside a training loop)."""
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = make()
+        return _CACHE[key]
+
+
+_TAPS = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+_KERNEL = (_TAPS[:, None] * _TAPS[None, :] / 256.0)[None, None]  # [1, 1, 5, 5]
 
 
 def pyramid_down_torch(x: Tensor) -> Tensor:
     """``pyramid_down`` in float, differentiable: [N, C, H, W] -> [N, C, (H-3)//2, (W-3)//2]."""
-    taps = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype)
-    kernel = (taps[:, None] * taps[None, :] / 256.0).expand(x.shape[1], 1, 5, 5)
+    kernel = _cached(("kernel", x.device, x.dtype), lambda: _KERNEL.to(x.device, x.dtype))
+    kernel = kernel.expand(x.shape[1], 1, 5, 5)  # type: ignore[attr-defined]
     return F.conv2d(x, kernel, stride=2, groups=x.shape[1])
 
 
@@ -363,7 +369,7 @@ def sample_chip(images: Tensor, plan: GridPlan) -> Tensor:
     x = images[:, :, t:b + 1, l:r + 1]
     for _ in range(plan.levels):
         x = pyramid_down_torch(x)
-    grid = plan.grid.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1, -1)
+    grid = plan.grid.to(x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -380,7 +386,13 @@ def aligned_chip(images: Tensor) -> Tensor:
         raise ChipError(f"expected [N, 3, S, S] aligned images, got {tuple(images.shape)}")
     if images.shape[-1] < 64:
         raise ChipError(f"aligned images must be at least 64 px wide, got {images.shape[-1]}")
-    return sample_chip(images, _fixed_plan(int(images.shape[-1])))
+    size, device, dtype = int(images.shape[-1]), images.device, images.dtype
+
+    def make() -> GridPlan:
+        plan = ffhq_plan(size)
+        return GridPlan(plan.box, plan.levels, plan.grid.to(device, dtype))
+
+    return sample_chip(images, _cached(("plan", size, device, dtype), make))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- identity network
@@ -415,7 +427,8 @@ class IdentityNet(nn.Module):
         if arr.ndim == 3:
             arr = arr[None]
         if arr.dtype != np.uint8 or arr.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ChipError(f"expected (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) uint8 chips, got {arr.dtype} {arr.shape}")
+            raise ChipError(f"expected (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) uint8 chips, "
+                            f"got {arr.dtype} {arr.shape}")
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2).float()
         with torch.no_grad():
             return self.net(x)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,76 +203,86 @@ def _default_padding(size: int, stride: int) -> int:
     return 0 if stride != 1 else size // 2
 
 
-def _read_layer(r: _Reader, layer: Layer, c_in: int, out: DlibResNetFile) -> int:
-    """Read one layer's details; append its weights to ``out``; return its output channels."""
-    kind, a = layer.kind, layer.args
-    if kind == "con":
-        filters, size, stride = a
-        r.expect_string("con_4", "con layer")
-        params = r.tensor("con params")
-        for want, what in ((filters, "filters"), (size, "rows"), (size, "cols"),
-                           (stride, "stride_y"), (stride, "stride_x")):
-            r.expect_int(want, f"con {what}")
-        pad = _default_padding(size, stride)
-        r.expect_int(pad, "con padding_y")
-        r.expect_int(pad, "con padding_x")
-        if r.alias("con filters") != (filters, c_in, size, size):
-            raise DlibFormatError(f"con filters: unexpected shape (wanted {filters}x{c_in}x{size}x{size})")
-        if r.alias("con biases") != (1, filters, 1, 1):
-            raise DlibFormatError("con biases: unexpected shape")
-        for m in ("lr", "wd", "bias lr", "bias wd"):
-            r.float(f"con {m} multiplier")
-        n_w = filters * c_in * size * size
-        flat = params.reshape(-1)
-        if flat.size != n_w + filters:
-            raise DlibFormatError(f"con params: {flat.size} values, expected {n_w + filters}")
-        out.convs.append((flat[:n_w].reshape(filters, c_in, size, size).copy(), flat[n_w:].copy()))
-        return filters
-    if kind == "affine":
-        (ch,) = a
-        r.expect_string("affine_", "affine layer")
-        flat = r.tensor("affine params").reshape(-1)
-        for what in ("gamma", "beta"):
-            if r.alias(f"affine {what}") != (1, ch, 1, 1):
-                raise DlibFormatError(f"affine {what}: unexpected shape (wanted {ch} channels)")
-        r.expect_int(0, "affine mode (0 = per channel)")
-        if flat.size != 2 * ch or ch != c_in:
-            raise DlibFormatError(f"affine params: {flat.size} values for {c_in} channels")
-        out.affines.append((flat[:ch].copy(), flat[ch:].copy()))
+def _read_con(r: _Reader, layer: Layer, c_in: int, out: DlibResNetFile) -> int:
+    filters, size, stride = layer.args
+    r.expect_string("con_4", "con layer")
+    flat = r.tensor("con params").reshape(-1)
+    for want, what in ((filters, "filters"), (size, "rows"), (size, "cols"),
+                       (stride, "stride_y"), (stride, "stride_x")):
+        r.expect_int(want, f"con {what}")
+    pad = _default_padding(size, stride)
+    r.expect_int(pad, "con padding_y")
+    r.expect_int(pad, "con padding_x")
+    if r.alias("con filters") != (filters, c_in, size, size):
+        raise DlibFormatError(f"con filters: unexpected shape (wanted {filters}x{c_in}x{size}x{size})")
+    if r.alias("con biases") != (1, filters, 1, 1):
+        raise DlibFormatError("con biases: unexpected shape")
+    for m in ("lr", "wd", "bias lr", "bias wd"):
+        r.float(f"con {m} multiplier")
+    n_w = filters * c_in * size * size
+    if flat.size != n_w + filters:
+        raise DlibFormatError(f"con params: {flat.size} values, expected {n_w + filters}")
+    out.convs.append((flat[:n_w].reshape(filters, c_in, size, size).copy(), flat[n_w:].copy()))
+    return filters
+
+
+def _read_affine(r: _Reader, layer: Layer, c_in: int, out: DlibResNetFile) -> int:
+    (ch,) = layer.args
+    r.expect_string("affine_", "affine layer")
+    flat = r.tensor("affine params").reshape(-1)
+    for what in ("gamma", "beta"):
+        if r.alias(f"affine {what}") != (1, ch, 1, 1):
+            raise DlibFormatError(f"affine {what}: unexpected shape (wanted {ch} channels)")
+    r.expect_int(0, "affine mode (0 = per channel)")
+    if flat.size != 2 * ch or ch != c_in:
+        raise DlibFormatError(f"affine params: {flat.size} values for {c_in} channels")
+    out.affines.append((flat[:ch].copy(), flat[ch:].copy()))
+    return c_in
+
+
+def _read_pool(r: _Reader, layer: Layer, c_in: int, out: DlibResNetFile) -> int:
+    name = "max_pool_2" if layer.kind == "max_pool" else "avg_pool_2"
+    size, stride = layer.args if layer.args else (0, 1)  # avg_pool_everything: 0x0 window
+    r.expect_string(name, f"{layer.kind} layer")
+    for want, what in ((size, "rows"), (size, "cols"), (stride, "stride_y"), (stride, "stride_x")):
+        r.expect_int(want, f"{layer.kind} {what}")
+    pad = 0 if size == 0 else _default_padding(size, stride)
+    r.expect_int(pad, f"{layer.kind} padding_y")
+    r.expect_int(pad, f"{layer.kind} padding_x")
+    return c_in
+
+
+def _read_fc(r: _Reader, layer: Layer, c_in: int, out: DlibResNetFile) -> int:
+    outputs, inputs = layer.args
+    r.expect_string("fc_2", "fc layer")
+    r.expect_int(outputs, "fc outputs")
+    r.expect_int(inputs, "fc inputs")
+    flat = r.tensor("fc params").reshape(-1)
+    if r.alias("fc weights") != (inputs, outputs, 1, 1):
+        raise DlibFormatError("fc weights: unexpected shape")
+    r.alias("fc biases")
+    r.expect_int(1, "fc bias mode (1 = no bias)")
+    for m in ("lr", "wd", "bias lr", "bias wd"):
+        r.float(f"fc {m} multiplier")
+    if flat.size != inputs * outputs or c_in != inputs:
+        raise DlibFormatError(f"fc params: {flat.size} values, expected {inputs * outputs}")
+    out.fc = flat.reshape(inputs, outputs).T.copy()  # dlib computes x @ W with W (in, out)
+    return outputs
+
+
+def _read_named(name: str) -> Callable[[_Reader, Layer, int, DlibResNetFile], int]:
+    """Reader for a parameter-free layer that writes only its name."""
+    def read(r: _Reader, layer: Layer, c_in: int, out: DlibResNetFile) -> int:
+        r.expect_string(name, f"{layer.kind} layer")
         return c_in
-    if kind == "relu":
-        r.expect_string("relu_", "relu layer")
-        return c_in
-    if kind == "add_prev":
-        r.expect_string("add_prev_", "add_prev layer")
-        return c_in
-    if kind in ("max_pool", "avg_pool", "avg_pool_everything"):
-        name = "max_pool_2" if kind == "max_pool" else "avg_pool_2"
-        size, stride = a if a else (0, 1)
-        r.expect_string(name, f"{kind} layer")
-        for want, what in ((size, "rows"), (size, "cols"), (stride, "stride_y"), (stride, "stride_x")):
-            r.expect_int(want, f"{kind} {what}")
-        pad = 0 if size == 0 else _default_padding(size, stride)
-        r.expect_int(pad, f"{kind} padding_y")
-        r.expect_int(pad, f"{kind} padding_x")
-        return c_in
-    if kind == "fc":
-        outputs, inputs = a
-        r.expect_string("fc_2", "fc layer")
-        r.expect_int(outputs, "fc outputs")
-        r.expect_int(inputs, "fc inputs")
-        flat = r.tensor("fc params").reshape(-1)
-        if r.alias("fc weights") != (inputs, outputs, 1, 1):
-            raise DlibFormatError("fc weights: unexpected shape")
-        r.alias("fc biases")
-        r.expect_int(1, "fc bias mode (1 = no bias)")
-        for m in ("lr", "wd", "bias lr", "bias wd"):
-            r.float(f"fc {m} multiplier")
-        if flat.size != inputs * outputs or c_in != inputs:
-            raise DlibFormatError(f"fc params: {flat.size} values, expected {inputs * outputs}")
-        out.fc = flat.reshape(inputs, outputs).T.copy()  # dlib computes x @ W with W (in, out)
-        return outputs
-    raise AssertionError(f"no reader for {kind}")
+    return read
+
+
+_READERS: dict[str, Callable[[_Reader, Layer, int, DlibResNetFile], int]] = {
+    "con": _read_con, "affine": _read_affine, "fc": _read_fc,
+    "max_pool": _read_pool, "avg_pool": _read_pool, "avg_pool_everything": _read_pool,
+    "relu": _read_named("relu_"), "add_prev": _read_named("add_prev_"),
+}
 
 
 def parse_dlib_resnet(data: bytes) -> DlibResNetFile:
@@ -310,7 +321,7 @@ def parse_dlib_resnet(data: bytes) -> DlibResNetFile:
     for i, layer in enumerate(reversed(body)):
         if layer.is_wrapper:
             continue
-        channels = _read_layer(r, layer, channels, out)
+        channels = _READERS[layer.kind](r, layer, channels, out)
         for flag in ("setup called", "gradient stale", "output disabled"):
             r.bool(f"{layer.kind} {flag} flag")
         for t in ("x_grad", "cached output", "params grad"):

@@ -86,7 +86,8 @@ MODELS: tuple[ModelSpec, ...] = (
         key="dlib_resnet",
         carrier=FACE_RECOGNITION_MODELS,
         members=("face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",),
-        outputs=("resnet.safetensors",),
+        # the original .dat is kept for the tests that compare our port with dlib itself
+        outputs=("resnet.safetensors", "dlib_face_recognition_resnet_model_v1.dat"),
         converter="latentstudio.face.dlib_resnet:convert_dlib_resnet",
         licence="CC0 (dlib face recognition model, Davis King)",
         description="dlib face-recognition ResNet (128-d identity embedding), ported to torch",

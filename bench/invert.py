@@ -1,0 +1,113 @@
+"""Inversion: reconstruction *and* editability, for several regularisers, on generated faces.
+
+    python bench/invert.py [--faces 4] [--steps 120] [--preset fast] [--photos a.jpg b.jpg …]
+
+Configurations compared (same steps, same losses otherwise):
+
+* ``W only``      — a single w broadcast to the 23 slots (w_fraction = 1)
+* ``W+ free``     — per-slot codes from the start, no delta penalty (the "reconstructs anything" mode)
+* ``W+ reg``      — ours: W phase, then W+ with the delta penalty (the default preset)
+
+Metrics per configuration (means over faces):
+
+* ``lpips``   LPIPS-VGG between the target and the 1024² render of the code, both area-reduced to 256²
+* ``id``      dlib identity distance target ↔ reconstruction (when the identity net is installed)
+* ``consist`` latent editing consistency (e4e smile and age directions, α = 3): invert x → w, edit
+              w + d → image, invert that image → w', render w' − d; LPIPS to the render of w
+* ``resp``    edit response: predictor change (smile, age) for w + d on the *inverted* code divided
+              by the change on the ground-truth code (1 = as editable as a generated face)
+
+The e4e directions (../shared/reference-boundaries/e4e_w) are used for this measurement only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from latentstudio.invert import PRESETS, invert  # noqa: E402
+from latentstudio.losses.lpips import load_lpips  # noqa: E402
+from latentstudio.models.generator import Generator, from_uint8, to_uint8  # noqa: E402
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference-boundaries" / "e4e_w"
+ALPHA = 3.0
+
+
+def render256(g: Generator, code: np.ndarray | torch.Tensor) -> np.ndarray:
+    img = g.synthesize(torch.as_tensor(code), size=1024)
+    return to_uint8(F.interpolate(img, size=256, mode="area"))[0]
+
+
+def configs(preset: str) -> dict[str, object]:
+    base = PRESETS[preset]
+    return {"W only": replace(base, w_fraction=1.0),
+            "W+ free": replace(base, w_fraction=0.0, delta_weight=0.0),
+            "W+ reg (ours)": base}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--faces", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--seed0", type=int, default=5000)
+    ap.add_argument("--no-consistency", action="store_true", help="skip the second inversion")
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    g = Generator.load("cpu")
+    lp = load_lpips("vgg")
+    dirs = {k: torch.from_numpy(np.load(REF / f"{k}.npy").reshape(512)) for k in ("smile", "age")}
+    try:
+        from latentstudio.face.chip import IdentityNet
+
+        idnet = IdentityNet.load("cpu")
+    except Exception:  # noqa: BLE001 - identity net not installed
+        idnet = None
+    from latentstudio.edit.predictors import predict_all
+
+    def dist(a: np.ndarray, b: np.ndarray) -> float:
+        return float(lp(from_uint8(a), from_uint8(b)))
+
+    rows = []
+    for name, preset in configs(args.preset).items():
+        stats: dict[str, list[float]] = {"lpips": [], "id": [], "consist": [], "resp": []}
+        t0 = time.time()
+        for i in range(args.faces):
+            w_true = g.seed_w(args.seed0 + i, 0.7)
+            target = render256(g, w_true)
+            code = invert(target, preset=preset, steps=args.steps, generator=g).w_plus
+            rec = render256(g, code)
+            stats["lpips"].append(dist(rec, target))
+            if idnet is not None:
+                e = idnet.embed_aligned(from_uint8(np.stack([rec, target])))
+                stats["id"].append(float((e[0] - e[1]).norm()))
+            for key, d in dirs.items():
+                edited_true = render256(g, w_true + ALPHA * d)
+                edited_inv = render256(g, torch.from_numpy(code) + ALPHA * d)
+                s = predict_all(np.stack([target, edited_true, rec, edited_inv]))[key]
+                if abs(s[1] - s[0]) > 1e-3:
+                    stats["resp"].append(float((s[3] - s[2]) / (s[1] - s[0])))
+                if not args.no_consistency:
+                    code2 = invert(edited_inv, preset=preset, steps=args.steps, generator=g).w_plus
+                    back = render256(g, torch.from_numpy(code2) - ALPHA * d)
+                    stats["consist"].append(dist(back, rec))
+        rows.append((name, {k: (np.mean(v) if v else float("nan")) for k, v in stats.items()},
+                     (time.time() - t0) / args.faces))
+    print(f"{args.faces} generated faces (seeds {args.seed0}…), {args.steps} steps, preset {args.preset}")
+    print("| config | LPIPS ↓ | id dist ↓ | edit consistency LPIPS ↓ | edit response (1 = generated) | s/face |")
+    print("|---|---|---|---|---|---|")
+    for name, m, sec in rows:
+        print(f"| {name} | {m['lpips']:.3f} | {m['id']:.3f} | {m['consist']:.3f} | {m['resp']:.2f} | {sec:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

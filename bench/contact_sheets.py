@@ -1,11 +1,18 @@
 """Contact sheets of the 16 highest and 16 lowest scored generated faces, one per predictor.
 
     python bench/contact_sheets.py [--n 400] [--seed 0] [--faces cache.npy] [--out bench/contact_sheets]
+    python bench/contact_sheets.py --quality [--n 400] [--seed 1000] [--faces cache.npy]
 
 Renders n generator samples (psi 0.7, 256x256; reused from --faces when that file exists, written
-there otherwise), scores them with ``latentstudio.edit.predictors.predict_all`` and writes
-``<out>/<predictor>.jpg``: top two rows = highest scores (descending), bottom two rows = lowest
-(ascending), 128 px thumbnails labelled with their score and seed. Invalid samples are skipped.
+there otherwise, with the W codes beside it as ``<stem>_w.npy``), scores them with
+``latentstudio.edit.predictors.predict_all`` and writes ``<out>/<predictor>.jpg``: top two rows =
+highest scores (descending), bottom two rows = lowest (ascending), 128 px thumbnails labelled
+with their score and seed. Invalid samples are skipped.
+
+``--quality`` renders psi = 1 samples instead, scores them with
+``latentstudio.edit.quality`` (images and codes), prints each signal's median and 1.4826 * MAD
+(the values of ``quality.REFERENCE``) and writes ``<out>/quality.jpg`` (16 cleanest over 16
+worst).
 """
 
 from __future__ import annotations
@@ -25,16 +32,32 @@ COLS = 8
 PER_END = 16
 
 
-def render_faces(n: int, seed: int, batch: int = 16) -> np.ndarray:
-    """n generator samples, seeds seed..seed+n-1, psi 0.7: (n, 256, 256, 3) uint8."""
+def render_faces(n: int, seed: int, psi: float = 0.7, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """n generator samples, seeds seed..seed+n-1 (batches of 16 seeds each: ``sample_z(start, 16)``):
+    faces (n, 256, 256, 3) uint8 and their W codes (n, 512) float32."""
     from latentstudio.models.generator import Generator, to_uint8
 
     g = Generator.load("cpu")
-    out = []
+    faces, codes = [], []
     for start in range(seed, seed + n, batch):
-        w = g.map(g.sample_z(start, min(batch, seed + n - start)), psi=0.7)
-        out.append(to_uint8(g.synthesize(w, size=256)))
-    return np.concatenate(out)
+        w = g.map(g.sample_z(start, min(batch, seed + n - start)), psi=psi)
+        faces.append(to_uint8(g.synthesize(w, size=256)))
+        codes.append(w.numpy())
+    return np.concatenate(faces), np.concatenate(codes)
+
+
+def cached_faces(path: Path | None, n: int, seed: int, psi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Faces and codes from ``path`` (+ ``<stem>_w.npy``) when present, else rendered and saved there."""
+    codes_path = path.with_name(f"{path.stem}_w.npy") if path else None
+    if path and path.exists() and codes_path and codes_path.exists():
+        return np.load(path)[:n], np.load(codes_path)[:n]
+    t = time.perf_counter()
+    faces, codes = render_faces(n, seed, psi)
+    print(f"rendered {len(faces)} faces in {time.perf_counter() - t:.0f} s")
+    if path and codes_path:
+        np.save(path, faces)
+        np.save(codes_path, codes)
+    return faces, codes
 
 
 def thumb(face: np.ndarray, label: str) -> np.ndarray:
@@ -59,31 +82,48 @@ def sheet(faces: np.ndarray, scores: np.ndarray, seeds: np.ndarray, name: str) -
     return np.vstack([title, *rows[:2], gap, *rows[2:]])
 
 
+def quality_sheet(faces: np.ndarray, codes: np.ndarray, seeds: np.ndarray, out: Path) -> None:
+    """Score faces with latentstudio.edit.quality, print the reference stats, write quality.jpg."""
+    from latentstudio.edit import quality
+
+    t = time.perf_counter()
+    signals = quality.quality_signals(faces, codes)
+    print(f"quality signals of {len(faces)} faces in {time.perf_counter() - t:.1f} s")
+    for name, v in signals.items():
+        med = float(np.median(v))
+        print(f"{name:16s} median {med:8.4f}  1.4826*MAD {1.4826 * float(np.median(np.abs(v - med))):8.4f}")
+    scores = quality.combine(signals)
+    images_only = quality.combine({k: signals[k] for k in quality.IMAGE_SIGNALS})
+    print(f"score: min {scores.min():.2f} median {np.median(scores):.2f} max {scores.max():.2f}; "
+          f"rank correlation with images-only score "
+          f"{np.corrcoef(np.argsort(np.argsort(scores)), np.argsort(np.argsort(images_only)))[0, 1]:.3f}")
+    print("worst 16 seeds:", " ".join(str(s) for s in seeds[np.argsort(scores)[:16]]))
+    cv2.imwrite(str(out / "quality.jpg"), sheet(faces, scores, seeds, "quality"), [cv2.IMWRITE_JPEG_QUALITY, 80])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, help="first seed (default 0, or 1000 with --quality)")
     ap.add_argument("--faces", type=Path, help="cache of rendered faces (.npy)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "contact_sheets")
+    ap.add_argument("--quality", action="store_true", help="psi = 1 samples, quality sheet only")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    seed = args.seed if args.seed is not None else (1000 if args.quality else 0)
 
-    if args.faces and args.faces.exists():
-        faces = np.load(args.faces)[:args.n]
-    else:
-        t = time.perf_counter()
-        faces = render_faces(args.n, args.seed)
-        print(f"rendered {len(faces)} faces in {time.perf_counter() - t:.0f} s")
-        if args.faces:
-            np.save(args.faces, faces)
-    seeds = np.arange(args.seed, args.seed + len(faces))
+    faces, codes = cached_faces(args.faces, args.n, seed, 1.0 if args.quality else 0.7)
+    seeds = np.arange(seed, seed + len(faces))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.quality:
+        quality_sheet(faces, codes, seeds, args.out)
+        return
 
     t = time.perf_counter()
     scores = predict_all(faces)
     print(f"scored {len(faces)} faces in {time.perf_counter() - t:.1f} s; "
           f"valid {int(scores['valid'].sum())}")
     keep = scores["valid"]
-    args.out.mkdir(parents=True, exist_ok=True)
     for name in SCORE_NAMES:
         s = scores[name][keep]
         print(f"{name:11s} min {s.min():8.3f}  median {np.median(s):8.3f}  max {s.max():8.3f}")

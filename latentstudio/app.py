@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 
@@ -20,7 +21,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = list(argv or [])
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "latentstudio"])
     app.setApplicationName("LatentStudio")
     app.setOrganizationName("LatentStudio")
@@ -38,6 +39,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = excepthook
     window.show()
     session.start()
+    gc.freeze()  # the long-lived startup objects (torch, Qt) leave the collector's scans: fewer UI pauses
 
     def after_start() -> None:
         if args:
@@ -51,9 +53,22 @@ def run_app(argv: Sequence[str] | None = None) -> int:
             window, "Recover unsaved work?",
             f"LatentStudio did not close properly last time. Recover the session autosaved at {when}?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard)
-        recovered = answer == QMessageBox.StandardButton.Yes and session.recover(crashed[0])
-        for old in crashed[1 if recovered else 0:]:  # older autosaves are not kept around
+        recover = answer == QMessageBox.StandardButton.Yes
+        if recover:
+            session.recover(crashed[0])  # deleted once it is open
+        for old in crashed[1 if recover else 0:]:  # older autosaves are not kept around
             old.unlink(missing_ok=True)
 
     QTimer.singleShot(0, after_start)
+    smoke = os.environ.get("LATENTSTUDIO_SMOKE_QUIT_MS")  # packaging check: start, then quit
+    if smoke:
+        shot = os.environ.get("LATENTSTUDIO_SMOKE_SHOT")  # … saving a screenshot first
+
+        def quit_now() -> None:
+            if shot:
+                window.grab().save(shot)
+            window.confirm_close = False
+            window.close()
+
+        QTimer.singleShot(int(smoke), quit_now)
     return int(app.exec())

@@ -328,6 +328,28 @@ class Document:
         src.remember(photo=photo, aligned=alignment.image)
         return cls(w_plus, src, directions)
 
+    @classmethod
+    def open_photo(cls, path: str | Path, *, face: int | None = None, preset: str = "fast",
+                   steps: int | None = None, generator: Any = None, device: str | None = None,
+                   progress: Any = None, cancelled: Any = None,
+                   directions: Iterable[Direction] = ()) -> Document:
+        """Photo file → detected face (default: the largest confident one) → FFHQ alignment →
+        W+ inversion → Document. Raises ImageError / FaceError / invert.Cancelled."""
+        from latentstudio.face.align import align_face
+        from latentstudio.face.detect import detect_faces, pick_face
+        from latentstudio.face.image_io import load_image
+        from latentstudio.invert import invert
+
+        rgb = load_image(path)
+        faces = detect_faces(rgb)
+        chosen = pick_face(faces, face)
+        index = faces.index(chosen)
+        alignment = align_face(rgb, chosen)
+        inv = invert(alignment.image, preset=preset, steps=steps, generator=generator, device=device,
+                     progress=progress, cancelled=cancelled)
+        return cls.from_photo(path, alignment, chosen.landmarks, inv.w_plus, face_index=index,
+                              photo=rgb, directions=directions)
+
     # -- directions and state
     def add_directions(self, dirs: Iterable[Direction]) -> list[str]:
         """Add (or replace) directions; the dict is replaced, never mutated (renders read it)."""
@@ -442,9 +464,19 @@ class Document:
 def identity_available() -> str | None:
     """None when the identity mapper can be used, else the reason it cannot."""
     try:
-        import latentstudio.identity.api  # noqa: F401
+        from latentstudio.identity import api
     except ImportError:
         return "identity mapper not installed"
+    check = getattr(api, "available", None)  # optional: the api may say why it cannot run
+    if callable(check):
+        try:
+            result = check()
+        except Exception as exc:  # noqa: BLE001
+            return f"identity mapper unavailable: {exc}"
+        if isinstance(result, str) and result:
+            return result
+        if result is False:
+            return "identity mapper unavailable"
     return None
 
 
@@ -458,10 +490,13 @@ def identity_stage(base: np.ndarray, ident: IdentityState) -> np.ndarray:
     from latentstudio.identity import api
 
     w = np.asarray(base, dtype=np.float32)
-    if ident.other is not None and (ident.id_alpha or ident.attr_alpha):
-        w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha))
-    if ident.deid_strength:
-        w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed))
+    try:
+        if ident.other is not None and (ident.id_alpha or ident.attr_alpha):
+            w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha))
+        if ident.deid_strength:
+            w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed))
+    except ValueError as exc:  # the mapper's own errors (missing weights, bad input)
+        raise DocumentError(f"identity mapper: {exc}") from exc
     return w
 
 
@@ -486,8 +521,10 @@ def _apply_edits(w: np.ndarray, alphas: dict[str, float], dirs: dict[str, Direct
 
 
 # ----------------------------------------------------------------------------- project files
-def save_project(doc: Document, path: str | Path) -> None:
-    """Write ``doc`` as a ``.lsproj`` zip (project.json + arrays.npz), atomically."""
+def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None) -> None:
+    """Write ``doc`` as a ``.lsproj`` zip (project.json + arrays.npz), atomically.
+
+    ``code`` is the already computed edited code of ``doc.state`` (saves running the models)."""
     p = Path(path)
     src, st = doc.source, doc.state
     arrays: dict[str, np.ndarray] = {"base": doc.base}
@@ -499,7 +536,8 @@ def save_project(doc: Document, path: str | Path) -> None:
     extra = [d for d in doc.directions.values() if d.source in ("user", "pca") or d.name in used]
     for i, d in enumerate(extra):
         arrays[f"dir{i}"] = np.asarray(d.normal, np.float32)
-    arrays["code"] = doc.code()  # the edited code, for other tools and as a check on load
+    # the edited code, for other tools and as a check on load
+    arrays["code"] = np.asarray(doc.code() if code is None else code, np.float32)
     ident = st.identity
     if ident.other is not None:
         arrays["other"] = np.asarray(ident.other.code, np.float32)

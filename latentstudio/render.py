@@ -71,7 +71,8 @@ class RenderStats:
     dropped: int = 0  # finished but stale
     interrupted: int = 0  # abandoned mid-render for a newer, cheaper request
     failed: int = 0
-    seconds: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # per finished render
+    sizes: list[int] = field(default_factory=list)  # its size
 
 
 class _Superseded(Exception):
@@ -240,6 +241,7 @@ class Renderer:
         with self._cv:
             self.stats.rendered += 1
             self.stats.seconds.append(seconds)
+            self.stats.sizes.append(item.size)
             stale = (item.seq <= self._last_delivered.get(item.channel, 0) or self._overtaken(item))
             if stale:
                 self.stats.dropped += 1
@@ -278,7 +280,7 @@ def synthesize_uint8(gen: Any, code: np.ndarray, size: int,
         raise RuntimeError("preview heads missing (assets/preview_heads.safetensors)")
     w = as_w_plus(code).to(gen.device)
     blocks = PREVIEW_SIZES.get(size, len(syn.blocks))
-    with torch.no_grad():
+    with torch.inference_mode():
         x = syn.conv(syn.const.expand(w.shape[0], -1, -1, -1), w[:, 0])
         for i, block in enumerate(syn.blocks[:blocks]):
             if should_stop():

@@ -339,3 +339,25 @@ def test_interruptible_synthesis_matches_generator(generator) -> None:
     r.request(lambda: code, 256, post=lambda img: img[:10])  # callable codes run on the worker
     assert r.wait_idle(30) and frames[0].image.shape == (10, 256, 3) and frames[0].face.shape == (256, 256, 3)
     r.stop()
+
+
+def test_open_photo_headless_and_paste_back(generator, tmp_path: Path) -> None:
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.png"
+    rgb = skimage_data.astronaut()
+    Image.fromarray(rgb).save(photo)
+    doc = Document.open_photo(photo, steps=1, generator=generator)
+    assert doc.source.kind == "photo" and doc.source.can_paste_back and doc.source.photo_size == (512, 512)
+    assert doc.source.aligned().shape == (1024, 1024, 3)
+    face = np.zeros((256, 256, 3), np.uint8)  # any edited crop: a black face makes the paste visible
+    out = doc.compose(face)
+    assert out.shape == rgb.shape
+    changed = np.any(out != rgb, axis=2)
+    assert 0.02 < changed.mean() < 0.5  # the face region, not the whole photo
+    assert not changed[:, :20].any() and not changed[-20:].any()  # far from the face: untouched
+    doc.save(tmp_path / "p.lsproj")
+    back = load_project(tmp_path / "p.lsproj")
+    assert back.source.can_paste_back and back.source.sha256 == doc.source.sha256
+    np.testing.assert_array_equal(back.compose(face), out)

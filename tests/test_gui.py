@@ -91,6 +91,11 @@ def test_starts_on_demo_face(qtbot, window) -> None:  # noqa: ANN001
     reason = identity_available()
     if reason is not None:  # the mapper is optional: its panel says why it is off
         assert not window.identity.load.isEnabled() and reason in window.identity.load.toolTip()
+    doc = s.doc
+    with qtbot.waitSignal(s.generatorReady, timeout=WAIT):  # a new render thread, same document
+        s.set_device("auto")
+    wait_full_frame(qtbot, window)
+    assert s.doc is doc and window.errors == []
 
 
 def test_photo_slider_undo_export(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
@@ -130,6 +135,13 @@ def test_photo_slider_undo_export(qtbot, window, tmp_path: Path) -> None:  # noq
     assert row.slider.value() == 0.0
     window.act_redo.trigger()
     assert s.doc.state.value("smile") == pytest.approx(2.5)
+
+    # the "In photo" view pastes the render back into the original photo
+    window.view_box.setCurrentIndex(1)
+    assert s.view == "photo"
+    wait_full_frame(qtbot, window)
+    assert s.last_frame.image.shape == (512, 512, 3) and s.logical_size() == (512, 512)
+    window.view_box.setCurrentIndex(0)
 
     # export: aligned crop and pasted back at the photo's full resolution, with the edits recorded
     for mode, name, size in (("aligned", "face.webp", (1024, 1024)), ("photo", "photo.jpg", (512, 512))):
@@ -180,10 +192,11 @@ def test_damaged_project_and_bad_photos_show_errors(qtbot, window, tmp_path: Pat
     bad = tmp_path / "broken.lsproj"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip archive")
     window.open_path(bad)
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorDialog") is not None, timeout=WAIT)
     box = window.findChild(QMessageBox, "errorDialog")
     assert box is not None and box.isVisible()
     assert "broken.lsproj" in box.informativeText() and "damaged" in box.informativeText()
-    assert s.doc is doc
+    assert s.doc is doc and window.errors[-1][0] == "Cannot open the project"
     box.close()
 
     from PIL import Image
@@ -199,6 +212,32 @@ def test_damaged_project_and_bad_photos_show_errors(qtbot, window, tmp_path: Pat
     qtbot.waitUntil(lambda: len(window.errors) == 3, timeout=WAIT)
     assert window.errors[-1][0] == "Cannot read the image" and "junk.jpg" in window.errors[-1][1]
     assert s.doc is doc
+
+
+def test_drop_and_face_picker(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    from PIL import Image
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from latentstudio.gui.dialogs import FacePicker
+
+    s = window.session
+    doc = s.doc
+    two = tmp_path / "two.png"
+    face = skimage_data.astronaut()
+    Image.fromarray(np.concatenate([face, face[:, ::-1]], axis=1)).save(two)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(two))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(s.facesFound, timeout=WAIT):
+        window.dropEvent(drop)
+    picker = window.findChild(FacePicker)
+    assert picker is not None and picker.isVisible() and picker.list.count() >= 2
+    assert str(two.resolve()) in window._recent()
+    with qtbot.waitSignal(s.taskEnded, timeout=WAIT) as ended:
+        picker.reject()  # the user changes their mind: nothing happens to the document
+    assert ended.args == ["cancelled"] and s.doc is doc and window.errors == []
 
 
 def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
@@ -223,11 +262,17 @@ def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:
 
 def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
     s = window.session
+    np.save(tmp_path / "glasses.npy", np.random.default_rng(3).standard_normal(512).astype(np.float32))
+    s.add_directions_from(tmp_path / "glasses.npy")  # File ▸ Import direction…
+    assert "glasses" in window.attributes.rows and s.doc.directions["glasses"].source == "user"
+    s.add_directions_from(tmp_path / "nothing.npy")
+    assert window.errors[-1][0] == "Cannot import the direction" and "nothing.npy" in window.errors[-1][1]
+    drag(window.attributes.rows["glasses"], [-1.0])
     window.attributes.rows["age"].keep.click()
     drag(window.attributes.rows["smile"], [0.5, 1.0, 1.5])
     n_age = s.doc.directions["age"].normal.astype(np.float64)
     assert abs((s.doc.code() - s.doc.base)[0] @ n_age) < 1e-5  # the locked attribute did not move
-    assert s.undo.count() == 2 and window.isWindowModified()
+    assert s.undo.count() == 3 and window.isWindowModified()
     path = tmp_path / "p.lsproj"
     assert s.save_project(path) and not window.isWindowModified()
     state = s.doc.state
@@ -236,8 +281,27 @@ def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:
     with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
         window.open_path(path)
     assert s.doc.state == state and window.attributes.rows["age"].keep.isChecked()
+    assert window.attributes.rows["glasses"].slider.value() == pytest.approx(-1.0)  # saved with the project
     assert window.attributes.rows["smile"].slider.value() == pytest.approx(1.5)
     assert str(path.resolve()) in window._recent()
+
+
+def test_recover_autosave(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    from latentstudio.document import recoverable
+
+    s = window.session
+    drag(window.attributes.rows["age"], [0.7])
+    s.write_autosave()
+    qtbot.waitUntil(lambda: s.autosave.path.is_file(), timeout=10_000)
+    crashed = s.autosave.folder / "session-999999999.lsproj"  # as if its process had died
+    s.autosave.path.rename(crashed)
+    assert recoverable(s.autosave.folder) == [crashed]
+    state = s.doc.state
+    window.attributes.reset_all.click()
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        s.recover(crashed)
+    assert s.doc.state == state and not crashed.exists()
+    assert s.project_path is None and window.isWindowModified()
 
 
 def test_missing_models_offer_fetch(qtbot, tmp_path: Path) -> None:  # noqa: ANN001

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QStyle,
     QPushButton,
     QTabWidget,
     QUndoView,
@@ -178,11 +179,21 @@ class MainWindow(QMainWindow):
         h.addAction(self._action("&About LatentStudio", self._about))
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
-        tb.addActions([self.act_open, self.act_save, self.act_export])
-        tb.addSeparator()
-        tb.addActions([self.act_undo, self.act_redo])
-        tb.addSeparator()
-        tb.addActions([self.act_fit, self.act_1to1, self.act_split])
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        SP = QStyle.StandardPixmap
+        for act, icon, short in ((self.act_open, SP.SP_DialogOpenButton, "Open"),
+                                 (self.act_save, SP.SP_DialogSaveButton, "Save"),
+                                 (self.act_export, SP.SP_ArrowDown, "Export"),
+                                 (self.act_undo, SP.SP_ArrowBack, "Undo"),
+                                 (self.act_redo, SP.SP_ArrowForward, "Redo"),
+                                 (self.act_fit, SP.SP_TitleBarMaxButton, "Fit"),
+                                 (self.act_1to1, SP.SP_TitleBarNormalButton, "1:1"),
+                                 (self.act_split, SP.SP_ToolBarHorizontalExtensionButton, "Split")):
+            act.setIcon(self.style().standardIcon(icon))
+            act.setIconText(short)  # the toolbar's label; menus keep the long text ("Undo Smile +1.50")
+            tb.addAction(act)
+            if act in (self.act_export, self.act_redo, self.act_1to1):
+                tb.addSeparator()
         tb.addWidget(self.view_box)
         self.addAction(self.act_cancel)
         self._refresh_recent()
@@ -267,6 +278,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================= tasks
     def _task_started(self, label: str) -> None:
+        self.canvas.set_message(f"{label}…")
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
@@ -283,6 +295,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(preview)
 
     def _task_ended(self, how: str) -> None:
+        self.canvas.set_message("")
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
         if how != "done" and self.session.last_frame is not None:  # put the document back
@@ -293,7 +306,7 @@ class MainWindow(QMainWindow):
         dlg = FacePicker(pending.rgb, pending.faces, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.accepted.connect(lambda: self.session.use_face(pending, dlg.chosen))
-        dlg.rejected.connect(lambda: self._task_ended("cancelled"))
+        dlg.rejected.connect(self.session.face_pick_cancelled)
         dlg.open()
         self.face_picker = dlg
 

@@ -32,6 +32,7 @@ from latentstudio.document import (
     import_directions,
     load_default_directions,
     load_project,
+    save_project,
 )
 from latentstudio.gui.commands import StateCommand
 from latentstudio.gui.workers import RenderBridge, Task
@@ -102,6 +103,7 @@ class EditorSession(QObject):
         self._autosave_timer.timeout.connect(self.write_autosave)
         self._autosave_timer.start()
         self.bridge: RenderBridge | None = None
+        self._retired: list[RenderBridge] = []  # stopped bridges whose thread may still be finishing
         self.ready = False
 
     # ================================================================= lifecycle
@@ -110,9 +112,12 @@ class EditorSession(QObject):
         self._start_bridge()
 
     def _start_bridge(self) -> None:
-        if self.bridge is not None:
-            self.bridge.stop()
-            self.bridge.deleteLater()
+        if self.bridge is not None:  # retire the old one without waiting for its current render
+            old = self.bridge
+            for sig in (old.frameReady, old.renderFailed, old.ready, old.startFailed):
+                sig.disconnect()
+            old.renderer.stop(timeout=0)
+            self._retired.append(old)
         self.ready = False
         factory = self._factory or _generator_factory(self.device)
         self.bridge = RenderBridge(factory, self)
@@ -127,7 +132,7 @@ class EditorSession(QObject):
         if self.task is not None:
             self.task.cancel()
         if self.bridge is not None:
-            self.bridge.stop()
+            self.bridge.renderer.stop(timeout=3.0)
         self._autosave_timer.stop()
         self.autosave.clear()
 
@@ -144,7 +149,7 @@ class EditorSession(QObject):
         self.status.emit(f"Generator ready on {getattr(gen, 'device', 'cpu')}")
         self.generatorReady.emit()
         if self.doc is None:
-            self.new_demo()
+            self.new_demo(only_if_empty=True)
         else:
             self._render_all()
 
@@ -157,15 +162,20 @@ class EditorSession(QObject):
             self.error.emit("Cannot start the renderer", str(exc), repr(exc))
 
     # ================================================================= documents
-    def new_demo(self, seed: int = DEMO_SEED, psi: float = DEMO_PSI) -> None:
-        """A generated face (no photo needed)."""
+    def new_demo(self, seed: int = DEMO_SEED, psi: float = DEMO_PSI, only_if_empty: bool = False) -> None:
+        """A generated face (no photo needed). ``only_if_empty``: unless a document arrived
+        meanwhile (a recovered session, a photo given on the command line)."""
         dirs, note = load_default_directions()
         self.directions_note = note
 
         def job(g: Any) -> Document:
             return Document.from_seed(g, seed, psi, dirs)
 
-        self._submit(job, lambda doc: self.set_document(doc, None), "Cannot create the demo face")
+        def done(doc: Document) -> None:
+            if not (only_if_empty and self.doc is not None):
+                self.set_document(doc, None)
+
+        self._submit(job, done, "Cannot create the demo face")
 
     def set_document(self, doc: Document, project_path: Path | None) -> None:
         self.doc = doc
@@ -195,16 +205,24 @@ class EditorSession(QObject):
         else:
             self.open_photo(p)
 
-    def open_project(self, path: str | Path) -> bool:
+    def open_project(self, path: str | Path, recovered: bool = False) -> None:
+        """Read a ``.lsproj`` on a task thread (it may rebuild the code through the mapper)."""
+        p = Path(path)
         dirs, note = load_default_directions()
         self.directions_note = note
-        try:
-            doc = load_project(path, dirs)
-        except ProjectError as exc:
-            self.error.emit("Cannot open the project", str(exc), "")
-            return False
-        self.set_document(doc, Path(path))
-        return True
+
+        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Document:
+            return load_project(p, dirs)
+
+        def done(doc: Document) -> None:
+            if recovered:
+                self.set_document(doc, None)  # recovered work is unsaved
+                self.undo.resetClean()
+                p.unlink(missing_ok=True)
+            else:
+                self.set_document(doc, p)
+
+        self._run_task(f"Opening {p.name}", work, done)
 
     def save_project(self, path: str | Path) -> bool:
         if self.doc is None:
@@ -212,8 +230,10 @@ class EditorSession(QObject):
         p = Path(path)
         if p.suffix.lower() != PROJECT_SUFFIX:
             p = p.with_name(p.name + PROJECT_SUFFIX)
+        frame = self.last_frame
+        code = frame.code if frame is not None and frame.tag[1] == self.doc.state else None
         try:
-            self.doc.save(p)
+            save_project(self.doc, p, code=code)  # the renderer's code: no model run here
         except DocumentError as exc:
             self.error.emit("Cannot save the project", str(exc), "")
             return False
@@ -222,13 +242,9 @@ class EditorSession(QObject):
         self.status.emit(f"Saved {p}")
         return True
 
-    def recover(self, path: Path) -> bool:
-        ok = self.open_project(path)
-        if ok:
-            self.project_path = None  # recovered work is unsaved
-            self.undo.resetClean()
-            path.unlink(missing_ok=True)
-        return ok
+    def recover(self, path: Path) -> None:
+        """Open an autosave left by a crashed session; it is deleted once it is open."""
+        self.open_project(path, recovered=True)
 
     def write_autosave(self) -> None:
         """Snapshot the document to this session's autosave file (on a thread)."""
@@ -269,6 +285,10 @@ class EditorSession(QObject):
             self.facesFound.emit(pending)
         else:
             self.use_face(pending, 0)
+
+    def face_pick_cancelled(self) -> None:
+        self._end_task("cancelled")
+        self.status.emit("No face chosen; the document is unchanged")
 
     def use_face(self, pending: PendingPhoto, index: int) -> None:
         """Align and invert face ``index`` of a detected photo (after the picker)."""
@@ -326,7 +346,7 @@ class EditorSession(QObject):
         task.start()
 
     def cancel_task(self) -> None:
-        if self.task is not None:
+        if self.task is not None and self.task.running() and not self.task.cancelled:
             self.task.cancel()
             self.status.emit("Cancelling…")
 
@@ -391,9 +411,15 @@ class EditorSession(QObject):
         self._render_now()
 
     def begin_drag(self, *_: Any) -> None:
-        self._drag_key = ("drag", next(self._drags))
+        """A slider handle is grabbed: previews only, one undo step until ``end_drag``."""
+        if self._drag_key is None:
+            self._drag_key = ("drag", next(self._drags))
+        self._settle.stop()
 
     def end_drag(self, *_: Any) -> None:
+        """Released: render the full size now."""
+        if self._drag_key is None:
+            return
         self._drag_key = None
         self._settle.stop()
         self._render_full()
@@ -666,7 +692,9 @@ def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
         return "Cannot read the image", text, details
     if isinstance(exc, FetchError):
         return "Models are missing", text, details
-    if isinstance(exc, (ProjectError, DocumentError)):
+    if isinstance(exc, ProjectError):
+        return "Cannot open the project", text, details
+    if isinstance(exc, DocumentError):
         return "Cannot do that", text, details
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return "Out of memory", (f"{text}\n\nClose other programs, or switch the render device "

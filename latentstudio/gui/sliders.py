@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QGridLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -81,13 +82,23 @@ class SliderRow(QWidget):
         self.label.setMinimumWidth(90)
 
         self.slider.valueChanged.connect(lambda v: self.valueEdited.emit(self.name, float(v)))
-        self.slider.sliderPressed.connect(lambda: self.dragStarted.emit(self.name))
-        self.slider.sliderReleased.connect(lambda: self.dragFinished.emit(self.name))
-        self.slots.sliderPressed.connect(lambda: self.dragStarted.emit(self.name))
-        self.slots.sliderReleased.connect(lambda: self.dragFinished.emit(self.name))
+        for w in (self.slider, self.slots):
+            w.sliderPressed.connect(lambda: self.dragStarted.emit(self.name))
+            w.sliderReleased.connect(lambda: self.dragFinished.emit(self.name))
+            # a press on the handle moves the value *before* sliderPressed: start the drag first
+            inner = w.findChild(QSlider)
+            if inner is not None:
+                inner.installEventFilter(self)
         self.slots.valueChanged.connect(lambda v: self.layersEdited.emit(self.name, tuple(int(x) for x in v)))
         self.keep.toggled.connect(lambda on: self.keepToggled.emit(self.name, on))
         self.reset.clicked.connect(lambda: self.resetRequested.emit(self.name))
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.MouseButtonPress:
+            self.dragStarted.emit(self.name)
+        elif event.type() == QEvent.Type.MouseButtonRelease:
+            self.dragFinished.emit(self.name)
+        return False
 
     def show_state(self, state: EditState) -> None:
         """Reflect ``state`` without emitting edits."""

@@ -19,7 +19,7 @@ from latentstudio.models.fetch import require
 from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM, Mapping, Synthesis
 from latentstudio.models.preview import PREVIEW_SIZES, PreviewHeads, load_preview_heads
 
-SIZES = (256, 512, 1024)
+SIZES = (128, 256, 512, 1024)
 
 
 class LatentError(ValueError):
@@ -102,7 +102,7 @@ class Generator:
                    grad: bool = False) -> Tensor:
         """Render w (n,512) or W+ (n,23,512) → (n,3,size,size) in [-1,1] (clipped unless clip=False).
 
-        size 1024 runs the full network; 512 and 256 stop after block 6 / block 5 and use the
+        size 1024 runs the full network; 512, 256 and 128 stop after block 6 / 5 / 4 and use the
         distilled preview heads (far cheaper than downscaling a full render).
         """
         if size not in SIZES:
@@ -112,8 +112,8 @@ class Generator:
             if size == 1024:
                 img = self.synthesis(w_plus)
             else:
-                if self.heads is None:
-                    raise RuntimeError("preview heads missing (assets/preview_heads.safetensors)")
+                if self.heads is None or size not in self.heads.available:
+                    raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
                 blocks = PREVIEW_SIZES[size]
                 img = self.heads(self.synthesis.features(w_plus, blocks), size)
         return img.clamp(-1, 1) if clip else img

@@ -1,8 +1,9 @@
 """Cheap preview renders: stop the synthesis early and map hidden features straight to pixels.
 
 MobileStyleGAN was trained with a to-image head after every block; the IR kept only the last one.
-We distil replacements: after block 5 (256 ch at 128²) and block 6 (128 ch at 256²), a 1×1 conv
-predicts 12 channels that ``pixel_shuffle(2)`` turns into RGB at 256² / 512². The heads are fitted
+We distil replacements: after block 4 (512 ch at 64²), block 5 (256 ch at 128²) and block 6
+(128 ch at 256²), a 1×1 conv predicts 12 channels that ``pixel_shuffle(2)`` turns into RGB at
+128² / 256² / 512². (128² is the drag preview on slow CPUs; it costs about a third of 256².) The heads are fitted
 in closed form (ridge least squares) against area-downsampled full 1024² renders and shipped in
 ``assets/preview_heads.safetensors`` (a few KB).
 """
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-PREVIEW_SIZES = {256: 5, 512: 6}  # output size → number of synthesis blocks to run
-_HEAD_CHANNELS = {256: 256, 512: 128}
+PREVIEW_SIZES = {128: 4, 256: 5, 512: 6}  # output size → number of synthesis blocks to run
+_HEAD_CHANNELS = {128: 512, 256: 256, 512: 128}
 ASSET = Path(__file__).resolve().parents[2] / "assets" / "preview_heads.safetensors"
 
 
@@ -28,6 +29,7 @@ class PreviewHeads(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.heads = nn.ModuleDict({str(s): nn.Conv2d(c, 12, 1) for s, c in _HEAD_CHANNELS.items()})
+        self.available = set(PREVIEW_SIZES)  # sizes whose weights were fitted / loaded
 
     def forward(self, features: Tensor, size: int) -> Tensor:
         return F.pixel_shuffle(self.heads[str(size)](features), 2)
@@ -37,7 +39,9 @@ def load_preview_heads(path: Path = ASSET) -> PreviewHeads | None:
     if not path.is_file():
         return None
     heads = PreviewHeads()
-    heads.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    heads.load_state_dict(state, strict=False)
+    heads.available = {s for s in PREVIEW_SIZES if f"heads.{s}.weight" in state}
     return heads
 
 
@@ -52,7 +56,9 @@ def fit_preview_heads(synthesis: nn.Module, codes: Callable[[int], Tensor], samp
     for i in range(samples):
         w_plus = codes(i)
         feats = {}
-        x = synthesis.features(w_plus, 5)
+        x = synthesis.features(w_plus, 4)
+        feats[128] = x
+        x = synthesis.blocks[4](x, w_plus[:, 13:16], synthesis.idwt_mix)
         feats[256] = x
         x = synthesis.blocks[5](x, w_plus[:, 16:19], synthesis.idwt_mix)
         feats[512] = x

@@ -12,7 +12,8 @@ Per boundary, α ∈ {−3, −1.5, 0, 1.5, 3} on each boundary's default slot r
 * **Spearman**: rank correlation of α with the own predictor's change (score(α) − score(0)),
   pooled over faces and α (``rho``), and the mean of the per-face correlations (``rho_face``).
 * **off-target matrix**: for every predictor j, mean over faces of score_j(+3) − score_j(−3),
-  divided by the std of score_j over the unedited faces (effect size in "face-to-face stds").
+  divided by the std of score_j over the 5 000 boundary-training samples (effect size in
+  population stds).
 * **--keep**: each main attribute edited at ±3 while keeping the other main ones
   (k = 4 conditions, least squares); reported: |Δ_kept with keep| / |Δ_kept without|, summed
   over the kept attributes, and how much of the own effect remains.
@@ -123,8 +124,9 @@ def _tag(name: str, alpha: float, keep=(), layers=None) -> str:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------------ metrics
-def spearman(alphas: list[float], by_alpha: dict[float, np.ndarray], base: np.ndarray) -> tuple[float, float]:
-    """Pooled ρ(α, score−score₀) and mean per-face ρ (faces with a constant score are skipped)."""
+def spearman(alphas: list[float], by_alpha: dict[float, np.ndarray], base: np.ndarray) -> tuple[float, float, float]:
+    """Pooled ρ(α, score−score₀), mean per-face ρ (faces with a constant score are skipped),
+    and ρ(α, mean score over faces)."""
     a = np.concatenate([np.full(len(base), al) for al in alphas])
     d = np.concatenate([by_alpha[al] - base for al in alphas])
     pooled = float(spearmanr(a, d).statistic)
@@ -133,7 +135,22 @@ def spearman(alphas: list[float], by_alpha: dict[float, np.ndarray], base: np.nd
         s = np.array([by_alpha[al][i] for al in alphas])
         if np.ptp(s) > 0:
             per_face.append(spearmanr(alphas, s).statistic)
-    return pooled, float(np.mean(per_face)) if per_face else float("nan")
+    mean_curve = float(spearmanr(alphas, [by_alpha[al].mean() for al in alphas]).statistic)
+    return pooled, float(np.mean(per_face)) if per_face else float("nan"), mean_curve
+
+
+def population_std(base: dict[str, np.ndarray]) -> dict[str, float]:
+    """Std of each predictor over the boundary-training samples (score cache), else over ``base``."""
+    from latentstudio.edit.train import SampleSpec, _chunk_dir, default_cache_dir
+
+    folder = _chunk_dir(default_cache_dir(), SampleSpec(n=1))
+    chunks = sorted(folder.glob("seeds_*.npz"))
+    if len(chunks) >= 10:
+        data = [np.load(c) for c in chunks]
+        print(f"effect unit: std over {sum(len(d['seeds']) for d in data)} cached training scores",
+              file=sys.stderr)
+        return {k: float(np.std(np.concatenate([d[k] for d in data]))) for k in SCORE_NAMES}
+    return {k: float(np.std(base[k])) or 1.0 for k in SCORE_NAMES}
 
 
 def effect(hi: dict[str, np.ndarray], lo: dict[str, np.ndarray], std: dict[str, float]) -> dict[str, float]:
@@ -148,7 +165,7 @@ def id_dist(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> np.ndarray:
 def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[str, Boundary],
              codes: np.ndarray) -> str:
     base = render("base", codes)
-    std = {k: float(np.std(base[k])) or 1.0 for k in SCORE_NAMES}
+    std = population_std(base)
     rows, matrix, ident = [], {}, {}
     for name in bs:
         by_alpha = {0.0: base[name]}
@@ -158,14 +175,14 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
                 continue
             res[al] = render(_tag(name, al), _edit(codes, name, al, bs))
             by_alpha[al] = res[al][name]
-        rho, rho_face = spearman(list(ALPHAS), by_alpha, base[name])
+        rho, rho_face, rho_mean = spearman(list(ALPHAS), by_alpha, base[name])
         matrix[name] = effect(res[3.0], res[-3.0], std)
         if "id" in base:
             ident[name] = (float(np.mean([id_dist(res[a], base).mean() for a in (-1.5, 1.5)])),
                            float(np.mean([id_dist(res[a], base).mean() for a in (-3.0, 3.0)])),
                            float(np.mean([(id_dist(res[a], base) < 0.6).mean() for a in (-3.0, 3.0)])))
         b = bs[name]
-        rows.append((name, b.val_accuracy, b.n, b.layers, rho, rho_face, matrix[name][name],
+        rows.append((name, b.val_accuracy, b.n, b.layers, rho, rho_face, rho_mean, matrix[name][name],
                      sum(abs(v) for k, v in matrix[name].items() if k != name)))
         print(f"{name}: rho {rho:.3f} face {rho_face:.3f} own {matrix[name][name]:+.2f} renders so far {render.count}",
               file=sys.stderr, flush=True)
@@ -222,15 +239,15 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
            "(`boundaries/index.json`), each on its default slot range.", "",
            "### Per boundary", "",
            "ρ = Spearman(α, own score change), α ∈ {−3, −1.5, 0, 1.5, 3}, pooled over faces; ρ_face = mean "
-           "per-face ρ. own = effect of α −3 → +3 on the own predictor in face-to-face stds; off = sum of |effect| "
+           "per-face ρ; ρ_mean = ρ(α, mean score over the faces). own = effect of α −3 → +3 on the own predictor in population stds (std over the training samples); off = sum of |effect| "
            "on the 12 other predictors. id = dlib L2 distance to the unedited face (same person < 0.6).", "",
-           "| boundary | val. acc | N | slots | ρ | ρ_face | own | off | id at ±1.5 | id at ±3 | same person at ±3 |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, acc, n, layers, rho, rho_face, own, off in rows:
+           "| boundary | val. acc | N | slots | ρ | ρ_face | ρ_mean | own | off | id at ±1.5 | id at ±3 | same person at ±3 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, acc, n, layers, rho, rho_face, rho_mean, own, off in rows:
         i = ident.get(name, (float("nan"),) * 3)
-        out.append(f"| {name} | {acc:.3f} | {n} | {layers[0]}–{layers[1]} | {rho:.3f} | {rho_face:.3f} | "
+        out.append(f"| {name} | {acc:.3f} | {n} | {layers[0]}–{layers[1]} | {rho:.3f} | {rho_face:.3f} | {rho_mean:.2f} | "
                    f"{own:+.2f} | {off:.2f} | {i[0]:.3f} | {i[1]:.3f} | {100 * i[2]:.0f} % |")
-    out += ["", "### Off-target matrix (row: edited boundary α −3 → +3; column: predictor; effect in face-to-face stds)", ""]
+    out += ["", "### Off-target matrix (row: edited boundary α −3 → +3; column: predictor; mean change in population stds)", ""]
     cols = list(SCORE_NAMES)
     out.append("| edit \\ score | " + " | ".join(cols) + " |")
     out.append("|---" * (len(cols) + 1) + "|")
@@ -244,6 +261,9 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
     for name, kept, ratio, own_kept, per in keep_rows:
         detail = ", ".join(f"{k} {a:+.2f}→{b:+.2f}" for k, (a, b) in per.items())
         out.append(f"| {name} | {','.join(kept)} | {ratio:.2f} | {own_kept:.2f} | {detail} |")
+    scan = Path(args.out) / "layer_scan.md"
+    if scan.is_file():
+        out += ["", scan.read_text().rstrip("\n")]
     out += ["", "### Cosine to published directions (comparison only; nothing copied)", ""]
     out += reference_cosines(g, bs)
     return "\n".join(out) + "\n"
@@ -252,7 +272,7 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
 def run_scan(args: argparse.Namespace, render: Renderer, bs: dict[str, Boundary], codes: np.ndarray) -> str:
     """Effect of each boundary at ±3 on each slot range: own effect and off-target sum."""
     base = render("base", codes)
-    std = {k: float(np.std(base[k])) or 1.0 for k in SCORE_NAMES}
+    std = population_std(base)
     lines = ["| boundary | " + " | ".join(f"{a}–{b}: own / off" for a, b in SCAN_RANGES) + " |",
              "|---" * (len(SCAN_RANGES) + 1) + "|"]
     result = {}
@@ -268,7 +288,10 @@ def run_scan(args: argparse.Namespace, render: Renderer, bs: dict[str, Boundary]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], file=sys.stderr, flush=True)
     (render.folder / "layer_scan.json").write_text(json.dumps(result, indent=1))
-    return "\n".join(lines) + "\n"
+    text = (f"### Slot-range scan ({len(codes)} faces, α ±3; own / Σ|off-target| in population stds; "
+            "slots 16–22 do not reach the 256² preview)\n\n" + "\n".join(lines) + "\n")
+    (render.folder.parent / "layer_scan.md").write_text(text)
+    return text
 
 
 def main() -> int:

@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_render)
 
     from latentstudio.edit import commands; commands.register(sub)  # noqa: E702 - boundaries, edit
+    from latentstudio.identity import commands as identity_commands; identity_commands.register(sub)  # noqa: E702 - transfer, deidentify, identity
     a = sub.add_parser("align", help="detect a face and FFHQ-align it to 1024²")
     a.add_argument("photo")
     a.add_argument("--face", type=int, default=None, help="which face (0 = largest confident)")

@@ -29,12 +29,13 @@ def _render(generator, codes: np.ndarray) -> np.ndarray:  # noqa: ANN001
     return to_uint8(generator.synthesize(torch.from_numpy(np.asarray(codes)), size=256))
 
 
-def test_repair_direction_keeps_identity_attributes(boundaries) -> None:  # noqa: ANN001
-    d = repair_direction(boundaries)
-    assert abs(np.linalg.norm(d) - 1) < 1e-5
-    for name in ("gender", "age", "eyeglasses"):
-        if name in boundaries:
-            assert abs(float(d @ boundaries[name].normal)) < 1e-5
+def test_repair_direction_keeps_identity_attributes(generator, boundaries) -> None:  # noqa: ANN001
+    code = _codes(generator, 5, 1, 1.0)[0]
+    for d in (repair_direction(boundaries), repair_direction(boundaries, code, generator.w_avg.numpy())):
+        assert abs(np.linalg.norm(d) - 1) < 1e-5
+        for name in ("gender", "age", "eyeglasses", "beard"):
+            if name in boundaries:
+                assert abs(float(d @ boundaries[name].normal)) < 1e-5
 
 
 def test_repair_fixes_broken_samples_and_keeps_the_person(generator, boundaries) -> None:  # noqa: ANN001
@@ -66,7 +67,7 @@ def test_repair_leaves_clean_faces_alone(generator, boundaries) -> None:  # noqa
 def test_repair_respects_the_strength_cap(generator, boundaries) -> None:  # noqa: ANN001
     code = _codes(generator, 700_000, 1, 1.0)[0]
     r = repair(code, boundaries, generator=generator, max_strength=0.5, threshold=1e9)
-    assert r.alpha == 0.5 and not r.satisfied
+    assert r.alpha <= 0.5 and not r.satisfied
 
 
 def test_repair_rejects_bad_codes(generator, boundaries) -> None:  # noqa: ANN001

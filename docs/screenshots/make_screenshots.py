@@ -2,10 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/make_screenshots.py [--steps 80]
 
-Uses the installed models; shows the e4e W directions (age, smile, pose; MIT, see
-/work/shared/reference-boundaries) as imported boundaries when a folder of them is given with
-``--e4e``, plus the shipped PCA directions, and the astronaut portrait from scikit-image.
-Writes docs/screenshots/*.png.
+Uses the installed models and boundaries (``--e4e FOLDER`` adds the published e4e W directions
+as imported ones), and the astronaut portrait from scikit-image. Writes docs/screenshots/*.png.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ OUT = Path(__file__).resolve().parent
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=80, help="inversion steps for the photo")
-    ap.add_argument("--e4e", type=Path, default=Path("/work/shared/reference-boundaries/e4e_w"))
+    ap.add_argument("--e4e", type=Path, help="folder with e4e age.npy / smile.npy / pose.npy")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ls-shots-"))
@@ -31,7 +29,8 @@ def main() -> int:
     if (home / "models").is_dir():  # a private home: our boundaries, the installed models
         (tmp / "models").symlink_to(home / "models")
         os.environ["LATENTSTUDIO_HOME"] = str(tmp)
-    _import_e4e(args.e4e, tmp / "boundaries")
+    if args.e4e:
+        _import_e4e(args.e4e, tmp / "boundaries")
 
     import numpy as np
     import torch
@@ -77,7 +76,9 @@ def main() -> int:
 
     until(settled)
     rows = win.attributes.rows
-    for name, value in (("smile", 1.6), ("age", 1.2)):
+    if "gender" in rows:
+        rows["gender"].keep.click()  # conditional editing: the others must not move gender
+    for name, value in (("smile", 1.6), ("age", 1.5)):
         if name in rows:
             rows[name].slider.setSliderDown(True)
             rows[name].slider.setValue(value)
@@ -93,8 +94,8 @@ def main() -> int:
     until(lambda: session.task is not None and win.progress.value() > args.steps // 3)
     shot("inversion_progress.png")
     until(lambda: session.doc is not None and session.doc.source.kind == "photo" and settled())
-    for name, value in (("smile", 1.8), ("age", -1.0)):
-        if name in rows or name in win.attributes.rows:
+    for name, value in (("smile", 1.5), ("age", -1.0)):
+        if name in win.attributes.rows:
             r = win.attributes.rows[name]
             r.slider.setSliderDown(True)
             r.slider.setValue(value)
@@ -124,10 +125,10 @@ def _import_e4e(src: Path, dest: Path) -> None:
 
     from latentstudio.edit.boundaries import Boundary, save_index
 
-    specs = {"age": ("Age (e4e)", "+ = older"), "smile": ("Smile (e4e)", "+ = more smiling"),
-             "pose": ("Pose / yaw (e4e)", "+ = turns to the image's left")}
-    found = [Boundary(name, np.load(src / f"{name}.npy"), label=label, sign=sign, source="imported")
-             for name, (label, sign) in specs.items() if (src / f"{name}.npy").is_file()]
+    specs = {"e4e_age": ("Age (e4e)", "+ = older"), "e4e_smile": ("Smile (e4e)", "+ = more smiling"),
+             "e4e_pose": ("Pose / yaw (e4e)", "+ = turns to the image's left")}
+    found = [Boundary(name, np.load(src / f"{name[4:]}.npy"), label=label, sign=sign, source="imported")
+             for name, (label, sign) in specs.items() if (src / f"{name[4:]}.npy").is_file()]
     if found:
         save_index(dest, found)
 

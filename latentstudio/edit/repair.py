@@ -5,10 +5,17 @@ image-only quality score (:mod:`latentstudio.edit.quality`), fit the boundary wi
 recipe (:func:`latentstudio.edit.train.fit_boundary`) and ship it as ``quality`` in
 ``boundaries/`` (flagged ``details.quality = true``, with the repair threshold).
 
-:func:`repair` walks the code along the quality normal, conditioned on the identity-relevant
+:func:`repair` walks the code along a repair direction, conditioned on the identity-relevant
 directions (gender, age, glasses, hair colour, beard) so the person stays the same, in steps of
 ``step`` until the quality score of the 256² render reaches the threshold or ``max_strength`` is
-reached. A code that already meets the threshold is returned unchanged.
+reached; it returns the best-scoring step (or the code unchanged when no step helps). A code
+that already meets the threshold is returned unchanged.
+
+The repair direction is the quality normal plus the code's own direction towards w_avg (the
+truncation trick, which is what repairs most ψ = 1 failures). Measured on the 6 worst of 24
+ψ = 1 samples: the CPU-scale quality normal alone (N = 600, validation accuracy 0.82) changed the
+score by −0.7 … +0.3 at α = 3, whereas moving 2–2.5 units towards w_avg raised it by +0.2 … +1.3.
+With a boundary trained at GPU scale (N ≥ 200 000) the global normal should carry more weight.
 """
 
 from __future__ import annotations
@@ -50,11 +57,22 @@ def quality_boundary(boundaries: Mapping[str, Boundary]) -> Boundary:
     return b
 
 
-def repair_direction(boundaries: Mapping[str, Boundary], keep: tuple[str, ...] = IDENTITY_KEEP) -> np.ndarray:
-    """The quality normal made orthogonal to the identity-relevant directions: (512,) unit."""
-    n = quality_boundary(boundaries).normal
+def repair_direction(boundaries: Mapping[str, Boundary], w_plus: np.ndarray | None = None,
+                     w_avg: np.ndarray | None = None, keep: tuple[str, ...] = IDENTITY_KEEP) -> np.ndarray:
+    """Unit (512,) repair direction, orthogonal to the identity-relevant boundaries.
+
+    Without a code: the quality normal alone. With ``w_plus`` and ``w_avg``: the quality normal
+    plus the unit direction from the code's mean w towards w_avg.
+    """
+    n = quality_boundary(boundaries).normal.astype(np.float64)
+    if w_plus is not None and w_avg is not None:
+        towards = np.asarray(w_avg, np.float64) - np.asarray(w_plus, np.float64).mean(0)
+        norm = np.linalg.norm(towards)
+        if norm > 1e-6:
+            n = n + towards / norm
     kept = [boundaries[k].normal for k in keep if k in boundaries]
-    return condition(n, np.stack(kept)) if kept else n
+    d = condition(n, np.stack(kept)) if kept else n
+    return (d / np.linalg.norm(d)).astype(np.float32)
 
 
 def _score(generator, code: np.ndarray) -> float:  # noqa: ANN001 - Generator
@@ -82,17 +100,21 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=
         raise BoundaryError(f"repair strength must be ≥ 0 and step > 0, got {max_strength}, {step}")
     b = quality_boundary(boundaries)
     limit = float(b.details["threshold"]) if threshold is None else float(threshold)
-    direction = repair_direction(boundaries).astype(np.float32)
     g = generator or Generator.load("cpu")
-    before = after = _score(g, code)
-    alpha, out = 0.0, code
-    while after < limit and alpha + step <= max_strength + 1e-9:
+    direction = repair_direction(boundaries, code, g.w_avg.cpu().numpy())
+    before = _score(g, code)
+    best = (before, 0.0, code)
+    alpha = 0.0
+    while best[0] < limit and alpha + step <= max_strength + 1e-9:
         if cancelled is not None and cancelled():
             break
         alpha += step
-        out = code + alpha * direction[None]
-        after = _score(g, out)
-    return RepairResult(out.astype(np.float32), alpha, before, after, limit)
+        candidate = code + alpha * direction[None]
+        score = _score(g, candidate)
+        if score > best[0]:
+            best = (score, alpha, candidate)
+    after, used, out = best
+    return RepairResult(out.astype(np.float32), used, before, after, limit)
 
 
 # ------------------------------------------------------------------------------ training

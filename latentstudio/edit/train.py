@@ -48,21 +48,21 @@ class AttributeInfo:
 
 
 #: W+ slots: 0 = 4², 1-3 = 8², 4-6 = 16², 7-9 = 32², 10-12 = 64², 13-15 = 128², 16-18 = 256²,
-#: 19-21 = 512², 22 = to-image. Default ranges were chosen by measuring, on generated faces, how
-#: much of the full-range effect each range keeps and how much it moves the other predictors
-#: (bench/edit.py --layer-scan).
+#: 19-21 = 512², 22 = to-image. Default slot ranges were measured (``bench/edit.py --layer-scan``:
+#: 8 generated faces, α = ±3, ranges 0-22, 0-6, 0-12, 4-12, 7-22): the range with the best ratio
+#: of own effect to summed off-target effect among those keeping ≥ 75 % of the full-range effect.
 ATTRIBUTES: dict[str, AttributeInfo] = {
-    "yaw": AttributeInfo("Head turn (yaw)", "+ = nose turns towards the image's right"),
-    "pitch": AttributeInfo("Head tilt (pitch)", "+ = face looks up"),
+    "yaw": AttributeInfo("Head turn (yaw)", "+ = nose turns towards the image's right", (0, 6)),
+    "pitch": AttributeInfo("Head tilt (pitch)", "+ = face looks up", (0, 12)),
     "roll": AttributeInfo("Head roll", "+ = top of the head leans towards the image's right"),
-    "smile": AttributeInfo("Smile", "+ = more smiling"),
-    "surprise": AttributeInfo("Surprise", "+ = more surprised"),
-    "age": AttributeInfo("Age", "+ = older"),
-    "gender": AttributeInfo("Gender", "+ = more masculine"),
-    "mouth_open": AttributeInfo("Mouth open", "+ = mouth more open"),
-    "eyes_open": AttributeInfo("Eyes open", "+ = eyes more open"),
+    "smile": AttributeInfo("Smile", "+ = more smiling", (0, 6)),
+    "surprise": AttributeInfo("Surprise", "+ = more surprised", (4, 12)),
+    "age": AttributeInfo("Age", "+ = older", (0, 12)),
+    "gender": AttributeInfo("Gender", "+ = more masculine", (0, 6)),
+    "mouth_open": AttributeInfo("Mouth open", "+ = mouth more open", (4, 12)),
+    "eyes_open": AttributeInfo("Eyes open", "+ = eyes more open", (7, 22)),
     "eyeglasses": AttributeInfo("Eyeglasses", "+ = glasses"),
-    "hair_color": AttributeInfo("Hair colour", "+ = lighter / blonder hair"),
+    "hair_color": AttributeInfo("Hair colour", "+ = lighter / blonder hair", (7, 22)),
     "beard": AttributeInfo("Beard", "+ = more beard"),
     "lighting": AttributeInfo("Lighting", "+ = light from the image's right"),
 }

@@ -86,6 +86,7 @@ class EditorSession(QObject):
         self.last_frame: Frame | None = None
         self.last_full: Frame | None = None
         self.task: Task | None = None
+        self._old_tasks: list[Task] = []
         self._task_callback: Callable[[Any], None] = lambda result: None
         self._generation = itertools.count(1)
         self._doc_tag = 0
@@ -355,9 +356,14 @@ class EditorSession(QObject):
             self.taskProgress.emit(*x)
 
     def _finish_task(self) -> None:
+        """Forget the current task; its QObject is deleted once its thread has really ended
+        (the thread may still be returning from the signal that brought us here)."""
         if self.task is not None:
-            self.task.deleteLater()
+            self._old_tasks.append(self.task)
         self.task = None
+        for t in [t for t in self._old_tasks if not t.running()]:
+            self._old_tasks.remove(t)
+            t.deleteLater()
 
     def _task_done(self, result: Any) -> None:
         self._finish_task()

@@ -61,12 +61,16 @@ class SliderRow(QWidget):
         self.slider.setValue(0.0)
         self.slider.setToolTip(f"{direction.label}: {lo:g} … {hi:g}")
         self.keep = QToolButton(text="Keep", checkable=True)
+        self.keep.setStyleSheet("QToolButton:checked { background: palette(highlight); "
+                                "color: palette(highlighted-text); border-radius: 3px; }")
         self.keep.setToolTip("Keep this attribute fixed while other sliders move (conditional editing)")
         self.reset = QToolButton(text="↺")
         self.reset.setToolTip(f"Reset {direction.label}")
         self.slots = QLabeledRangeSlider(Qt.Orientation.Horizontal)
         self.slots.setRange(0, NUM_SLOTS - 1)
         self.slots.setValue(self.default_layers)
+        self.slots.setHandleLabelPosition(QLabeledRangeSlider.LabelPosition.NoLabel)
+        self.slots.setEdgeLabelMode(QLabeledRangeSlider.EdgeLabelMode.LabelIsValue)  # "first … last"
         self.slots.setToolTip("W+ slots this direction is applied to (coarse 0–6: pose, shape; "
                               "middle 7–12: expression, eyes; fine 13–22: colour, texture)")
         self.slots.setVisible(False)
@@ -77,6 +81,9 @@ class SliderRow(QWidget):
         grid.addWidget(self.slider, 0, 1)
         grid.addWidget(self.keep, 0, 2)
         grid.addWidget(self.reset, 0, 3)
+        self.slots_label = QLabel("slots")
+        self.slots_label.setVisible(False)
+        grid.addWidget(self.slots_label, 1, 0, Qt.AlignmentFlag.AlignRight)
         grid.addWidget(self.slots, 1, 1, 1, 3)
         grid.setColumnStretch(1, 1)
         self.label.setMinimumWidth(90)
@@ -92,6 +99,10 @@ class SliderRow(QWidget):
         self.slots.valueChanged.connect(lambda v: self.layersEdited.emit(self.name, tuple(int(x) for x in v)))
         self.keep.toggled.connect(lambda on: self.keepToggled.emit(self.name, on))
         self.reset.clicked.connect(lambda: self.resetRequested.emit(self.name))
+
+    def show_slots(self, on: bool) -> None:
+        self.slots.setVisible(on)
+        self.slots_label.setVisible(on)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Type.MouseButtonPress:
@@ -163,7 +174,7 @@ class AttributePanel(QWidget):
         lay.addWidget(scroll, 1)
         lay.addLayout(bottom)
         self.filter.textChanged.connect(self._apply_filter)
-        self.advanced.toggled.connect(lambda on: [r.slots.setVisible(on) for r in self.rows.values()])
+        self.advanced.toggled.connect(self._show_slots)
         self.reset_all.clicked.connect(self.resetAllRequested)
         self.import_button.clicked.connect(self.importRequested)
 
@@ -184,7 +195,7 @@ class AttributePanel(QWidget):
             self.body_layout.addWidget(header)
             for d in group:
                 row = SliderRow(d)
-                row.slots.setVisible(self.advanced.isChecked())
+                row.show_slots(self.advanced.isChecked())
                 for sig in ("valueEdited", "dragStarted", "dragFinished", "keepToggled",
                             "layersEdited", "resetRequested"):
                     getattr(row, sig).connect(getattr(self, sig))
@@ -199,6 +210,10 @@ class AttributePanel(QWidget):
     def show_state(self, state: EditState) -> None:
         for row in self.rows.values():
             row.show_state(state)
+
+    def _show_slots(self, on: bool) -> None:
+        for row in self.rows.values():
+            row.show_slots(on)
 
     def _apply_filter(self, text: str) -> None:
         t = text.strip().lower()

@@ -63,16 +63,17 @@ class TrainConfig:
     psi: float = 0.7
     hidden: tuple[int, ...] = (1024, 1024, 512)
     slots: tuple[int, int] = (0, 22)
-    surrogate_epochs: int = 60
-    latent_steps: int = 20000
+    surrogate_epochs: int = 40
+    latent_steps: int = 10000
     latent_batch: int = 64
     render_steps: int = 0
     render_batch: int = 2
     lr: float = 1e-4
+    render_lr: float = 1e-5  # render stage: 1e-4 wrecked landmarks in a CPU trial (module doc)
     d_lr: float = 1e-4
     same_every: int = 3
     w_id: float = 1.0
-    w_lm: float = 1.0
+    w_lm: float = 0.2
     w_rec: float = 1.0
     w_pix: float = 1.0
     w_adv: float = 0.1
@@ -253,15 +254,15 @@ def _d_step(st: _State, real: Tensor, fake: Tensor, cfg: TrainConfig) -> float:
     st.d_opt.zero_grad()
     loss.backward()
     st.d_opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def _pairs(faces: FaceTable, n: int, same: bool, g, cfg: TrainConfig,  # noqa: ANN001
            gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """(identity descriptors e_A (n,128), identity sources w_A (n,512), attribute w_B (n,512))."""
     idx = torch.randint(len(faces), (n,), generator=gen).numpy()
-    emb = torch.from_numpy(faces.emb[idx])
-    w_a = torch.from_numpy(faces.w[idx])
+    emb = torch.from_numpy(faces.emb[idx]).to(g.device)
+    w_a = torch.from_numpy(faces.w[idx]).to(g.device)
     w_b = w_a.clone() if same else _fresh_w(g, n, cfg.psi, gen)
     return emb, w_a, w_b
 
@@ -290,17 +291,16 @@ def render_step(st: _State, s: Surrogates, faces: FaceTable, g, idn, cfg: TrainC
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 500_000_000 + st.step)
     same = st.step % cfg.same_every == 0
     emb, w_a, w_b = _pairs(faces, cfg.render_batch, same, g, cfg, gen)
-    dev = g.device
-    out_plus = st.mapper(emb.to(dev), w_b.to(dev))
+    out_plus = st.mapper(emb, w_b)
     out = out_plus.mean(1)
     img = g.synthesize(out_plus, size=256, grad=True)
-    terms = {"lm": _landmark_loss(s, out, w_b.to(dev)), "adv": losses.g_adv_loss(st.disc, out)}
+    terms = {"lm": _landmark_loss(s, out, w_b), "adv": losses.g_adv_loss(st.disc, out)}
     if same:
         with torch.no_grad():
-            target = g.synthesize(w_a.to(dev), size=256)
+            target = g.synthesize(w_a, size=256)
         terms["pix"] = losses.pixel_loss(img, target).mean()
     else:
-        terms["id"] = torch.linalg.vector_norm(idn.embed_aligned(img) - emb.to(dev), dim=1).mean()
+        terms["id"] = torch.linalg.vector_norm(idn.embed_aligned(img) - emb, dim=1).mean()
     loss = (cfg.w_lm * terms["lm"] + cfg.w_adv * terms["adv"] + cfg.w_pix * terms.get("pix", 0)
             + cfg.w_id * terms.get("id", 0))
     st.opt.zero_grad()
@@ -387,6 +387,8 @@ def train_mapper(cfg: TrainConfig, *, workdir: Path | None = None, device: str |
             continue  # finished in an earlier run
         if st.stage != stage:
             st.stage, st.step = stage, 0
+        for group in st.opt.param_groups:
+            group["lr"] = cfg.lr if stage == "latent" else cfg.render_lr
         acc: dict[str, list[float]] = {}
         while st.step < total:
             if cancelled and cancelled():

@@ -126,8 +126,7 @@ class StyledIDWTUp(nn.Module):
         self.style = Style(in_ch)
 
     def forward(self, x: Tensor, w: Tensor, mix: Tensor) -> Tensor:
-        styled = x * self.style(w) if torch.is_grad_enabled() else x.mul_(self.style(w))
-        return inverse_haar(styled, mix)
+        return inverse_haar(x * self.style(w), mix)
 
 
 class Block(nn.Module):

@@ -142,7 +142,7 @@ class Renderer:
     # ----------------------------------------------------------------- requests
     def request(self, code: Code, size: int = 256, *, channel: str = "main",
                 post: Callable[[np.ndarray], np.ndarray] | None = None, tag: Any = None) -> int:
-        """Queue a render of ``code`` at ``size`` (256, 512 or 1024); returns its sequence number."""
+        """Queue a render of ``code`` at ``size`` (128, 256, 512 or 1024); returns its sequence number."""
         with self._cv:
             self._seq += 1
             old = self._pending.get(channel)
@@ -274,8 +274,8 @@ def synthesize_uint8(gen: Any, code: np.ndarray, size: int,
     from latentstudio.models.mobilestylegan import NUM_SLOTS, inverse_haar
     from latentstudio.models.preview import PREVIEW_SIZES
 
-    if size not in (256, 512, 1024):
-        raise ValueError(f"size must be 256, 512 or 1024, got {size}")
+    if size not in (128, 256, 512, 1024):
+        raise ValueError(f"size must be 128, 256, 512 or 1024, got {size}")
     if size != 1024 and gen.heads is None:
         raise RuntimeError("preview heads missing (assets/preview_heads.safetensors)")
     w = as_w_plus(code).to(gen.device)

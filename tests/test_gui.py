@@ -286,6 +286,48 @@ def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:
     assert str(path.resolve()) in window._recent()
 
 
+def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The panel's wiring, with a stand-in for ``latentstudio.identity.api`` (the trained mapper
+    is optional): amounts, swap, de-identify and undo all reach the code."""
+    import sys
+    import types
+
+    fake = types.ModuleType("latentstudio.identity.api")
+    fake.available = lambda: None
+    fake.blend = lambda base, other, ia, aa: base + (0.3 * ia + 0.7 * aa) * (other - base)
+    fake.deidentify = lambda code, strength, seed: code + strength * 0.01 * (seed % 7 + 1)
+    monkeypatch.setitem(sys.modules, "latentstudio.identity.api", fake)
+    import latentstudio.identity
+
+    monkeypatch.setattr(latentstudio.identity, "api", fake, raising=False)
+    s, panel = window.session, window.identity
+    panel.set_unavailable(s.identity_reason())
+    assert panel.generated.isEnabled()
+    panel.seed.setValue(11)
+    with qtbot.waitSignal(s.otherChanged, timeout=WAIT, check_params_cb=lambda img: img is not None):
+        panel.generated.click()
+    ident = s.doc.state.identity
+    assert ident.other.label == "seed 11" and (ident.role, ident.id_alpha, ident.attr_alpha) == ("identity", 1.0, 0.0)
+    base, other = s.doc.base, ident.other.code
+    np.testing.assert_allclose(s.doc.code(), base + 0.3 * (other - base), atol=1e-5)
+    panel.attr_amount.setSliderDown(True)
+    panel.attr_amount.setValue(0.5)
+    panel.attr_amount.setSliderDown(False)
+    np.testing.assert_allclose(s.doc.code(), base + (0.3 + 0.35) * (other - base), atol=1e-5)
+    panel.swap.click()
+    ident = s.doc.state.identity
+    assert (ident.role, ident.id_alpha, ident.attr_alpha) == ("attributes", 0.5, 1.0)
+    panel.deid.click()
+    assert s.doc.state.identity.deid_strength == 1.0
+    wait_full_frame(qtbot, window)
+    np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
+    steps = s.undo.count()
+    for _ in range(steps):
+        window.act_undo.trigger()
+    assert s.doc.state == EditState()
+    np.testing.assert_array_equal(s.doc.code(), base)
+
+
 def test_recover_autosave(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
     from latentstudio.document import recoverable
 

@@ -1,4 +1,4 @@
-"""Dialogs: errors with their cause, the face picker, and yes/no questions."""
+"""Dialogs: errors with their cause (and how exceptions are worded for them), the face picker."""
 
 from __future__ import annotations
 
@@ -67,3 +67,27 @@ class FacePicker(QDialog):
     @property
     def chosen(self) -> int:
         return max(0, self.list.currentRow())
+
+
+def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
+    """(title, cause, details) for an error dialog."""
+    from latentstudio.document import DocumentError, ProjectError
+    from latentstudio.face.detect import FaceError
+    from latentstudio.face.image_io import ImageError
+    from latentstudio.models.fetch import FetchError
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, FaceError):
+        return "No usable face", text, details
+    if isinstance(exc, ImageError):
+        return "Cannot read the image", text, details
+    if isinstance(exc, FetchError):
+        return "Models are missing", text, details
+    if isinstance(exc, ProjectError):
+        return "Cannot open the project", text, details
+    if isinstance(exc, DocumentError):
+        return "Cannot do that", text, details
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return "Out of memory", (f"{text}\n\nClose other programs, or switch the render device "
+                                 "to CPU (View ▸ Render device)."), details
+    return "Something went wrong", f"{type(exc).__name__}: {text}", details or repr(exc)

@@ -3,7 +3,7 @@
 No widgets here. The UI thread only swaps immutable states and posts requests; the edited code
 (``Document.code``) is computed on the render thread, alignment and inversion on task threads.
 
-Render policy: while a slider is dragged, previews (``preview_size``², default 256) are rendered;
+Render policy: while a slider is dragged, previews (``preview_size``², 128 on CPU, 256 on CUDA) are rendered;
 on release, and ``settle_ms`` after any other change, the full-size image. Frames are shown only
 if newer than what is on screen and meant for the current document and view.
 """
@@ -27,7 +27,6 @@ from latentstudio.document import (
     DocumentError,
     EditState,
     OtherFace,
-    ProjectError,
     identity_available,
     import_directions,
     load_default_directions,
@@ -35,11 +34,18 @@ from latentstudio.document import (
     save_project,
 )
 from latentstudio.gui.commands import StateCommand
+from latentstudio.gui.dialogs import describe_error
 from latentstudio.gui.workers import RenderBridge, Task
 from latentstudio.render import Frame
 
 DEMO_SEED, DEMO_PSI = 42, 0.7
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 PREVIEW_PHOTO_SIDE = 1600  # pasted-back previews are composed into a photo this large at most
 
 
@@ -77,7 +83,8 @@ class EditorSession(QObject):
         self.doc: Document | None = None
         self.directions_note: str | None = None
         self.view = "aligned"  # or "photo"
-        self.preview_size = 256
+        # drag previews: 128² on the CPU (a third of the 256² cost, see bench/RESULTS.md), 256² on CUDA
+        self.preview_size = 256 if _cuda_available() else 128
         self.full_size = 1024
         self.settle_ms = 250
         self.invert_preset = "fast"
@@ -685,27 +692,4 @@ def _render(g: Any, code: np.ndarray, size: int) -> np.ndarray:
     return synthesize_uint8(g, np.array(code, np.float32), size)
 
 
-def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
-    """(title, cause, details) for an error dialog."""
-    from latentstudio.face.detect import FaceError
-    from latentstudio.face.image_io import ImageError
-    from latentstudio.models.fetch import FetchError
-
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, FaceError):
-        return "No usable face", text, details
-    if isinstance(exc, ImageError):
-        return "Cannot read the image", text, details
-    if isinstance(exc, FetchError):
-        return "Models are missing", text, details
-    if isinstance(exc, ProjectError):
-        return "Cannot open the project", text, details
-    if isinstance(exc, DocumentError):
-        return "Cannot do that", text, details
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return "Out of memory", (f"{text}\n\nClose other programs, or switch the render device "
-                                 "to CPU (View ▸ Render device)."), details
-    return "Something went wrong", f"{type(exc).__name__}: {text}", details or repr(exc)
-
-
-__all__ = ["EditorSession", "PendingPhoto", "IMAGE_SUFFIXES", "describe_error"]
+__all__ = ["EditorSession", "PendingPhoto", "IMAGE_SUFFIXES"]

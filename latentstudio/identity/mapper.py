@@ -135,6 +135,7 @@ def save_mapper(mapper: Mapper, path: str | Path, info: dict[str, str] | None = 
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a weight file is meant to be shared
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -306,7 +306,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = Generator.load("cpu")
-    bs = load_index(SHIPPED_DIR)
+    bs = {k: b for k, b in load_index(SHIPPED_DIR).items() if k in SCORE_NAMES}  # predictor-trained only
     codes = np.tile(g.map(g.sample_z(args.seed, args.faces), 0.7).numpy()[:, None], (1, 23, 1))
     out = Path(args.out) / f"faces{args.faces}_seed{args.seed}"
     identity = None if args.no_identity or args.layer_scan else Identity(Path(args.out))

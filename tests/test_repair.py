@@ -75,3 +75,19 @@ def test_repair_rejects_bad_codes(generator, boundaries) -> None:  # noqa: ANN00
         repair(np.zeros((18, 512), np.float32), boundaries, generator=generator)
     with pytest.raises(BoundaryError):
         repair(np.full((23, 512), np.nan, np.float32), boundaries, generator=generator)
+
+
+def test_edit_cli_repair_flag(generator, boundaries, tmp_path, capsys) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from latentstudio.cli import main
+
+    code = _codes(generator, 31, 1, 0.5)[0]  # clean: repair must leave it as it is
+    np.save(tmp_path / "c.npy", code)
+    plain, fixed = tmp_path / "plain.png", tmp_path / "fixed.png"
+    assert main(["edit", "--code", str(tmp_path / "c.npy"), "--size", "256", "-o", str(plain)]) == 0
+    assert main(["edit", "--code", str(tmp_path / "c.npy"), "--size", "256", "--repair",
+                 "-o", str(fixed)]) == 0
+    assert "repair: moved 0" in capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(plain)), np.asarray(Image.open(fixed)))
+    assert main(["edit", "--code", str(tmp_path / "c.npy"), "--repair", "-1", "-o", str(fixed)]) == 2

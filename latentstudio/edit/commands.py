@@ -214,6 +214,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
             g = Generator.load(args.device)
         except RuntimeError as exc:
             raise _user_error(str(exc)) from exc
+        if args.repair is not None:
+            from latentstudio.edit.repair import repair
+
+            fixed = repair(np.asarray(edited), directions, generator=g, max_strength=args.repair)
+            edited = fixed.w_plus
+            print(f"repair: moved {fixed.alpha:g} along the quality direction, quality score "
+                  f"{fixed.score_before:.2f} -> {fixed.score_after:.2f} (target {fixed.threshold:.2f})",
+                  file=sys.stderr)
         rgb = to_uint8(g.synthesize(edited, size=args.size))[0]
         if args.paste_back is not None:
             target = args.paste_back or photo
@@ -221,6 +229,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 raise BoundaryError("--paste-back needs the photo the code came from: --paste-back PHOTO")
             rgb = paste_into(Path(target), rgb, extras)
         meta = {"latentstudio": "edit " + " ".join(f"{k}={v:g}" for k, v in alphas.items())
+                + (f" repair={args.repair:g}" if args.repair is not None else "")
                 + (f" keep={','.join(keep)}" if keep else "") + (f" layers={args.layers}" if args.layers else "")}
         from latentstudio.face.image_io import save_image
 
@@ -337,5 +346,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ed.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024)
     ed.add_argument("--device", choices=("cpu", "cuda"), default=None)
     ed.add_argument("--save-code", metavar="CODE.npz", help="also write the edited code")
+    ed.add_argument("--repair", nargs="?", type=float, const=3.0, default=None, metavar="STRENGTH",
+                    help="repair GAN artifacts: move along the quality direction until the face "
+                         "looks clean, at most STRENGTH (default 3)")
     ed.add_argument("-o", "--output", required=True)
     ed.set_defaults(func=cmd_edit)

@@ -54,9 +54,10 @@ def load_face(path: str, preset: str, device: str | None) -> Face:
     if p.suffix.lower() in CODE_SUFFIXES:
         from latentstudio.codes import load_code, load_code_extras
 
+        code = load_code(p)  # LatentError (exit 2) when missing or malformed
         extras = load_code_extras(p)
         photo = Path(str(extras["photo"])) if "photo" in extras else None
-        return Face(load_code(p), p.name, photo, extras)
+        return Face(code, p.name, photo, extras)
     if not p.is_file():
         raise _user_error(f"{p}: no such photo or code file")
     from latentstudio.invert import invert_photo

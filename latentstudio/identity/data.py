@@ -97,9 +97,11 @@ def _read_chunk(path: Path, seeds: np.ndarray) -> FaceTable | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as d:
-            if not np.array_equal(d["seeds"], seeds):
+            n = len(seeds)  # a chunk built for more seeds serves any prefix of them
+            if not np.array_equal(d["seeds"][:n], seeds):
                 return None
-            return FaceTable(d["seeds"], d["w"], d["emb"], d["landmarks"], d["pose"], d["detected"])
+            return FaceTable(d["seeds"][:n], d["w"][:n], d["emb"][:n], d["landmarks"][:n],
+                             d["pose"][:n], d["detected"][:n])
     except (OSError, ValueError, KeyError, EOFError):
         return None  # a broken cache file is rebuilt
 
@@ -156,6 +158,8 @@ def build_faces(n: int, *, seed: int = 0, psi: float = 0.7, generator=None,  # n
     from latentstudio.models.generator import Generator, to_uint8
 
     folder = (cache_dir or default_cache_dir()) / f"psi{psi:g}_size{SIZE}"
+    if seed % CHUNK:
+        raise ValueError(f"the first seed must be a multiple of {CHUNK} (chunks are cached per {CHUNK} seeds), got {seed}")
     starts = list(range(seed, seed + n, CHUNK))
     parts: dict[int, FaceTable] = {}
     todo: list[np.ndarray] = []

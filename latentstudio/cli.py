@@ -249,4 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main, so its exception classes are the ones the commands raise
+    from latentstudio.cli import main as _main
+
+    sys.exit(_main())

@@ -15,7 +15,6 @@ schema) and ``arrays.npz``, written atomically; ``Autosave`` / ``recoverable`` h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from latentstudio import __version__
+from latentstudio.models.fetch import sha256_of
 
 NUM_SLOTS, W_DIM = 23, 512
 SCHEMA = "latentstudio-project"
@@ -283,14 +283,6 @@ class Source:
             self._cache["aligned"] = aligned
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- document
 class Document:
     """One editing session. ``code()`` is the edited W+ (23,512) float32 for the current state."""
@@ -323,7 +315,7 @@ class Document:
                    directions: Iterable[Direction] = ()) -> Document:
         """After detection, alignment (``face.align.Alignment``) and inversion of a photo."""
         p = Path(path).resolve()
-        src = Source("photo", p, file_sha256(p), face_index, np.asarray(alignment.quad, np.float64),
+        src = Source("photo", p, sha256_of(p), face_index, np.asarray(alignment.quad, np.float64),
                      np.asarray(landmarks, np.float32), tuple(alignment.source_size))
         src.remember(photo=photo, aligned=alignment.image)
         return cls(w_plus, src, directions)
@@ -671,7 +663,7 @@ def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
     photo_path = _find_photo(p, s) if kind == "photo" else None
     if kind == "photo" and photo_path is None:
         warnings.append(f"source photo not found ({s.get('path')}); paste-back is unavailable")
-    elif photo_path is not None and s.get("sha256") and file_sha256(photo_path) != s["sha256"]:
+    elif photo_path is not None and s.get("sha256") and sha256_of(photo_path) != s["sha256"]:
         warnings.append(f"{photo_path} changed since the project was saved")
     size = s.get("photo_size")
     source = Source(kind, photo_path or (Path(s["path"]) if s.get("path") else None), s.get("sha256"),

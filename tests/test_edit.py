@@ -15,8 +15,7 @@ from hypothesis.extra.numpy import arrays
 from latentstudio.edit import train
 from latentstudio.edit.apply import apply_edits, edit_delta, edit_directions
 from latentstudio.edit.boundaries import (SHIPPED_DIR, Boundary, BoundaryError, import_boundary,
-                                          load_index, parse_layers, read_vector, save_index,
-                                          unit_vector)
+                                          load_index, parse_layers, read_vector, save_index)
 from latentstudio.edit.conditional import condition, orthogonal_component
 
 REFERENCE = Path("/work/shared/reference-boundaries")
@@ -330,20 +329,27 @@ def test_shipped_set_is_complete() -> None:
     assert np.all(np.diff(pca.std) <= 1e-6)
 
 
+#: minimum mean change of the predictor from α = −2 to α = +2 (degrees, P(happy), years)
+MIN_MOVE = {"yaw": 8.0, "smile": 0.3, "age": 8.0}
+
+
 @pytest.mark.parametrize("name", ["smile", "age", "yaw"])
 def test_edit_moves_its_predictor(name: str, generator) -> None:  # noqa: ANN001
     from latentstudio.edit.predictors import predict_all
     from latentstudio.models.generator import to_uint8
 
     b = _shipped()[name]
-    seeds = [900_001, 900_002, 900_003]
+    seeds = [900_001, 900_002, 900_003, 900_004]  # not among the training seeds (0 … N-1)
     codes = np.stack([np.tile(generator.seed_w(s).numpy(), (23, 1)) for s in seeds])
     scores = []
     for alpha in (-2.0, 2.0):
         edited = apply_edits(codes, {name: alpha}, {name: b})
         scores.append(predict_all(to_uint8(generator.synthesize(edited, size=256)))[name])
     low, high = scores
-    assert np.all(high > low), f"{name}: −2 → {low}, +2 → {high}"
+    # the predictors are noisy per face (and saturate, e.g. P(happy) near 1): demand a clear mean
+    # move in the right direction and the right sign on at least 3 of the 4 faces
+    assert np.mean(high - low) > MIN_MOVE[name], f"{name}: −2 → {low}, +2 → {high}"
+    assert np.sum(high > low) >= 3, f"{name}: −2 → {low}, +2 → {high}"
 
 
 # ---------------------------------------------------------------------------------------- CLI

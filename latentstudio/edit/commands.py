@@ -138,7 +138,7 @@ def _train_predictors(args: argparse.Namespace) -> list[Boundary]:
             predictor=f"latentstudio.edit.predictors:{name}", command=command, source="trained",
             details={"psi": args.psi, "render_size": args.size, "ratio": args.ratio,
                      "positives": fit.n_pos, "negatives": fit.n_neg, "validation_samples": fit.n_val,
-                     "train_accuracy": round(fit.train_accuracy, 4), "seed": args.seed,
+                     "train_accuracy": round(fit.train_accuracy, 4), "svm_c": fit.c, "seed": args.seed,
                      "predictor_version": predictor_version()}))
     return out
 

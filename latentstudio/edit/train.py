@@ -347,7 +347,7 @@ C_GRID = (0.1, 0.01, 0.001)
 def _svm(c: float):  # noqa: ANN202 - sklearn estimator
     from sklearn.svm import LinearSVC
 
-    return LinearSVC(C=c, loss="hinge", dual=True, max_iter=50_000, tol=1e-5)
+    return LinearSVC(C=c, loss="hinge", dual=True, max_iter=50_000, tol=1e-5, random_state=0)
 
 
 def choose_c(x: np.ndarray, y: np.ndarray, grid: Sequence[float] = C_GRID, folds: int = 3,

@@ -9,7 +9,7 @@ import torch
 from latentstudio.invert import Cancelled, InvertProgress, invert
 from latentstudio.models.generator import from_uint8, to_uint8
 
-STEPS = 30
+STEPS = 20
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +30,19 @@ def _distance(lpips, generator, code, target: np.ndarray) -> float:  # noqa: ANN
     return float(lpips(generator.synthesize(code, size=256), from_uint8(target)))
 
 
-def test_inversion_reconstructs_a_generated_face(generator, target, lpips) -> None:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def run(generator, target):  # noqa: ANN001, ANN201
+    """One short inversion shared by the tests below: (Inversion, progress reports)."""
     seen: list[InvertProgress] = []
     inv = invert(target, steps=STEPS, generator=generator, progress=seen.append, preview_every=10)
+    return inv, seen
+
+
+def test_inversion_reconstructs_a_generated_face(generator, target, lpips, run) -> None:  # noqa: ANN001
+    inv, seen = run
     start = _distance(lpips, generator, generator.w_avg, target)
     end = _distance(lpips, generator, inv.w_plus, target)
-    # The mean face is ~0.5 away; 30 CPU steps must cover well over half of the way back.
+    # The mean face is ~0.5 away; 20 CPU steps must cover well over half of the way back.
     # (bench/invert.py: 120 steps reach ~0.15 on generated faces.)
     assert end < 0.5 * start, (start, end)
     assert inv.w_plus.shape == (23, 512) and inv.w_plus.dtype == np.float32
@@ -46,9 +53,9 @@ def test_inversion_reconstructs_a_generated_face(generator, target, lpips) -> No
     assert seen[-1].loss < seen[0].loss
 
 
-def test_inversion_stays_near_w(generator, target) -> None:  # noqa: ANN001
+def test_inversion_stays_near_w(generator, run) -> None:  # noqa: ANN001
     """The regulariser keeps the per-slot codes close to their shared w (editability)."""
-    inv = invert(target, steps=STEPS, generator=generator)
+    inv, _ = run
     spread = np.linalg.norm(inv.w_plus - inv.w_plus.mean(0), axis=1).mean()
     typical = float((generator.seed_w(1, 1.0) - generator.seed_w(2, 1.0)).norm())
     assert spread < 0.5 * typical
@@ -57,7 +64,11 @@ def test_inversion_stays_near_w(generator, target) -> None:  # noqa: ANN001
 def test_inversion_is_deterministic(generator, target) -> None:  # noqa: ANN001
     a = invert(target, steps=3, generator=generator, seed=1).w_plus
     b = invert(target, steps=3, generator=generator, seed=1).w_plus
-    assert np.array_equal(a, b)
+    # Same seed, same start, same schedule. Bit-equality does not hold: oneDNN's multithreaded
+    # reductions change the float summation order and Adam's normalised first steps amplify that
+    # ~1e-7 gradient noise to ~1e-3 in the code. Anything else (a random init, a wrong seed) moves
+    # codes by the learning rate or more (≥ 0.05).
+    assert np.abs(a - b).max() < 0.01
 
 
 def test_inversion_can_be_cancelled(generator, target) -> None:  # noqa: ANN001

@@ -62,8 +62,14 @@ def load_face(path: str, preset: str, device: str | None) -> Face:
         raise _user_error(f"{p}: no such photo or code file")
     from latentstudio.invert import invert_photo
 
-    print(f"inverting {p.name} ({preset})…", file=sys.stderr, flush=True)
-    inv = invert_photo(p, preset=preset, device=device)
+    def show(prog) -> None:  # noqa: ANN001 - InvertProgress
+        if prog.step == prog.total or prog.step % max(1, prog.total // 10) == 0:
+            print(f"\rinverting {p.name} ({preset}): step {prog.step}/{prog.total}", end="",
+                  file=sys.stderr, flush=True)
+            if prog.step == prog.total:
+                print(file=sys.stderr)
+
+    inv = invert_photo(p, preset=preset, device=device, progress=show)
     extras = {"quad": np.asarray(inv.alignment.quad, np.float64),
               "landmarks": np.asarray(inv.landmarks, np.float64)}
     return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512), p.name, p, extras)

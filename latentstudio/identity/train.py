@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from latentstudio.identity import losses
 from latentstudio.identity.data import (
@@ -79,6 +79,18 @@ class TrainConfig:
     w_adv: float = 0.1
     r1_gamma: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.faces < 20:
+            raise ValueError(f"need at least 20 training faces, got {self.faces}")
+        if min(self.same_every, self.latent_batch, self.render_batch) < 1:
+            raise ValueError("same_every and batch sizes must be at least 1")
+        if min(self.latent_steps, self.render_steps, self.surrogate_epochs) < 0:
+            raise ValueError("step and epoch counts must not be negative")
+        if self.surrogate_epochs < 1:
+            raise ValueError("surrogate_epochs must be at least 1")
+        if not 0.0 < self.psi <= 1.0:
+            raise ValueError(f"psi must be in (0, 1], got {self.psi}")
 
     def digest(self) -> str:
         """Hash of the settings a checkpoint depends on; stage lengths are left out, so a run
@@ -351,10 +363,6 @@ def train_mapper(cfg: TrainConfig, *, workdir: Path | None = None, device: str |
     from latentstudio.face.chip import IdentityNet
     from latentstudio.models.generator import Generator
 
-    if cfg.faces < 20:
-        raise ValueError(f"need at least 20 training faces, got {cfg.faces}")
-    if cfg.same_every < 1 or cfg.latent_batch < 1 or cfg.render_batch < 1:
-        raise ValueError("same_every and batch sizes must be at least 1")
     t0 = time.monotonic()
     workdir = workdir or default_workdir()
     workdir.mkdir(parents=True, exist_ok=True)

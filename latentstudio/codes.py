@@ -5,14 +5,13 @@ Loading never unpickles (``allow_pickle=False``); saving is atomic (temp file, t
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from latentstudio.atomic import save_npz
 from latentstudio.models.generator import LatentError, as_w_plus
 
 
@@ -57,11 +56,4 @@ def save_code(path: str | Path, w_plus: np.ndarray, **extras: Any) -> None:
     p = Path(path)
     arrays = {"w_plus": np.asarray(w_plus, dtype=np.float32).reshape(23, 512)}
     arrays.update({k: np.asarray(v) for k, v in extras.items() if v is not None})
-    fd, tmp = tempfile.mkstemp(prefix=".code-", suffix=".npz", dir=p.parent if str(p.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz(p, **arrays)

@@ -9,7 +9,7 @@ import torch
 from latentstudio.invert import Cancelled, InvertProgress, invert
 from latentstudio.models.generator import from_uint8, to_uint8
 
-STEPS = 20
+STEPS = 30
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_inversion_reconstructs_a_generated_face(generator, target, lpips, run) 
     inv, seen = run
     start = _distance(lpips, generator, generator.w_avg, target)
     end = _distance(lpips, generator, inv.w_plus, target)
-    # The mean face is ~0.5 away; 20 CPU steps must cover well over half of the way back.
+    # The mean face is ~0.5 away; 30 CPU steps must cover well over half of the way back.
     # (bench/invert.py: 120 steps reach ~0.15 on generated faces.)
     assert end < 0.5 * start, (start, end)
     assert inv.w_plus.shape == (23, 512) and inv.w_plus.dtype == np.float32
@@ -62,13 +62,17 @@ def test_inversion_stays_near_w(generator, run) -> None:  # noqa: ANN001
 
 
 def test_inversion_is_deterministic(generator, target) -> None:  # noqa: ANN001
-    a = invert(target, steps=3, generator=generator, seed=1).w_plus
-    b = invert(target, steps=3, generator=generator, seed=1).w_plus
-    # Same seed, same start, same schedule. Bit-equality does not hold: oneDNN's multithreaded
-    # reductions change the float summation order and Adam's normalised first steps amplify that
-    # ~1e-7 gradient noise to ~1e-3 in the code. Anything else (a random init, a wrong seed) moves
-    # codes by the learning rate or more (≥ 0.05).
-    assert np.abs(a - b).max() < 0.01
+    # Bit-equality needs a fixed reduction order: with several threads oneDNN may sum in a
+    # different order, and Adam normalises near-zero gradient elements, so that float noise
+    # becomes learning-rate-sized steps. On one thread the same seed gives the same code.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = invert(target, steps=3, generator=generator, seed=1).w_plus
+        b = invert(target, steps=3, generator=generator, seed=1).w_plus
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(a, b)
 
 
 def test_inversion_can_be_cancelled(generator, target) -> None:  # noqa: ANN001

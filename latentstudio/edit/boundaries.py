@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from latentstudio.atomic import atomic_write
 
 W_DIM = 512
 NUM_SLOTS = 23
@@ -178,19 +178,6 @@ def _read_torch(p: Path) -> np.ndarray:
     return obj.detach().float().cpu().numpy()
 
 
-def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - write(file object)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_index(folder: str | Path) -> dict[str, Boundary]:
     """All boundaries of a folder (empty dict when it has no index.json); validates every entry."""
     folder = Path(folder)
@@ -259,11 +246,11 @@ def save_index(folder: str | Path, boundaries: Iterable[Boundary], *, merge: boo
     for b in boundaries:
         current[b.name] = b
     for b in current.values():
-        _atomic_write(folder / f"{b.name}.npy", lambda f, v=b.normal: np.save(f, v, allow_pickle=False))
+        atomic_write(folder / f"{b.name}.npy", lambda f, v=b.normal: np.save(f, v, allow_pickle=False))
     doc = {"format": FORMAT, "version": 1,
            "boundaries": [current[k].entry(f"{k}.npy") for k in sorted(current)]}
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
-    _atomic_write(folder / INDEX, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(folder / INDEX, lambda f: f.write(text.encode("utf-8")))
 
 
 def user_dir() -> Path:

@@ -21,14 +21,14 @@ batch); a cancelled run raises :class:`TrainingCancelled` and keeps the finished
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from latentstudio.atomic import save_npy, save_npz
 
 from latentstudio.edit.boundaries import BoundaryError
 
@@ -163,24 +163,8 @@ def _read_chunk(path: Path, seeds: np.ndarray) -> Scores | None:
         return None  # a broken cache file is recomputed
 
 
-def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez (several arrays) or np.save (one array named ``array``) via temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if set(arrays) == {"array"}:
-                np.save(f, arrays["array"], allow_pickle=False)
-            else:
-                np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_chunk(path: Path, s: Scores) -> None:
-    _atomic_save(path, seeds=s.seeds, valid=s.valid, **s.scores)
+    save_npz(path, seeds=s.seeds, valid=s.valid, **s.scores)
 
 
 def _read_images(folder: Path, seeds: np.ndarray, size: int) -> np.ndarray | None:
@@ -198,7 +182,7 @@ def _read_images(folder: Path, seeds: np.ndarray, size: int) -> np.ndarray | Non
 
 
 def _write_images(folder: Path, seeds: np.ndarray, images: np.ndarray) -> None:
-    _atomic_save(_chunk_path(folder, int(seeds[0])).with_suffix(".npy"), array=images)
+    save_npy(_chunk_path(folder, int(seeds[0])).with_suffix(".npy"), images)
 
 
 def _init_worker() -> None:

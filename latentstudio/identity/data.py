@@ -13,13 +13,13 @@ again; on CPU rendering is by far the most expensive part (~0.5 s per 256² face
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from latentstudio.atomic import save_npz
 import torch
 
 CHUNK = 100
@@ -74,18 +74,6 @@ def default_cache_dir() -> Path:
     from latentstudio import paths
 
     return paths.home() / "cache" / "identity_faces"
-
-
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _chunk_path(folder: Path, start: int) -> Path:
@@ -193,7 +181,7 @@ def build_faces(n: int, *, seed: int = 0, psi: float = 0.7, generator=None,  # n
         m = {k: np.concatenate([x[k] for x in meas]) for k in meas[0]}
         table = FaceTable(seeds, w_all.astype(np.float32), m["emb"], m["landmarks"], m["pose"],
                           m["detected"].astype(bool))
-        _atomic_savez(_chunk_path(folder, int(seeds[0])), seeds=table.seeds, w=table.w, emb=table.emb,
+        save_npz(_chunk_path(folder, int(seeds[0])), seeds=table.seeds, w=table.w, emb=table.emb,
                       landmarks=table.landmarks, pose=table.pose, detected=table.detected)
         parts[int(seeds[0])] = table
         done += len(seeds)

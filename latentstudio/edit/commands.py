@@ -20,14 +20,15 @@ import numpy as np
 from latentstudio.edit.boundaries import Boundary, BoundaryError
 
 
-def _user_error(msg: str) -> Exception:
+def user_error(msg: str) -> Exception:
+    """A one-line, exit-code-2 error for the CLI (``latentstudio.cli.UserError``)."""
     from latentstudio.cli import UserError
 
     return UserError(msg)
 
 
 @contextmanager
-def _as_user_errors() -> Iterator[None]:
+def as_user_errors() -> Iterator[None]:
     """Turn the core's input errors (all ValueError subclasses with a message) into UserError."""
     from latentstudio.face.image_io import ImageError
     from latentstudio.models.generator import LatentError
@@ -35,10 +36,10 @@ def _as_user_errors() -> Iterator[None]:
     try:
         yield
     except (BoundaryError, LatentError, ImageError) as exc:
-        raise _user_error(str(exc)) from exc
+        raise user_error(str(exc)) from exc
     except ValueError as exc:
         if type(exc).__module__.startswith("latentstudio"):
-            raise _user_error(str(exc)) from exc
+            raise user_error(str(exc)) from exc
         raise
 
 
@@ -66,7 +67,7 @@ def all_directions(pca: bool = True) -> dict[str, Boundary]:
 
 # ----------------------------------------------------------------------------- boundaries
 def cmd_list(args: argparse.Namespace) -> int:
-    with _as_user_errors():
+    with as_user_errors():
         found = all_directions(pca=args.pca)
     if not found:
         print("no boundaries installed")
@@ -84,7 +85,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from latentstudio.edit.boundaries import import_boundary, load_all, save_index, user_dir
 
     out = Path(args.out) if args.out else user_dir()
-    with _as_user_errors():
+    with as_user_errors():
         if args.name in load_all() and not args.force:
             raise BoundaryError(f"a boundary named {args.name!r} exists; pick another --name or pass --force")
         command = "latentstudio boundaries import " + " ".join(
@@ -106,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from latentstudio.edit.boundaries import save_index, user_dir
 
     out = Path(args.out) if args.out else user_dir()
-    with _as_user_errors():
+    with as_user_errors():
         if args.positive or args.negative:
             boundaries = [_train_labelled(args)]
         else:
@@ -199,8 +200,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from latentstudio.edit.boundaries import parse_layers
 
     if bool(args.photo) == bool(args.code):
-        raise _user_error("give either a PHOTO or --code code.npz (not both)")
-    with _as_user_errors():
+        raise user_error("give either a PHOTO or --code code.npz (not both)")
+    with as_user_errors():
         alphas = parse_set(args.set or [])
         keep = parse_keep(args.keep)
         layers = parse_layers(args.layers) if args.layers else None
@@ -213,7 +214,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         try:
             g = Generator.load(args.device)
         except RuntimeError as exc:
-            raise _user_error(str(exc)) from exc
+            raise user_error(str(exc)) from exc
         if args.repair is not None:
             from latentstudio.edit.repair import repair
 

@@ -11,31 +11,15 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from latentstudio.edit.commands import as_user_errors as _as_user_errors
+from latentstudio.edit.commands import user_error as _user_error
+
 CODE_SUFFIXES = (".npz", ".npy")
-
-
-def _user_error(msg: str) -> Exception:
-    from latentstudio.cli import UserError
-
-    return UserError(msg)
-
-
-@contextmanager
-def _as_user_errors() -> Iterator[None]:
-    """The core's input errors (ValueError subclasses defined in latentstudio) → UserError."""
-    try:
-        yield
-    except ValueError as exc:
-        if type(exc).__module__.startswith("latentstudio"):
-            raise _user_error(str(exc)) from exc
-        raise
 
 
 @dataclass
@@ -62,14 +46,10 @@ def load_face(path: str, preset: str, device: str | None) -> Face:
         raise _user_error(f"{p}: no such photo or code file")
     from latentstudio.invert import invert_photo
 
-    def show(prog) -> None:  # noqa: ANN001 - InvertProgress
-        if prog.step == prog.total or prog.step % max(1, prog.total // 10) == 0:
-            print(f"\rinverting {p.name} ({preset}): step {prog.step}/{prog.total}", end="",
-                  file=sys.stderr, flush=True)
-            if prog.step == prog.total:
-                print(file=sys.stderr)
+    from latentstudio.cli import _progress_printer
 
-    inv = invert_photo(p, preset=preset, device=device, progress=show)
+    inv = invert_photo(p, preset=preset, device=device,
+                       progress=_progress_printer(f"inverting {p.name} ({preset})"))
     extras = {"quad": np.asarray(inv.alignment.quad, np.float64),
               "landmarks": np.asarray(inv.landmarks, np.float64)}
     return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512), p.name, p, extras)

@@ -14,15 +14,22 @@ from typing import BinaryIO
 import numpy as np
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(f)`` on a temp file in the target's folder, then rename it to ``path``."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *,
+                 mode: int = 0o644, sync: bool = False) -> None:
+    """Call ``write(f)`` on a temp file in the target's folder, then rename it to ``path``.
+
+    ``mode``: the file's permissions; ``sync``: flush it to disk before the rename (user documents).
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}-", suffix=p.suffix, dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o644)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

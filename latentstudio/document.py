@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from latentstudio import __version__
+from latentstudio.atomic import atomic_write
 from latentstudio.models.fetch import sha256_of
 
 NUM_SLOTS, W_DIM = 23, 512
@@ -572,20 +572,16 @@ def _atomic_zip(path: Path, members: dict[str, bytes]) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise DocumentError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+
+    def write(f) -> None:  # noqa: ANN001 - binary file object
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-                for name, data in members.items():
-                    z.writestr(name, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DocumentError(f"{path}: could not save ({exc})") from exc
-        raise
+        atomic_write(path, write, sync=True)
+    except OSError as exc:
+        raise DocumentError(f"{path}: could not save ({exc})") from exc
 
 
 def load_project(path: str | Path, directions: Iterable[Direction] = ()) -> Document:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from latentstudio.atomic import atomic_write
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 # Pillow refuses images above 2 * Image.MAX_IMAGE_PIXELS (about 179 MP with its default) as
@@ -224,19 +224,10 @@ def save_image(path: str | os.PathLike[str], rgb: np.ndarray,
     options = _save_options(fmt, metadata or {})
     if not p.parent.is_dir():
         raise ImageError(f"{p}: folder {p.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, _mode_for(p))
-        os.replace(tmp_name, p)
-    except BaseException as e:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ImageError(f"{p}: could not write ({e})") from e
-        raise
+        atomic_write(p, lambda f: im.save(f, format=fmt, **options), mode=_mode_for(p), sync=True)
+    except OSError as e:
+        raise ImageError(f"{p}: could not write ({e})") from e
 
 
 def _mode_for(p: Path) -> int:

@@ -51,7 +51,7 @@ def main() -> None:
     except ImportError:
         print("openvino not installed: no reference row")
     wt = torch.from_numpy(w)
-    for size in (1024, 512, 256):
+    for size in (1024, 512, 256, 128):
         rows.append((f"port {size}²", timed(lambda s=size: g.synthesize(wt, size=s), args.runs)))
     ref = np.median(rows[0][1]) if rows[0][0].startswith("OpenVINO") else None
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

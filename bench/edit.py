@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from dlib_reference import DlibIdentity
 from latentstudio.edit.apply import apply_edits
 from latentstudio.edit.boundaries import SHIPPED_DIR, Boundary, load_index, z_to_w, read_vector
 from latentstudio.edit.predictors import SCORE_NAMES, predict_all
@@ -54,42 +54,11 @@ INTERFACEGAN_Z = {"smile": ("Smiling", 1.0), "age": ("Young", -1.0), "gender": (
                   "eyeglasses": ("Eyeglasses", 1.0), "hair_color": ("Blond_Hair", 1.0)}
 
 
-# ----------------------------------------------------------------------------------- identity
-class Identity:
-    """dlib's 128-d face descriptor of 256² renders, from the 68 landmarks predict_all found."""
-
-    def __init__(self, cache: Path) -> None:
-        import dlib
-
-        dat = cache / "dlib_face_recognition_resnet_model_v1.dat"
-        if not dat.is_file():
-            member = "face_recognition_models-0.3.0/face_recognition_models/models/" + dat.name
-            with tarfile.open("/work/dl/face_recognition_models-0.3.0.tar.gz") as tar:
-                data = tar.extractfile(member).read()
-            dat.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dat.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, dat)
-        self.dlib = dlib
-        self.net = dlib.face_recognition_model_v1(str(dat))
-
-    def embed(self, images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """(N,S,S,3) uint8 + (N,68,2) → (N,128)."""
-        d = self.dlib
-        out = []
-        for img, lm in zip(images, landmarks):
-            pts = [d.point(int(round(x)), int(round(y))) for x, y in lm]
-            rect = d.rectangle(int(lm[:, 0].min()), int(lm[:, 1].min()), int(lm[:, 0].max()), int(lm[:, 1].max()))
-            shape = d.full_object_detection(rect, pts)
-            out.append(np.array(self.net.compute_face_descriptor(np.ascontiguousarray(img), shape)))
-        return np.stack(out)
-
-
 # ------------------------------------------------------------------------------------ renders
 class Renderer:
     """Render + score + embed W+ codes, cached per tag under ``folder``."""
 
-    def __init__(self, g: Generator, folder: Path, identity: Identity | None) -> None:
+    def __init__(self, g: Generator, folder: Path, identity: DlibIdentity | None) -> None:
         self.g, self.folder, self.identity = g, folder, identity
         self.count = 0
 
@@ -336,7 +305,7 @@ def main() -> int:
     bs = {k: b for k, b in load_index(SHIPPED_DIR).items() if k in SCORE_NAMES}  # predictor-trained only
     codes = np.tile(g.map(g.sample_z(args.seed, args.faces), 0.7).numpy()[:, None], (1, 23, 1))
     out = Path(args.out) / f"faces{args.faces}_seed{args.seed}"
-    identity = None if args.no_identity or args.layer_scan else Identity(Path(args.out))
+    identity = None if args.no_identity or args.layer_scan else DlibIdentity()
     render = Renderer(g, out, identity)
     t0 = time.time()
     if args.layer_scan:

@@ -37,39 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlib_reference import DlibIdentity
 from latentstudio.edit.predictors import predict_all
 from latentstudio.identity import api
 from latentstudio.models.generator import Generator, from_uint8, to_uint8
 
 SWAPS = (4, 7, 8, 10)
 SECTION = "## Identity transfer (issue 5)"
-
-
-class DlibIdentity:
-    """dlib's own face descriptor of aligned renders, chipped from the given 68 landmarks."""
-
-    def __init__(self) -> None:
-        import dlib
-
-        from latentstudio.face.dlib_resnet import DAT_NAME
-        from latentstudio.models.fetch import require
-
-        dat = require("dlib_resnet") / DAT_NAME
-        if not dat.is_file():
-            raise SystemExit(f"{dat} is missing: the benchmark needs dlib's original .dat")
-        self.dlib = dlib
-        self.net = dlib.face_recognition_model_v1(str(dat))
-
-    def embed(self, images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """(N,S,S,3) uint8 + (N,68,2) → (N,128)."""
-        d = self.dlib
-        out = []
-        for img, lm in zip(images, landmarks):
-            pts = [d.point(int(round(x)), int(round(y))) for x, y in lm]
-            rect = d.rectangle(int(lm[:, 0].min()), int(lm[:, 1].min()), int(lm[:, 0].max()), int(lm[:, 1].max()))
-            out.append(np.array(self.net.compute_face_descriptor(np.ascontiguousarray(img),
-                                                                 d.full_object_detection(rect, pts))))
-        return np.stack(out)
 
 
 class Measure:

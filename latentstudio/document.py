@@ -6,6 +6,7 @@ The edited code is a pure function of the document and an ``EditState``::
     identity: mapper blend with a second face (``id_alpha``, ``attr_alpha``), then de-identify
     edits:    base + Σ αᵢ·nᵢ over the moved sliders, each nᵢ applied to its slot range and made
               orthogonal to the "keep" (locked) attributes (``latentstudio.edit.apply``)
+    repair:   + α·d on every slot, the artifact repair found by ``latentstudio.edit.repair``
 
 ``EditState`` is immutable: every change makes a new one, so undo is "put the old state back"
 and a background render can read a state while the UI thread builds the next one.
@@ -171,6 +172,36 @@ class IdentityState:
         return blends or self.deid_strength != 0.0
 
 
+@dataclass(frozen=True, eq=False)
+class RepairOffset:
+    """An artifact repair (``latentstudio.edit.repair``): ``alpha`` along the unit (512,)
+    ``direction``, added to every W+ slot after the slider edits; the quality scores are notes."""
+
+    alpha: float
+    direction: np.ndarray  # (512,) float32, read-only
+    score_before: float = float("nan")
+    score_after: float = float("nan")
+
+    def __post_init__(self) -> None:
+        d = np.array(self.direction, np.float32).reshape(-1)
+        if d.shape != (W_DIM,) or not np.isfinite(d).all() or not math.isfinite(self.alpha):
+            raise DocumentError(f"a repair needs a finite alpha and a finite ({W_DIM},) direction")
+        d.setflags(write=False)
+        object.__setattr__(self, "direction", d)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RepairOffset) and (other is self or (
+            self.alpha == other.alpha and np.array_equal(self.direction, other.direction)))
+
+    def __hash__(self) -> int:
+        return hash((self.alpha, self.direction.tobytes()))
+
+    @property
+    def offset(self) -> np.ndarray:
+        """(512,) float32: what the repair adds to each slot."""
+        return (self.alpha * self.direction).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class EditState:
     """Slider values (only non-zero ones), locks, per-slider slot ranges, identity settings.
@@ -182,6 +213,7 @@ class EditState:
     keep: frozenset[str] = frozenset()
     layers: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # overrides only
     identity: IdentityState = IdentityState()
+    repair: RepairOffset | None = None
 
     def value(self, name: str) -> float:
         return float(self.values.get(name, 0.0))
@@ -216,8 +248,11 @@ class EditState:
         return self.with_identity(role=ROLES[1 - ROLES.index(i.role)], id_alpha=i.attr_alpha,
                                   attr_alpha=i.id_alpha)
 
+    def with_repair(self, repair: RepairOffset | None) -> EditState:
+        return replace(self, repair=repair)
+
     def reset_sliders(self) -> EditState:
-        return replace(self, values={}, layers={})
+        return replace(self, values={}, layers={}, repair=None)
 
 
 # ----------------------------------------------------------------------------- source
@@ -384,6 +419,8 @@ class Document:
             w = _apply_edits(w, locked, dirs, [], layers)
         if free:
             w = _apply_edits(w, free, dirs, keep, layers)
+        if s.repair is not None:
+            w = w + s.repair.offset[None]
         return np.asarray(w, dtype=np.float32).reshape(NUM_SLOTS, W_DIM)
 
     def render(self, generator: Any, size: int = 1024, state: EditState | None = None) -> np.ndarray:
@@ -412,6 +449,7 @@ class Document:
             "edits": {n: round(v, 4) for n, v in s.values.items()},
             "keep": sorted(s.keep),
             "layers": {n: list(v) for n, v in s.layers.items()},
+            "repair": None if s.repair is None else round(s.repair.alpha, 4),
             "identity": None if not ident.active else {
                 "other": ident.other.label if ident.other else None, "role": ident.role,
                 "id_alpha": ident.id_alpha, "attr_alpha": ident.attr_alpha,
@@ -421,8 +459,10 @@ class Document:
     def export_metadata(self, mode: str, state: EditState | None = None) -> dict[str, str]:
         s = self.state if state is None else state
         summary = self.edits_summary(s)
-        text = ", ".join(f"{self.directions[n].label} {v:+.2f}" for n, v in s.values.items()
-                         if n in self.directions) or "no slider edits"
+        parts = [f"{self.directions[n].label} {v:+.2f}" for n, v in s.values.items() if n in self.directions]
+        if s.repair is not None:
+            parts.append(f"Repair artifacts {s.repair.alpha:+.2f}")
+        text = ", ".join(parts) or "no slider edits"
         return {"Software": f"LatentStudio {__version__}", "Description": text,
                 "latentstudio": json.dumps({**summary, "mode": mode}, sort_keys=True)}
 
@@ -533,6 +573,8 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
     ident = st.identity
     if ident.other is not None:
         arrays["other"] = np.asarray(ident.other.code, np.float32)
+    if st.repair is not None:
+        arrays["repair_direction"] = st.repair.direction
     meta = {
         "schema": SCHEMA, "version": VERSION, "app": f"LatentStudio {__version__}",
         "source": {"kind": src.kind, "face_index": src.face_index, "sha256": src.sha256,
@@ -548,9 +590,16 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
                                "attr_alpha": ident.attr_alpha,
                                "deid_strength": ident.deid_strength, "deid_seed": ident.deid_seed,
                                "other": None if ident.other is None else
-                               {"label": ident.other.label, "origin": ident.other.origin}}},
+                               {"label": ident.other.label, "origin": ident.other.origin}},
+                  "repair": None if st.repair is None else
+                  {"alpha": st.repair.alpha, "score_before": _json_float(st.repair.score_before),
+                   "score_after": _json_float(st.repair.score_after), "array": "repair_direction"}},
     }
     _atomic_zip(p, {"project.json": json.dumps(meta, indent=1).encode(), "arrays.npz": _npz(arrays)})
+
+
+def _json_float(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 def _relpath(target: Path, start: Path) -> str | None:
@@ -726,7 +775,17 @@ def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Docu
         raise ProjectError(f"{p}: damaged project file (unknown identity role {role!r})")
     ident = IdentityState(other, role, float(i.get("id_alpha", 0.0)), float(i.get("attr_alpha", 0.0)),
                           float(i.get("deid_strength", 0.0)), int(i.get("deid_seed", 0)))
-    return EditState({n: v for n, v in values.items() if v != 0.0}, keep, layers, ident)
+    rep = st.get("repair")
+    repair = None
+    if rep is not None:
+        direction = _array(arrays, "repair_direction", (W_DIM,), p)
+        try:
+            alpha = float(rep["alpha"])
+            notes = [float("nan") if rep.get(k) is None else float(rep[k]) for k in ("score_before", "score_after")]
+            repair = RepairOffset(alpha, direction, *notes)
+        except (KeyError, TypeError, ValueError, DocumentError) as exc:
+            raise ProjectError(f"{p}: damaged project file (artifact repair: {exc})") from exc
+    return EditState({n: v for n, v in values.items() if v != 0.0}, keep, layers, ident, repair)
 
 
 # ----------------------------------------------------------------------------- autosave

@@ -19,6 +19,7 @@ from latentstudio.document import (
     EditState,
     OtherFace,
     ProjectError,
+    RepairOffset,
     Source,
     identity_available,
     import_directions,
@@ -114,8 +115,11 @@ def test_identity_state_roles_and_missing_mapper(doc: Document) -> None:
 def test_project_round_trip(doc: Document, tmp_path: Path, folder: Path) -> None:
     user = make_direction("mine", np.ones(512), label="Mine", kind="user")
     doc.add_directions([user])
+    rep = RepairOffset(0.75, np.full(512, 512 ** -0.5), -0.4, 0.1)
     doc.set_state(doc.state.with_value("smile", 0.5).with_value("mine", -1.25).with_keep("age", True)
-                  .with_layers("pose", (2, 5)).with_value("pose", 1.0))
+                  .with_layers("pose", (2, 5)).with_value("pose", 1.0).with_repair(rep))
+    plain = doc.code(doc.state.with_repair(None))
+    np.testing.assert_allclose(doc.code(), plain + rep.offset[None], atol=1e-6)  # on every slot
     path = tmp_path / "a.lsproj"
     doc.save(path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
@@ -130,10 +134,11 @@ def test_project_round_trip(doc: Document, tmp_path: Path, folder: Path) -> None
     np.testing.assert_allclose(alone.code(), doc.code(), atol=1e-6)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "schema", "newer", "shape", "nan", "json"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "schema", "newer", "shape", "nan", "json",
+                                    "repair"])
 def test_damaged_project_gives_clear_error(doc: Document, tmp_path: Path, damage: str) -> None:
     good = tmp_path / "good.lsproj"
-    doc.set_state(doc.state.with_value("smile", 1.0))
+    doc.set_state(doc.state.with_value("smile", 1.0).with_repair(RepairOffset(1.0, np.eye(512)[0])))
     doc.save(good)
     bad = tmp_path / "bad.lsproj"
     data = good.read_bytes()
@@ -149,6 +154,8 @@ def test_damaged_project_gives_clear_error(doc: Document, tmp_path: Path, damage
             meta["schema"] = "something-else"
         elif damage == "newer":
             meta["version"] = 99
+        elif damage == "repair":
+            meta["state"]["repair"]["alpha"] = "lots"
         elif damage in ("shape", "nan"):
             import io
 
@@ -166,7 +173,8 @@ def test_damaged_project_gives_clear_error(doc: Document, tmp_path: Path, damage
     assert str(bad) in msg
     expected = {"garbage": "not a LatentStudio project", "truncated": "damaged",
                 "schema": "not a LatentStudio project", "newer": "newer LatentStudio",
-                "shape": "'base'", "nan": "'base'", "json": "not valid JSON"}[damage]
+                "shape": "'base'", "nan": "'base'", "json": "not valid JSON",
+                "repair": "artifact repair"}[damage]
     assert expected in msg
 
 

@@ -395,3 +395,61 @@ def test_canvas_zoom_and_before_after(qtbot) -> None:  # noqa: ANN001
     img = c.grab().toImage()
     assert img.pixelColor(c.width() // 2 - 40, centre[1]).red() == 255  # before on the left
     assert img.pixelColor(c.width() // 2 + 40, centre[1]).red() == 0  # after on the right
+
+
+def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # noqa: ANN001
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edit ▸ Repair artifacts on a broken ψ = 1 face: one undoable step along the shipped
+    quality direction that raises the quality score; saved with the project; a clean face is
+    left alone."""
+    from latentstudio.document import Document
+    from latentstudio.edit.boundaries import load_all
+    from latentstudio.edit.quality import quality_scores
+    from latentstudio.render import synthesize_uint8
+
+    s = window.session
+    assert not window.attributes.repair.isEnabled()  # the fixture's directions have no quality boundary
+    s.repair_artifacts()
+    assert window.errors[-1][0] == "Cannot repair artifacts" and "quality" in window.errors[-1][1]
+    shipped = load_all()
+    folder = tmp_path / "bnd_q"
+    save_index(folder, [shipped["quality"]] + [shipped[k] for k in ("gender", "age") if k in shipped])
+    import latentstudio.gui.session as session_mod
+
+    monkeypatch.setattr(session_mod, "load_default_directions", lambda: load_default_directions([folder]))
+    dirs, _ = session_mod.load_default_directions()
+    broken = Document.from_seed(generator, 700_013, 1.0, dirs)  # the worst of seeds 700000…700023
+    threshold = float(shipped["quality"].details["threshold"])
+    before = float(quality_scores(synthesize_uint8(generator, np.array(broken.base), 256)[None])[0])
+    assert before < threshold
+    s.set_document(broken, None)
+    assert window.attributes.repair.isEnabled() and window.act_repair.isEnabled()
+    wait_full_frame(qtbot, window)
+    with qtbot.waitSignal(s.taskEnded, timeout=WAIT) as ended:
+        window.attributes.repair.click()
+    assert ended.args == ["done"] and window.errors[-1][0] == "Cannot repair artifacts"  # no new error
+    r = s.doc.state.repair
+    assert r is not None and r.alpha > 0 and r.score_after > r.score_before
+    assert r.score_before == pytest.approx(before, abs=1e-4)
+    np.testing.assert_allclose(s.doc.code(), broken.base + r.alpha * r.direction[None], atol=1e-5)
+    assert float(quality_scores(synthesize_uint8(generator, s.doc.code(), 256)[None])[0]) == pytest.approx(r.score_after, abs=1e-4)
+    assert s.undo.count() == 1 and window.attributes.repair_note.isVisibleTo(window)
+    wait_full_frame(qtbot, window)
+    np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
+
+    path = tmp_path / "repaired.lsproj"  # the repair is part of the project
+    assert s.save_project(path)
+    state = s.doc.state
+    window.act_undo.trigger()
+    assert s.doc.state.repair is None
+    np.testing.assert_array_equal(s.doc.code(), broken.base)
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(path)
+    assert s.doc.state == state and s.doc.warnings == []
+    window.act_reset.trigger()
+    assert s.doc.state.repair is None
+
+    s.set_document(Document.from_seed(generator, 42, 0.7, dirs), None)  # clean: nothing to do
+    with qtbot.waitSignal(s.status, timeout=WAIT, check_params_cb=lambda t: t.startswith("Nothing to repair")):
+        window.act_repair.trigger()
+    assert s.doc.state.repair is None and s.undo.count() == 0

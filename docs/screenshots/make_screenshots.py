@@ -22,6 +22,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=80, help="inversion steps for the photo")
     ap.add_argument("--e4e", type=Path, help="folder with e4e age.npy / smile.npy / pose.npy")
+    ap.add_argument("--only-repair", action="store_true", help="only the artifact-repair screenshot")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ls-shots-"))
@@ -32,9 +33,7 @@ def main() -> int:
     if args.e4e:
         _import_e4e(args.e4e, tmp / "boundaries")
 
-    import numpy as np
     import torch
-    from PIL import Image
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
@@ -75,6 +74,22 @@ def main() -> int:
         print("wrote", OUT / name)
 
     until(settled)
+    if not args.only_repair:
+        _main_shots(args, tmp, session, win, until, settled, shot)
+    # artifact repair on a broken ψ = 1 sample, split view: before (left) / repaired (right)
+    session.new_demo(700_013, 1.0)
+    until(lambda: session.doc.source.seed == 700_013 and settled())
+    session.repair_artifacts()
+    until(lambda: session.task is None and session.doc.state.repair is not None and settled())
+    win.act_split.trigger()
+    shot("repair.png")
+    win.close()
+    return 0
+
+
+def _main_shots(args, tmp, session, win, until, settled, shot) -> None:  # noqa: ANN001
+    from PIL import Image
+
     rows = win.attributes.rows
     if "gender" in rows:
         rows["gender"].keep.click()  # conditional editing: the others must not move gender
@@ -113,8 +128,8 @@ def main() -> int:
     win.attributes.advanced.setChecked(False)
     win.tabs.setCurrentIndex(1)
     shot("identity_panel.png")
-    win.close()
-    return 0
+    win.tabs.setCurrentIndex(0)
+    win.view_box.setCurrentIndex(0)
 
 
 def _import_e4e(src: Path, dest: Path) -> None:

@@ -43,6 +43,7 @@ class RepairResult:
     score_before: float
     score_after: float
     threshold: float
+    direction: np.ndarray | None = None  # (512,) the unit direction walked (added to every slot)
 
     @property
     def satisfied(self) -> bool:
@@ -85,11 +86,14 @@ def _score(generator, code: np.ndarray) -> float:  # noqa: ANN001 - Generator
 
 def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=None,  # noqa: ANN001
            max_strength: float = DEFAULT_MAX, step: float = STEP, threshold: float | None = None,
-           cancelled: Callable[[], bool] | None = None) -> RepairResult:
+           cancelled: Callable[[], bool] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> RepairResult:
     """Move ``w_plus`` (23,512) along the conditioned quality direction until it looks clean.
 
     ``max_strength`` caps α (the CLI's ``--repair STRENGTH``); ``threshold`` defaults to the one
-    stored with the quality boundary (the score most clean ψ = 0.7 faces reach).
+    stored with the quality boundary (the score most clean ψ = 0.7 faces reach). ``progress(done,
+    total)`` is called after every scored step; ``cancelled()`` stops the walk (the best step so
+    far is returned).
     """
     from latentstudio.models.generator import Generator
 
@@ -102,7 +106,10 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=
     limit = float(b.details["threshold"]) if threshold is None else float(threshold)
     g = generator or Generator.load("cpu")
     direction = repair_direction(boundaries, code, g.w_avg.cpu().numpy())
+    total = int(max_strength / step + 1e-9) + 1
     before = _score(g, code)
+    if progress:
+        progress(1, total)
     best = (before, 0.0, code)
     alpha = 0.0
     while best[0] < limit and alpha + step <= max_strength + 1e-9:
@@ -111,10 +118,12 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=
         alpha += step
         candidate = code + alpha * direction[None]
         score = _score(g, candidate)
+        if progress:
+            progress(round(alpha / step) + 1, total)
         if score > best[0]:
             best = (score, alpha, candidate)
     after, used, out = best
-    return RepairResult(out.astype(np.float32), used, before, after, limit)
+    return RepairResult(out.astype(np.float32), used, before, after, limit, direction)
 
 
 # ------------------------------------------------------------------------------ training
@@ -149,7 +158,7 @@ def train_quality_boundary(n: int, *, seed: int = 100_000, psi: float = 1.0, rat
     _, clean = scored(seed + n, clean_n, 0.7)
     threshold = float(np.percentile(clean, 10))
     return Boundary(
-        name=QUALITY, normal=fit.normal, label="Repair artifacts", sign="+ = cleaner, fewer artifacts",
+        name=QUALITY, normal=fit.normal, label="Quality (raw direction)", sign="+ = cleaner, fewer artifacts (the Repair button walks it automatically)",
         range=(0.0, 3.0), val_accuracy=fit.val_accuracy, n=n, predictor="quality (image-only)",
         command=f"python bench/repair.py --train --n {n} --ratio {ratio}",
         details={"quality": True, "threshold": round(threshold, 4), "psi": psi, "ratio": ratio,

@@ -120,6 +120,9 @@ class MainWindow(QMainWindow):
         self.act_redo = self.session.undo.createRedoAction(self, "&Redo")
         self.act_redo.setShortcuts(QKeySequence.keyBindings(S.Redo) + [QKeySequence("Ctrl+Y")])
         self.act_reset = self._action("Reset all sliders", lambda: self.session.reset_all(), "Ctrl+R")
+        self.act_repair = self._action("Repair &artifacts", lambda: self.session.repair_artifacts(),
+                                       "Ctrl+Shift+R", "Move the face off the artifact side of the quality "
+                                       "boundary until it looks clean")
         self.act_fit = self._action("&Fit", self.canvas.fit, "Ctrl+0", "Fit the image in the window")
         self.act_1to1 = self._action("&Actual pixels", self.canvas.actual_size, "Ctrl+1", "100 % (1:1)")
         self.act_zoom_in = self._action("Zoom &in", lambda: self.canvas.zoom_by(1), S.ZoomIn)
@@ -150,6 +153,7 @@ class MainWindow(QMainWindow):
         e.addActions([self.act_undo, self.act_redo])
         e.addSeparator()
         e.addAction(self.act_reset)
+        e.addAction(self.act_repair)
         v = mb.addMenu("&View")
         v.addActions([self.act_fit, self.act_1to1, self.act_zoom_in, self.act_zoom_out])
         v.addSeparator()
@@ -223,6 +227,7 @@ class MainWindow(QMainWindow):
         a.resetRequested.connect(s.reset)
         a.resetAllRequested.connect(s.reset_all)
         a.importRequested.connect(self.import_dialog)
+        a.repairRequested.connect(s.repair_artifacts)
         i.loadPhotoRequested.connect(self._load_other_photo)
         i.generatedRequested.connect(s.use_generated_other)
         i.swapRequested.connect(s.swap_roles)
@@ -263,6 +268,7 @@ class MainWindow(QMainWindow):
         if doc is not None:
             self.attributes.build(doc.directions.values(), self.session.directions_note)
             self.attributes.show_state(doc.state)
+            self.act_repair.setEnabled(self.session.can_repair() is None)
 
     def _state_changed(self) -> None:
         doc = self.session.doc

@@ -27,6 +27,7 @@ from latentstudio.document import (
     DocumentError,
     EditState,
     OtherFace,
+    RepairOffset,
     identity_available,
     import_directions,
     load_default_directions,
@@ -471,6 +472,58 @@ class EditorSession(QObject):
     def reset_all(self) -> None:
         if self.doc is not None:
             self.push(self.doc.state.reset_sliders(), "Reset all sliders")
+
+    def can_repair(self) -> str | None:
+        """None when "Repair artifacts" can run, else why not."""
+        from latentstudio.edit.boundaries import BoundaryError
+        from latentstudio.edit.repair import quality_boundary
+
+        if self.doc is None:
+            return "no face is open"
+        try:
+            quality_boundary(self.doc.directions)
+        except BoundaryError as exc:
+            return str(exc)
+        return None
+
+    def repair_artifacts(self) -> None:
+        """Walk the edited code along the quality direction until the render looks clean (a
+        task: progress and Cancel); the result is one undoable step, redone from scratch if a
+        repair is already applied."""
+        reason = self.can_repair()
+        if reason is not None:
+            self.error.emit("Cannot repair artifacts", reason, "")
+            return
+        doc = self.doc
+        assert doc is not None
+        code = doc.code(doc.state.with_repair(None))
+        dirs, device = doc.directions, self.device
+
+        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
+            from latentstudio.edit.repair import repair
+
+            result = repair(code, dirs, generator=self._inversion_generator(device), cancelled=cancelled,
+                            progress=lambda done, total: report((done, total, None)))
+            if cancelled():
+                raise _Cancelled()
+            return result
+
+        def done(r: Any) -> None:
+            if self.doc is not doc:
+                return
+            scores = f"quality score {r.score_before:+.3f} → {r.score_after:+.3f} (clean ≥ {r.threshold:+.3f})"
+            if r.alpha == 0.0:
+                self.status.emit("Nothing to repair: " + (f"the face already looks clean, {scores}"
+                                                          if r.score_before >= r.threshold else
+                                                          f"no step improved it, {scores}"))
+                if doc.state.repair is not None:
+                    self.push(doc.state.with_repair(None), "Remove artifact repair")
+                return
+            offset = RepairOffset(r.alpha, r.direction, r.score_before, r.score_after)
+            self.push(doc.state.with_repair(offset), f"Repair artifacts {r.alpha:+.2f}")
+            self.status.emit(f"Repaired: moved {r.alpha:.2f} along the quality direction, {scores}")
+
+        self._run_task("Repairing artifacts", work, done)
 
     def add_directions_from(self, path: str | Path) -> None:
         """Import user directions (.npy/.pt vector or .npz PCA) as new sliders."""

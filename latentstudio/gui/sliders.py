@@ -142,6 +142,7 @@ class AttributePanel(QWidget):
     resetRequested = Signal(str)
     resetAllRequested = Signal()
     importRequested = Signal()
+    repairRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -152,6 +153,14 @@ class AttributePanel(QWidget):
         self.reset_all = QPushButton("Reset all")
         self.import_button = QPushButton("Import…")
         self.import_button.setToolTip("Add a direction (.npy/.pt in W space) or PCA components (.npz)")
+        self.repair = QPushButton("Repair artifacts")
+        self.repair.setToolTip("Move the face off the artifact side of the quality boundary until it "
+                               "looks clean (melted features, holes, smeared background), keeping "
+                               "gender, age, glasses, hair colour and beard")
+        self.repair.setEnabled(False)
+        self.repair_note = QLabel()
+        self.repair_note.setWordWrap(True)
+        self.repair_note.setVisible(False)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setVisible(False)
@@ -160,6 +169,7 @@ class AttributePanel(QWidget):
         top.addWidget(self.advanced)
         bottom = QHBoxLayout()
         bottom.addWidget(self.import_button)
+        bottom.addWidget(self.repair)
         bottom.addStretch(1)
         bottom.addWidget(self.reset_all)
         self.body = QWidget()
@@ -172,11 +182,13 @@ class AttributePanel(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.note)
         lay.addWidget(scroll, 1)
+        lay.addWidget(self.repair_note)
         lay.addLayout(bottom)
         self.filter.textChanged.connect(self._apply_filter)
         self.advanced.toggled.connect(self._show_slots)
         self.reset_all.clicked.connect(self.resetAllRequested)
         self.import_button.clicked.connect(self.importRequested)
+        self.repair.clicked.connect(self.repairRequested)
 
     def build(self, directions: Iterable[Any], note: str | None = None) -> None:
         """(Re)create the rows for ``directions``; ``note`` explains an empty or partial panel."""
@@ -205,11 +217,21 @@ class AttributePanel(QWidget):
         text = note or ("" if dirs else "No editing directions installed.")
         self.note.setText(text)
         self.note.setVisible(bool(text))
+        quality = any(getattr(d, "details", {}).get("quality") for d in dirs)
+        self.repair.setEnabled(quality)
+        if not quality:
+            self.repair.setToolTip("No quality boundary installed (boundaries/quality.npy)")
         self._apply_filter(self.filter.text())
 
     def show_state(self, state: EditState) -> None:
         for row in self.rows.values():
             row.show_state(state)
+        r = state.repair
+        if r is not None:
+            self.repair_note.setText(f"Artifact repair applied: {r.alpha:+.2f} along the quality direction "
+                                     f"(score {r.score_before:+.2f} → {r.score_after:+.2f}). "
+                                     "Undo or “Reset all” removes it.")
+        self.repair_note.setVisible(r is not None)
 
     def _show_slots(self, on: bool) -> None:
         for row in self.rows.values():

@@ -1,6 +1,18 @@
-"""Inversion: reconstruction *and* editability, for several regularisers, on generated faces.
+"""Inversion benchmarks (``latentstudio bench invert`` runs this file).
 
-    python bench/invert.py [--faces 4] [--steps 120] [--preset fast] [--photos a.jpg b.jpg …]
+Presets (default mode)::
+
+    python bench/invert.py --presets fast[,quality] [--faces 10] [--photos a.jpg …] [--device cpu|cuda]
+
+Each preset on generated faces (seeds 5000…, ψ 0.7, ground truth known) and on real photos
+(``--photos``; the scikit-image astronaut is always included): LPIPS-VGG at 256² between the
+aligned target and the 1024² render of the code (both area-reduced), PSNR at 256², dlib identity
+distance (our port; the same network is the fast preset's identity loss, so it flatters), and
+seconds per face (alignment of photos excluded, it is timed separately).
+
+Editability (``--editability``): reconstruction *and* editability, for several regularisers.
+
+    python bench/invert.py --editability [--faces 4] [--steps 120] [--preset fast]
 
 Configurations compared (same steps, same losses otherwise):
 
@@ -54,15 +66,88 @@ def configs(preset: str) -> dict[str, object]:
             "W+ reg (ours)": base}
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+def photo_targets(paths: list[Path]) -> tuple[dict[str, np.ndarray], list[float]]:
+    """name → aligned 256² target (area-reduced from the 1024² FFHQ alignment), alignment times."""
+    from PIL import Image
+    from skimage import data
+
+    from latentstudio.invert import align_photo
+
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "latentstudio-bench"
+    folder.mkdir(exist_ok=True)
+    astronaut = folder / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(astronaut)
+    out, times = {}, []
+    for p in [astronaut, *paths]:
+        t0 = time.time()
+        alignment, _, _ = align_photo(p)
+        times.append(time.time() - t0)
+        img = torch.from_numpy(alignment.image).permute(2, 0, 1)[None].float()
+        out[f"photo:{p.name}"] = F.interpolate(img, size=256, mode="area").round().clamp(0, 255)[0].permute(1, 2, 0).numpy().astype(np.uint8)
+    return out, times
+
+
+def run_presets(args: argparse.Namespace) -> None:
+    g = Generator.load(args.device)
+    lp = load_lpips("vgg", g.device)
+    from latentstudio.face.chip import IdentityNet
+
+    idnet = IdentityNet.load(g.device)
+    targets = {f"seed {args.seed0 + i}": render256(g, g.seed_w(args.seed0 + i, 0.7)) for i in range(args.faces)}
+    photos, align_times = photo_targets([Path(p) for p in args.photos])
+    targets.update(photos)
+    print(f"device {g.device}, torch threads {torch.get_num_threads()}; alignment "
+          f"{np.mean(align_times):.2f} s per photo ({len(align_times)} photos)", flush=True)
+    rows = []
+    for preset in args.presets.split(","):
+        per: dict[str, dict[str, list[float]]] = {"generated": {}, "photos": {}}
+        for name, target in targets.items():
+            t0 = time.time()
+            code = invert(target, preset=preset, steps=args.steps, generator=g).w_plus
+            if g.device.type == "cuda":
+                torch.cuda.synchronize()
+            sec = time.time() - t0
+            rec = render256(g, code)
+            with torch.no_grad():
+                lpips = float(lp(from_uint8(rec).to(g.device), from_uint8(target).to(g.device)))
+                e = idnet.embed_aligned(from_uint8(np.stack([rec, target])).to(g.device))
+            m = {"lpips": lpips, "psnr": psnr(rec, target), "id": float((e[0] - e[1]).norm()), "sec": sec}
+            kind = "photos" if name.startswith("photo:") else "generated"
+            for k, v in m.items():
+                per[kind].setdefault(k, []).append(v)
+            print(f"{preset} {name}: " + " ".join(f"{k} {v:.3f}" for k, v in m.items()), flush=True)
+        for kind, stats in per.items():
+            if stats:
+                rows.append((preset, kind, len(stats["lpips"]), {k: float(np.mean(v)) for k, v in stats.items()},
+                             max(stats["lpips"]), max(stats["id"])))
+    print(f"\n| preset | targets | n | LPIPS-VGG ↓ (max) | PSNR dB ↑ | id dist ↓ (max) | s/face |")
+    print("|---|---|---|---|---|---|---|")
+    for preset, kind, n, m, lmax, imax in rows:
+        print(f"| {preset} | {kind} | {n} | {m['lpips']:.3f} ({lmax:.3f}) | {m['psnr']:.1f} | "
+              f"{m['id']:.3f} ({imax:.3f}) | {m['sec']:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--faces", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=120)
-    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--presets", default="fast", help="comma-separated presets to benchmark")
+    ap.add_argument("--photos", nargs="*", default=[], help="real photos (the astronaut is always used)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--editability", action="store_true", help="compare the W / W+ regularisers instead")
+    ap.add_argument("--faces", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    ap.add_argument("--preset", default="fast", help="editability mode: the preset the configs derive from")
     ap.add_argument("--seed0", type=int, default=5000)
     ap.add_argument("--no-consistency", action="store_true", help="skip the second inversion")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if not args.editability:
+        run_presets(args)
+        return
     g = Generator.load("cpu")
     lp = load_lpips("vgg")
     dirs = {k: torch.from_numpy(np.load(REF / f"{k}.npy").reshape(512)) for k in ("smile", "age")}

@@ -194,9 +194,37 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", required=True)
     v.set_defaults(func=cmd_invert)
 
+    b = sub.add_parser("bench", help="run a benchmark from the source checkout's bench/ folder")
+    b.add_argument("name", choices=BENCHMARKS, help="bench/NAME.py")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark (see its --help)")
+    b.set_defaults(func=cmd_bench)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return ap
+
+
+BENCHMARKS = ("render", "invert", "edit", "transfer", "repair", "gui")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``latentstudio bench invert …`` = ``python bench/invert.py …`` (benchmarks are not installed
+    with the package: they need the source checkout, as the README's install makes)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "bench" / f"{args.name}.py"
+    if not script.is_file():
+        raise UserError(f"benchmarks live in the source checkout's bench/ folder; {script} is missing")
+    saved = sys.argv[:], sys.path[:]
+    sys.argv = [str(script), *args.args]
+    sys.path.insert(0, str(script.parent))
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:  # the benchmark's own argparse / exit code
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    finally:
+        sys.argv, sys.path = saved
+    return 0
 
 
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []

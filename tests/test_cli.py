@@ -95,3 +95,10 @@ def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "mobilestylegan" in out and "non-commercial" in out
+
+
+def test_bench_command_runs_the_checkout_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "invert", "--help"]) == 0  # bench/invert.py's own argparse
+    out = capsys.readouterr().out
+    assert "--presets" in out and "--photos" in out
+    assert main(["bench", "invert", "--presets"]) == 2  # its usage error, not a crash

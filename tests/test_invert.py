@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from latentstudio.invert import Cancelled, InvertProgress, invert
+from latentstudio.invert import PRESETS, Cancelled, InvertProgress, invert
 from latentstudio.models.generator import from_uint8, to_uint8
 
-STEPS = 30
+STEPS = PRESETS["fast"].steps  # the real fast preset (~1 min on 2 CPU cores)
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,16 @@ def lpips():  # noqa: ANN201
 
 
 def _distance(lpips, generator, code, target: np.ndarray) -> float:  # noqa: ANN001
-    return float(lpips(generator.synthesize(code, size=256), from_uint8(target)))
+    """LPIPS-VGG of the real 1024² render, area-reduced to 256² like the target."""
+    img = torch.nn.functional.interpolate(generator.synthesize(code, size=1024), size=256, mode="area")
+    return float(lpips(img, from_uint8(target)))
 
 
 @pytest.fixture(scope="module")
 def run(generator, target):  # noqa: ANN001, ANN201
     """One short inversion shared by the tests below: (Inversion, progress reports)."""
     seen: list[InvertProgress] = []
-    inv = invert(target, steps=STEPS, generator=generator, progress=seen.append, preview_every=10)
+    inv = invert(target, preset="fast", generator=generator, progress=seen.append, preview_every=10)
     return inv, seen
 
 
@@ -42,9 +44,10 @@ def test_inversion_reconstructs_a_generated_face(generator, target, lpips, run) 
     inv, seen = run
     start = _distance(lpips, generator, generator.w_avg, target)
     end = _distance(lpips, generator, inv.w_plus, target)
-    # The mean face is ~0.5 away; 30 CPU steps must cover well over half of the way back.
-    # (bench/invert.py: 120 steps reach ~0.15 on generated faces.)
-    assert end < 0.5 * start, (start, end)
+    # The mean face is ~0.58 away (LPIPS-VGG of the real 1024² render); the fast preset must
+    # reach the issue's CPU target, LPIPS-VGG ≤ 0.30 (measured 0.24 on this face; 10-face mean
+    # in bench/RESULTS.md). Short runs are too noisy to bound (30 steps 0.33, 40 steps 0.35).
+    assert end <= 0.30 and end < 0.6 * start, (start, end)
     assert inv.w_plus.shape == (23, 512) and inv.w_plus.dtype == np.float32
     assert [p.step for p in seen] == list(range(1, STEPS + 1))
     previews = [p for p in seen if p.preview is not None]

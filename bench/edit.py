@@ -251,8 +251,10 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
         detail = ", ".join(f"{k} {a:+.2f}→{b:+.2f}" for k, (a, b) in per.items())
         r = f"{ratio:.2f}" if np.isfinite(ratio) else f"— (< {KEEP_MIN}: nothing to remove)"
         out.append(f"| {name} | {','.join(kept)} | {moved:.2f} | {r} | {own_kept:.2f} | {detail} |")
-    out += ["", "Kept attributes still move partly because (a) the N = 5 000 normals are only approximations of "
-            "the true directions (cosine 0.73–0.89 to the published e4e ones), so projecting them out removes "
+    n_main = sorted({bs[m].n for m in MAIN if m in bs})
+    out += ["", f"Kept attributes still move partly because (a) the N = {', '.join(map(str, n_main))} normals are "
+            "only approximations of the true directions (cosines to the published ones below), so projecting "
+            "them out removes "
             "only part of an attribute, and (b) some predictors are confounded in image space: the eyeglasses "
             "score (edge energy under the eyes) also rises with the wrinkles and raised cheeks of smiling and "
             "ageing faces, which no W-space condition can remove. Checked by eye on contact sheets: age +3 adds "
@@ -299,10 +301,11 @@ def main() -> int:
     ap.add_argument("--layer-scan", action="store_true")
     ap.add_argument("--no-identity", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--boundaries", type=Path, default=SHIPPED_DIR, help="boundary folder to measure")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = Generator.load("cpu")
-    bs = {k: b for k, b in load_index(SHIPPED_DIR).items() if k in SCORE_NAMES}  # predictor-trained only
+    bs = {k: b for k, b in load_index(args.boundaries).items() if k in SCORE_NAMES}  # predictor-trained only
     codes = np.tile(g.map(g.sample_z(args.seed, args.faces), 0.7).numpy()[:, None], (1, 23, 1))
     out = Path(args.out) / f"faces{args.faces}_seed{args.seed}"
     identity = None if args.no_identity or args.layer_scan else DlibIdentity()

@@ -125,7 +125,7 @@ def run_presets(args: argparse.Namespace) -> None:
             if stats:
                 rows.append((preset, kind, len(stats["lpips"]), {k: float(np.mean(v)) for k, v in stats.items()},
                              max(stats["lpips"]), max(stats["id"])))
-    print(f"\n| preset | targets | n | LPIPS-VGG ↓ (max) | PSNR dB ↑ | id dist ↓ (max) | s/face |")
+    print("\n| preset | targets | n | LPIPS-VGG ↓ (max) | PSNR dB ↑ | id dist ↓ (max) | s/face |")
     print("|---|---|---|---|---|---|---|")
     for preset, kind, n, m, lmax, imax in rows:
         print(f"| {preset} | {kind} | {n} | {m['lpips']:.3f} ({lmax:.3f}) | {m['psnr']:.1f} | "
@@ -187,7 +187,7 @@ def main() -> None:
                     stats["consist"].append(dist(back, rec))
         rows.append((name, {k: (np.mean(v) if v else float("nan")) for k, v in stats.items()},
                      (time.time() - t0) / args.faces))
-    print(f"{args.faces} generated faces (seeds {args.seed0}…), {args.steps} steps, preset {args.preset}")
+    print(f"{args.faces} generated faces (seeds {args.seed0}…), {args.steps or PRESETS[args.preset].steps} steps, preset {args.preset}")
     print("| config | LPIPS ↓ | id dist ↓ | edit consistency LPIPS ↓ | edit response (1 = generated) | s/face |")
     print("|---|---|---|---|---|---|")
     for name, m, sec in rows:

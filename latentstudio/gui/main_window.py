@@ -268,7 +268,9 @@ class MainWindow(QMainWindow):
         if doc is not None:
             self.attributes.build(doc.directions.values(), self.session.directions_note)
             self.attributes.show_state(doc.state)
-            self.act_repair.setEnabled(self.session.can_repair() is None)
+            reason = self.session.can_repair()
+            self.attributes.set_repair_available(reason)
+            self.act_repair.setEnabled(reason is None)
 
     def _state_changed(self) -> None:
         doc = self.session.doc

@@ -158,6 +158,7 @@ class AttributePanel(QWidget):
                                "looks clean (melted features, holes, smeared background), keeping "
                                "gender, age, glasses, hair colour and beard")
         self.repair.setEnabled(False)
+        self._repair_tip = self.repair.toolTip()
         self.repair_note = QLabel()
         self.repair_note.setWordWrap(True)
         self.repair_note.setVisible(False)
@@ -217,11 +218,12 @@ class AttributePanel(QWidget):
         text = note or ("" if dirs else "No editing directions installed.")
         self.note.setText(text)
         self.note.setVisible(bool(text))
-        quality = any(getattr(d, "details", {}).get("quality") for d in dirs)
-        self.repair.setEnabled(quality)
-        if not quality:
-            self.repair.setToolTip("No quality boundary installed (boundaries/quality.npy)")
         self._apply_filter(self.filter.text())
+
+    def set_repair_available(self, reason: str | None) -> None:
+        """Enable "Repair artifacts"; ``reason`` (why not) becomes the tooltip when disabled."""
+        self.repair.setEnabled(reason is None)
+        self.repair.setToolTip(self._repair_tip if reason is None else f"Unavailable: {reason}")
 
     def show_state(self, state: EditState) -> None:
         for row in self.rows.values():

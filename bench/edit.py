@@ -5,7 +5,7 @@
 
 Faces: seeds ``seed … seed+faces-1`` (held out from training, which uses seeds from 0), ψ = 0.7,
 one w broadcast to W+, rendered at 256² (preview route) and scored with ``predict_all``.
-Every render's scores are cached under ``--out`` so an interrupted run resumes.
+Every render's scores are cached under ``--out`` (per predictor version) so an interrupted run resumes.
 
 Per boundary, α ∈ {−3, −1.5, 0, 1.5, 3} on each boundary's default slot range:
 
@@ -222,7 +222,7 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
            "ρ = Spearman(α, own score change), α ∈ {−3, −1.5, 0, 1.5, 3}, pooled over faces; ρ_face = mean "
            "per-face ρ; ρ_mean = ρ(α, mean score over the faces); drops = share of α steps where a face's own "
            "score falls by more than 0.05 population std (ρ is also lowered by ties where a predictor saturates, "
-           "e.g. P(male) or P(happy) at 0 or 1, or a closed mouth). own = effect of α −3 → +3 on the own predictor in population stds (std over the training samples); off = sum of |effect| "
+           "e.g. a closed mouth; smile, surprise and gender are log-odds, which do not saturate). own = effect of α −3 → +3 on the own predictor in population stds (std over the training samples); off = sum of |effect| "
            "on the 12 other predictors. id = dlib L2 distance to the unedited face (same person < 0.6).", "",
            "| boundary | val. acc | N | slots | ρ | ρ_face | ρ_mean | drops | own | off | id at ±1.5 | id at ±3 | same person at ±3 |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -307,7 +307,9 @@ def main() -> int:
     g = Generator.load("cpu")
     bs = {k: b for k, b in load_index(args.boundaries).items() if k in SCORE_NAMES}  # predictor-trained only
     codes = np.tile(g.map(g.sample_z(args.seed, args.faces), 0.7).numpy()[:, None], (1, 23, 1))
-    out = Path(args.out) / f"faces{args.faces}_seed{args.seed}"
+    from latentstudio.edit.train import predictor_version
+
+    out = Path(args.out) / f"faces{args.faces}_seed{args.seed}_pred{predictor_version()}"  # scores cached per predictor version
     identity = None if args.no_identity or args.layer_scan else DlibIdentity()
     render = Renderer(g, out, identity)
     t0 = time.time()

@@ -261,8 +261,8 @@ def test_yaw_roll_lighting_flip_sign_on_mirror(faces: np.ndarray, face_scores: d
         assert np.abs(a + b).max() <= tol
     assert np.abs(face_scores["roll"] + mirrored["roll"]).max() <= 2.0
     # mirror-symmetric attributes stay put
-    assert np.abs(face_scores["gender"] - mirrored["gender"]).max() <= 0.15
-    assert np.abs(face_scores["smile"] - mirrored["smile"]).max() <= 0.15
+    for name in ("gender", "smile"):
+        assert np.abs(P.probability(face_scores[name]) - P.probability(mirrored[name])).max() <= 0.15
 
 
 def test_yaw_sign_matches_nose_position(face_scores: dict[str, np.ndarray]) -> None:
@@ -316,7 +316,36 @@ def test_painted_glasses_and_beard_raise_their_scores(faces: np.ndarray, face_sc
     assert np.all(P.predict_all(bearded)["beard"] > face_scores["beard"][:6] + 0.2)
 
 
-#: How far a score may move between a 256 and a 1024 alignment of the same photo.
+LOG_ODDS = ("smile", "surprise", "gender")
+
+
+def test_log_odds_scores_do_not_saturate(faces: np.ndarray, face_scores: dict[str, np.ndarray]) -> None:
+    """Class scores are log-odds of the view-averaged probability: equal to logit(P) where P is
+    representable, and still ordered where a float32 P has rounded to 0 or 1."""
+    import torch
+
+    from latentstudio.edit import nets
+
+    models = P.load_models()
+    work = P.working_images(faces)
+    lm = P.find_landmarks(work, models)
+    chips = nets.chip_tensor(P.face_chips(work, lm.points5, nets.GenderNet.chip_size))
+    p_male = P._mirror_mean(models.gender, chips)[:, 1].double().numpy()
+    inner = (p_male > 1e-4) & (p_male < 1 - 1e-4)
+    assert inner.sum() >= 3
+    assert np.allclose(face_scores["gender"][inner], np.log(p_male / (1 - p_male))[inner], atol=1e-3)
+    assert np.allclose(P.probability(face_scores["gender"]), p_male, atol=1e-5)
+    # two faces whose float32 P(male) are both exactly 1 still rank by their logits
+    logits = torch.tensor([[-30.0, 10.0], [-20.0, 10.0], [5.0, -25.0]], dtype=torch.float64)
+    assert torch.softmax(logits.float(), 1)[:2, 1].eq(1.0).all()
+    scores = P.log_odds(torch.log_softmax(logits, 1), 1)
+    assert np.allclose(scores, [40.0, 30.0, -30.0], atol=1e-6)
+    seven = torch.log_softmax(torch.tensor([[0.0, 0, 0, 40.0, 0, 0, 0]], dtype=torch.float64), 1)
+    assert np.isclose(P.log_odds(seven, 3)[0], 40.0 - np.log(6.0), atol=1e-9)
+
+
+#: How far a score may move between a 256 and a 1024 alignment of the same photo
+#: (``LOG_ODDS`` scores: how far their probability may move).
 SIZE_TOLERANCE = {"yaw": 1.0, "pitch": 1.0, "roll": 1.0, "smile": 0.05, "surprise": 0.05, "age": 3.0,
                   "gender": 0.05, "mouth_open": 0.02, "eyes_open": 0.02, "eyeglasses": 1.0,
                   "hair_color": 3.0, "beard": 0.03, "lighting": 0.02}
@@ -330,13 +359,16 @@ def test_astronaut_scores(astronaut: np.ndarray, astronaut_photo: tuple[np.ndarr
     big = P.predict_all(align_face(*astronaut_photo, size=1024).image[None])
     assert small["valid"][0]
     assert abs(small["yaw"][0]) < 15 and abs(small["roll"][0]) < 5
-    assert small["gender"][0] < 0.3
-    assert small["smile"][0] > 0.7
+    assert P.probability(small["gender"][0]) < 0.3
+    assert P.probability(small["smile"][0]) > 0.7
     assert 18 < small["age"][0] < 60
     assert small["beard"][0] < 0.3
     assert set(SIZE_TOLERANCE) == set(P.SCORE_NAMES)
     for name, tol in SIZE_TOLERANCE.items():
-        assert abs(big[name][0] - small[name][0]) <= tol, name
+        a, b = big[name][0], small[name][0]
+        if name in LOG_ODDS:  # the tolerance is on the probability
+            a, b = P.probability(a), P.probability(b)
+        assert abs(a - b) <= tol, name
     assert np.allclose(big["landmarks"] / 4, small["landmarks"], atol=3)
 
 

@@ -12,10 +12,14 @@ Scores (all (N,) float arrays), with their sign conventions:
   :data:`FACE_MODEL_3D`. **+yaw: the nose points towards the image's right** (the person turns
   to their own left); +pitch: the face looks up; +roll: the top of the head leans towards the
   image's right (clockwise in the image).
-* ``smile``: P(happy) of fer's emotion net on a Haar-like grey crop; ``surprise`` likewise.
+* ``smile``: log-odds of P(happy) of fer's emotion net on a Haar-like grey crop, log(P/(1−P));
+  ``surprise`` likewise.
 * ``age``: expected age in years over the 81 classes of the dlib age net (5-point chip).
-* ``gender``: P(male) of the dlib gender net.
-  The three nets score each crop and its mirror image and average the probabilities.
+* ``gender``: log-odds of P(male) of the dlib gender net (> 0: more likely male).
+  The three nets score each crop and its mirror image and average the probabilities; the
+  class probabilities are reported as log-odds, computed from the logits in float64, because
+  probabilities saturate (float32 rounds every P(male) above 1 − 6e-8 to 1) and then rank faces
+  at random; :func:`probability` turns a log-odds score back into P.
 * ``mouth_open``: inner-lip gap / mouth width.  ``eyes_open``: eye aspect ratio, both eyes.
 * measured from pixels (no trained net exists in any wheel we use), in a canonical face frame:
   ``eyeglasses`` (edge energy of frame bridge and rims), ``hair_color`` (lightness + yellowness
@@ -33,6 +37,7 @@ Also returned: ``valid`` (N,) bool, ``landmarks`` (N, 68, 2) in input-image pixe
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -245,11 +250,34 @@ def _mirror_mean(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return (net(x) + net(torch.flip(x, dims=[3]))) / 2
 
 
-def emotions(work: np.ndarray, points: np.ndarray, net: nets.EmotionNet) -> np.ndarray:
-    """(N, 256, 256, 3) + landmarks -> (N, 7) probabilities in ``nets.EMOTION_LABELS`` order
-    (mean of the crop and its mirror image)."""
+def _mirror_log_probs(net: nets.GenderNet | nets.EmotionNet, x: torch.Tensor) -> torch.Tensor:
+    """log of the same view-averaged probabilities as :func:`_mirror_mean`: (N, classes) float64.
+
+    Computed from the logits, so a class at P = 1 − 1e-9 is not rounded to 1 (float32 softmax
+    ties every face above P ≈ 1 − 6e-8, 12 % of the generated faces for P(male)).
+    """
+    with torch.no_grad():
+        a = torch.log_softmax(net.logits(x).double(), dim=1)
+        b = torch.log_softmax(net.logits(torch.flip(x, dims=[3])).double(), dim=1)
+    return torch.logaddexp(a, b) - math.log(2.0)
+
+
+def log_odds(log_probs: torch.Tensor, k: int) -> np.ndarray:
+    """log(P_k / (1 − P_k)) (N,) from log-probabilities (N, C), exact near P_k = 0 or 1."""
+    others = torch.cat([log_probs[:, :k], log_probs[:, k + 1:]], dim=1)
+    return (log_probs[:, k] - torch.logsumexp(others, dim=1)).numpy()
+
+
+def probability(score: np.ndarray) -> np.ndarray:
+    """A log-odds score (``smile``, ``surprise``, ``gender``) back to its probability."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(score, np.float64)))
+
+
+def emotions(work: np.ndarray, points: np.ndarray, net: nets.EmotionNet) -> torch.Tensor:
+    """(N, 256, 256, 3) + landmarks -> (N, 7) log-probabilities in ``nets.EMOTION_LABELS`` order
+    (log of the mean probability over the crop and its mirror image), float64."""
     x = torch.from_numpy(emotion_crops(work, points)).float()[:, None] / 127.5 - 1.0
-    return _mirror_mean(net, x).numpy()
+    return _mirror_log_probs(net, x)
 
 
 def face_chips(work: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
@@ -265,10 +293,11 @@ def face_chips(work: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
 
 
 def age_gender(work: np.ndarray, points5: np.ndarray, models: Models) -> tuple[np.ndarray, np.ndarray]:
-    """-> expected age in years (N,), P(male) (N,); each the mean over the chip and its mirror."""
+    """-> expected age in years (N,), log-odds of P(male) (N,); each from the mean over the chip
+    and its mirror image."""
     age = _mirror_mean(models.age, nets.chip_tensor(face_chips(work, points5, nets.AgeNet.chip_size)))
-    male = _mirror_mean(models.gender, nets.chip_tensor(face_chips(work, points5, nets.GenderNet.chip_size)))
-    return nets.AgeNet.expected_age(age).numpy(), male[:, 1].numpy()
+    male = _mirror_log_probs(models.gender, nets.chip_tensor(face_chips(work, points5, nets.GenderNet.chip_size)))
+    return nets.AgeNet.expected_age(age).numpy(), log_odds(male, nets.GENDER_LABELS.index("male"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,8 +519,8 @@ def predict_all(images: np.ndarray, models: Models | None = None) -> dict[str, n
     canon = canonical_faces(work, lm.points)
     scores = {
         "yaw": yaw, "pitch": pitch, "roll": roll,
-        "smile": emo[:, nets.EMOTION_LABELS.index("happy")],
-        "surprise": emo[:, nets.EMOTION_LABELS.index("surprise")],
+        "smile": log_odds(emo, nets.EMOTION_LABELS.index("happy")),
+        "surprise": log_odds(emo, nets.EMOTION_LABELS.index("surprise")),
         "age": age, "gender": male,
         "mouth_open": mouth_open(lm.points), "eyes_open": eyes_open(lm.points),
         "eyeglasses": eyeglasses(canon), "hair_color": hair_color(canon),

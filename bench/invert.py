@@ -4,11 +4,15 @@ Presets (default mode)::
 
     python bench/invert.py --presets fast[,quality] [--faces 10] [--photos a.jpg …] [--device cpu|cuda]
 
-Each preset on generated faces (seeds 5000…, ψ 0.7, ground truth known) and on real photos
-(``--photos``; the scikit-image astronaut is always included): LPIPS-VGG at 256² between the
-aligned target and the 1024² render of the code (both area-reduced), PSNR at 256², dlib identity
-distance (our port; the same network is the fast preset's identity loss, so it flatters), and
-seconds per face (alignment of photos excluded, it is timed separately).
+Each preset on generated faces (seeds 5000…, ψ 0.7, ground truth known) and on real photos (the
+five of ``bench/photos.py``, fetched once from PyPI, plus any ``--photos``): LPIPS-VGG at 256²
+between the aligned target and the 1024² render of the code (both area-reduced), PSNR at 256²,
+dlib identity distance (our port; the same network is the fast preset's identity loss, so it
+flatters; same person < 0.6), OpenFace nn4.small2 identity distance (a second recogniser that no
+loss uses; same person < 1.0), seconds per face (alignment of photos excluded, it is timed separately), and the
+edit response: the mean predictor change of the shipped smile / age edit (α = +3, default slots)
+on the inverted codes, divided by the mean change on the generated faces' true codes (a ratio of
+means: one face's change can be near 0); 1 = as editable as a generated face.
 
 Editability (``--editability``): reconstruction *and* editability, for several regularisers.
 
@@ -50,8 +54,20 @@ from latentstudio.invert import PRESETS, invert  # noqa: E402
 from latentstudio.losses.lpips import load_lpips  # noqa: E402
 from latentstudio.models.generator import Generator, from_uint8, to_uint8  # noqa: E402
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-boundaries" / "e4e_w"
 ALPHA = 3.0
+EDITS = ("smile", "age")  # shipped boundaries whose response on inverted codes is measured
+
+
+def edit_scores(g: Generator, code: np.ndarray | torch.Tensor, bs: dict) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+    """name → (score of the render of ``code``, score after the shipped edit +ALPHA), for EDITS."""
+    from latentstudio.edit.apply import apply_edits
+    from latentstudio.edit.predictors import predict_all
+
+    wp = np.asarray(code, np.float32)
+    wp = np.array(np.broadcast_to(wp, (23, 512))) if wp.ndim == 1 else wp
+    images = [render256(g, wp)] + [render256(g, apply_edits(wp, {k: ALPHA}, bs)) for k in EDITS]
+    s = predict_all(np.stack(images))
+    return {k: (float(s[k][0]), float(s[k][1 + i])) for i, k in enumerate(EDITS)}
 
 
 def render256(g: Generator, code: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -73,17 +89,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def photo_targets(paths: list[Path]) -> tuple[dict[str, np.ndarray], list[float]]:
     """name → aligned 256² target (area-reduced from the 1024² FFHQ alignment), alignment times."""
-    from PIL import Image
-    from skimage import data
-
     from latentstudio.invert import align_photo
 
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "latentstudio-bench"
-    folder.mkdir(exist_ok=True)
-    astronaut = folder / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(astronaut)
     out, times = {}, []
-    for p in [astronaut, *paths]:
+    for p in paths:
         t0 = time.time()
         alignment, _, _ = align_photo(p)
         times.append(time.time() - t0)
@@ -93,18 +102,32 @@ def photo_targets(paths: list[Path]) -> tuple[dict[str, np.ndarray], list[float]
 
 
 def run_presets(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from latentstudio.edit.boundaries import SHIPPED_DIR, load_index
+    from latentstudio.face.chip import IdentityNet
+    from latentstudio.face.openface import OpenFaceIdentity
+    from photos import real_photos
+
     g = Generator.load(args.device)
     lp = load_lpips("vgg", g.device)
-    from latentstudio.face.chip import IdentityNet
-
     idnet = IdentityNet.load(g.device)
-    targets = {f"seed {args.seed0 + i}": render256(g, g.seed_w(args.seed0 + i, 0.7)) for i in range(args.faces)}
-    photos, align_times = photo_targets([Path(p) for p in args.photos])
+    openface = OpenFaceIdentity.load(g.device)  # a second recogniser, not used by any loss
+    bs = load_index(SHIPPED_DIR)
+    truth = {f"seed {args.seed0 + i}": g.seed_w(args.seed0 + i, 0.7) for i in range(args.faces)}
+    targets = {name: render256(g, w) for name, w in truth.items()}
+    photos, align_times = photo_targets(real_photos(fetch=not args.no_fetch) + [Path(p) for p in args.photos])
     targets.update(photos)
     print(f"device {g.device}, torch threads {torch.get_num_threads()}; alignment "
           f"{np.mean(align_times):.2f} s per photo ({len(align_times)} photos)", flush=True)
+    # what the edits do to the generated faces' true codes: the yardstick of "editable"
+    true_move = {name: {k: b - a for k, (a, b) in edit_scores(g, w, bs).items()} for name, w in truth.items()}
+    mean_move = {k: float(np.mean([m[k] for m in true_move.values()])) for k in EDITS}
+    print("edit +%g on true codes, mean predictor change: %s" % (ALPHA, mean_move), flush=True)
     rows = []
     for preset in args.presets.split(","):
+        out = Path(args.out) / preset
+        out.mkdir(parents=True, exist_ok=True)
         per: dict[str, dict[str, list[float]]] = {"generated": {}, "photos": {}}
         for name, target in targets.items():
             t0 = time.time()
@@ -115,27 +138,44 @@ def run_presets(args: argparse.Namespace) -> None:
             rec = render256(g, code)
             with torch.no_grad():
                 lpips = float(lp(from_uint8(rec).to(g.device), from_uint8(target).to(g.device)))
-                e = idnet.embed_aligned(from_uint8(np.stack([rec, target])).to(g.device))
-            m = {"lpips": lpips, "psnr": psnr(rec, target), "id": float((e[0] - e[1]).norm()), "sec": sec}
+                pair = from_uint8(np.stack([rec, target])).to(g.device)
+                e, o = idnet.embed_aligned(pair), openface.embed_aligned(pair)
+            m = {"lpips": lpips, "psnr": psnr(rec, target), "id": float((e[0] - e[1]).norm()),
+                 "id_openface": float((o[0] - o[1]).norm()), "sec": sec}
+            # edit response: what the edit does to the inverted code, and to a generated face
+            # (the target's own true code; for a photo the mean over the generated faces)
+            moved = edit_scores(g, code, bs)
+            for k in EDITS:
+                m[f"move_{k}"] = moved[k][1] - moved[k][0]
+                m[f"ref_{k}"] = true_move[name][k] if name in true_move else mean_move[k]
             kind = "photos" if name.startswith("photo:") else "generated"
             for k, v in m.items():
                 per[kind].setdefault(k, []).append(v)
+            Image.fromarray(np.concatenate([target, rec], axis=1)).save(
+                out / f"{name.replace(':', '_').replace(' ', '_')}.png")
             print(f"{preset} {name}: " + " ".join(f"{k} {v:.3f}" for k, v in m.items()), flush=True)
         for kind, stats in per.items():
             if stats:
                 rows.append((preset, kind, len(stats["lpips"]), {k: float(np.mean(v)) for k, v in stats.items()},
-                             max(stats["lpips"]), max(stats["id"])))
-    print("\n| preset | targets | n | LPIPS-VGG ↓ (max) | PSNR dB ↑ | id dist ↓ (max) | s/face |")
-    print("|---|---|---|---|---|---|---|")
-    for preset, kind, n, m, lmax, imax in rows:
+                             max(stats["lpips"]), max(stats["id"]), max(stats["id_openface"])))
+    print("\n| preset | targets | n | LPIPS-VGG ↓ (max) | PSNR dB ↑ | dlib id ↓ (max) | OpenFace id ↓ (max) "
+          "| smile / age edit response | s/face |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for preset, kind, n, m, lmax, imax, omax in rows:
         print(f"| {preset} | {kind} | {n} | {m['lpips']:.3f} ({lmax:.3f}) | {m['psnr']:.1f} | "
-              f"{m['id']:.3f} ({imax:.3f}) | {m['sec']:.0f} |")
+              f"{m['id']:.3f} ({imax:.3f}) | {m['id_openface']:.3f} ({omax:.3f}) | "
+              f"{m['move_smile'] / m['ref_smile']:.2f} / {m['move_age'] / m['ref_age']:.2f} | {m['sec']:.0f} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", default="fast", help="comma-separated presets to benchmark")
-    ap.add_argument("--photos", nargs="*", default=[], help="real photos (the astronaut is always used)")
+    ap.add_argument("--photos", nargs="*", default=[],
+                    help="more real photos (the five of bench/photos.py are always used)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "invert"),
+                    help="side-by-side target | reconstruction PNGs go here")
+    ap.add_argument("--no-fetch", action="store_true",
+                    help="do not download bench/photos.py's portraits; use what is cached")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--editability", action="store_true", help="compare the W / W+ regularisers instead")
     ap.add_argument("--faces", type=int, default=10)
@@ -150,7 +190,11 @@ def main() -> None:
         return
     g = Generator.load("cpu")
     lp = load_lpips("vgg")
-    dirs = {k: torch.from_numpy(np.load(REF / f"{k}.npy").reshape(512)) for k in ("smile", "age")}
+    from latentstudio.edit.apply import edit_delta
+    from latentstudio.edit.boundaries import SHIPPED_DIR, load_index
+
+    bs = load_index(SHIPPED_DIR)
+    dirs = {k: torch.from_numpy(edit_delta({k: 1.0}, bs)) for k in EDITS}  # (23,512), default slots
     try:
         from latentstudio.face.chip import IdentityNet
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 def cmd_invert(args: argparse.Namespace) -> int:
     from latentstudio.codes import save_code
-    from latentstudio.invert import align_photo, invert
+    from latentstudio.invert import PRESETS, align_photo, invert
 
     if not args.output.endswith(".npz"):
         raise UserError("the output of invert is a .npz code file (-o code.npz)")
@@ -142,7 +143,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
     alignment, chosen, n = align_photo(args.photo, args.face)
     _warn_faces(n, chosen)
     g = _load_generator(args.device)
-    inv = invert(alignment.image, preset=args.preset, steps=args.steps, generator=g,
+    preset = replace(PRESETS[args.preset], start=args.start) if args.start else args.preset
+    inv = invert(alignment.image, preset=preset, steps=args.steps, generator=g,
                  seed=args.seed, progress=_progress_printer("inverting"))
     save_code(args.output, inv.w_plus, quad=alignment.quad.astype(np.float64),
               source_size=np.array(alignment.source_size), landmarks=chosen.landmarks,
@@ -191,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", choices=("cpu", "cuda"), default=None)
     v.add_argument("--face", type=int, default=None)
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--start", choices=("average", "encoder"), default=None,
+                   help="start from the average face (the presets' default: edits respond best) or "
+                        "from the linear encoder's guess (closer reconstructions, weaker age edits)")
     v.add_argument("-o", "--output", required=True)
     v.set_defaults(func=cmd_invert)
 

@@ -85,6 +85,21 @@ def test_invert_then_paste_back(tmp_path: Path, astronaut: Path) -> None:
     assert not changed[:, :40].any() and not changed[-40:].any()
 
 
+def test_invert_start_choice(tmp_path: Path, astronaut: Path) -> None:
+    """--start encoder begins at the encoder's guess, --start average (the default) at w_avg:
+    after 0 W-phase progress (1 step, lr warm-up) the two codes are far apart."""
+    codes = {}
+    for start in ("average", "encoder"):
+        out = tmp_path / f"{start}.npz"
+        assert main(["invert", str(astronaut), "--steps", "1", "--start", start, "-o", str(out)]) == 0
+        with np.load(out) as data:
+            codes[start] = data["w_plus"]
+    assert np.linalg.norm(codes["average"][0] - codes["encoder"][0]) > 1.0
+    with pytest.raises(SystemExit) as info:  # argparse's usage error
+        main(["invert", str(astronaut), "--start", "nowhere", "-o", str(tmp_path / "x.npz")])
+    assert info.value.code == 2
+
+
 def test_paste_back_needs_an_inverted_code(tmp_path: Path, astronaut: Path) -> None:
     np.save(tmp_path / "w.npy", np.zeros(512, np.float32))
     assert main(["render", "--code", str(tmp_path / "w.npy"), "--paste-back", str(astronaut),

@@ -63,7 +63,7 @@ def edit_scores(g: Generator, code: np.ndarray | torch.Tensor, bs: dict) -> dict
     from latentstudio.edit.apply import apply_edits
     from latentstudio.edit.predictors import predict_all
 
-    wp = np.asarray(code, np.float32)
+    wp = (code.detach().cpu().numpy() if isinstance(code, torch.Tensor) else np.asarray(code)).astype(np.float32)
     wp = np.array(np.broadcast_to(wp, (23, 512))) if wp.ndim == 1 else wp
     images = [render256(g, wp)] + [render256(g, apply_edits(wp, {k: ALPHA}, bs)) for k in EDITS]
     s = predict_all(np.stack(images))
@@ -131,7 +131,8 @@ def run_presets(args: argparse.Namespace) -> None:
         per: dict[str, dict[str, list[float]]] = {"generated": {}, "photos": {}}
         for name, target in targets.items():
             t0 = time.time()
-            code = invert(target, preset=preset, steps=args.steps, generator=g).w_plus
+            chosen = replace(PRESETS[preset], start=args.start) if args.start else preset
+            code = invert(target, preset=chosen, steps=args.steps, generator=g).w_plus
             if g.device.type == "cuda":
                 torch.cuda.synchronize()
             sec = time.time() - t0
@@ -172,6 +173,8 @@ def main() -> None:
     ap.add_argument("--presets", default="fast", help="comma-separated presets to benchmark")
     ap.add_argument("--photos", nargs="*", default=[],
                     help="more real photos (the five of bench/photos.py are always used)")
+    ap.add_argument("--start", choices=("average", "encoder"), default=None,
+                    help="override the presets' starting point (see latentstudio.invert)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "invert"),
                     help="side-by-side target | reconstruction PNGs go here")
     ap.add_argument("--no-fetch", action="store_true",

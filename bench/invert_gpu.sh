@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Inversion presets on a CUDA machine (issue 7's GPU figures): fast and quality on 10 generated
-# faces and the astronaut (plus any photos given), LPIPS-VGG / PSNR / identity / seconds per face.
+# faces and the five benchmark photos (plus any photos given): LPIPS-VGG / PSNR / dlib and OpenFace
+# identity / edit response / seconds per face. The GPU machine has no network: fetch the photos
+# beforehand (python bench/photos.py) and carry $LATENTSTUDIO_HOME/cache/bench_photos with it.
 #
 #   LATENTSTUDIO_HOME=... bash bench/invert_gpu.sh [PHOTO ...] | tee bench/out/invert_gpu.md
 #
 # Not run yet: no GPU has been lent to this project's tasks so far (bench/RESULTS.md has the CPU run).
 set -euo pipefail
-python bench/invert.py --presets fast,quality --faces 10 --device cuda ${1:+--photos "$@"}
+python bench/invert.py --presets fast,quality --faces 10 --device cuda --no-fetch ${1:+--photos "$@"}

@@ -56,7 +56,7 @@ def main() -> None:
     ref = np.median(rows[0][1]) if rows[0][0].startswith("OpenVINO") else None
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, threads {args.threads}")
-    print(f"| route | median ms | p90 ms | × reference |\n|---|---|---|---|")
+    print("| route | median ms | p90 ms | × reference |\n|---|---|---|---|")
     for name, t in rows:
         ratio = f"{np.median(t) / ref:.2f}" if ref else "-"
         print(f"| {name} | {np.median(t):.0f} | {np.percentile(t, 90):.0f} | {ratio} |")

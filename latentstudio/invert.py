@@ -4,10 +4,11 @@ The code is parametrised as ``w_plus[i] = w + delta[i]``: one shared w plus a pe
 w starts at w_avg, or (``Preset.start = "encoder"``, ``latentstudio invert --start encoder``) at the
 linear encoder's guess (:mod:`latentstudio.encoder`, a ridge regression from the face's 32² pixels
 to w, fitted on generated faces). Measured on the fast preset (bench/RESULTS.md): the encoder
-start reconstructs generated faces better (LPIPS-VGG 0.163 against 0.205 on 10 faces; a hat and a
-busy background 0.40 → 0.15) but the codes it leads to answer the shipped age edit less (47 %
-against 65 % of a generated face's change, 5 faces) and real photos gain nothing. Editability is
-the point of the code, so the presets start from w_avg. Optimisation runs in two phases:
+start reconstructs generated faces better (LPIPS-VGG 0.163 against 0.206 on 10 faces; a hood and a
+busy background 0.40 → 0.15) but real photos gain nothing, and the codes it leads to answer the
+shipped edits less (age on 10 generated faces: 63 % of the true code's change against 81 %;
+smile / age on 5 photos: 27 % / 54 % against 65 % / 76 %). Editability is the point of the code,
+so the presets start from w_avg. Optimisation runs in two phases:
 
 1. **W phase** (the first ``w_fraction`` of the steps): only the shared w moves, deltas stay 0.
    The result lies on the W manifold, where the boundaries were trained, and already has the

@@ -58,14 +58,17 @@ ALPHA = 3.0
 EDITS = ("smile", "age")  # shipped boundaries whose response on inverted codes is measured
 
 
-def edit_scores(g: Generator, code: np.ndarray | torch.Tensor, bs: dict) -> dict[str, tuple[float, float]]:  # noqa: ANN001
-    """name → (score of the render of ``code``, score after the shipped edit +ALPHA), for EDITS."""
+def edit_scores(g: Generator, code: np.ndarray | torch.Tensor, bs: dict,  # noqa: ANN001
+                base: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+    """name → (score of the render of ``code``, score after the shipped edit +ALPHA), for EDITS.
+    ``base``: the render of ``code`` when the caller already has it."""
     from latentstudio.edit.apply import apply_edits
     from latentstudio.edit.predictors import predict_all
 
     wp = (code.detach().cpu().numpy() if isinstance(code, torch.Tensor) else np.asarray(code)).astype(np.float32)
     wp = np.array(np.broadcast_to(wp, (23, 512))) if wp.ndim == 1 else wp
-    images = [render256(g, wp)] + [render256(g, apply_edits(wp, {k: ALPHA}, bs)) for k in EDITS]
+    images = [render256(g, wp) if base is None else base]
+    images += [render256(g, apply_edits(wp, {k: ALPHA}, bs)) for k in EDITS]
     s = predict_all(np.stack(images))
     return {k: (float(s[k][0]), float(s[k][1 + i])) for i, k in enumerate(EDITS)}
 
@@ -115,13 +118,14 @@ def run_presets(args: argparse.Namespace) -> None:
     openface = OpenFaceIdentity.load(g.device)  # a second recogniser, not used by any loss
     bs = load_index(SHIPPED_DIR)
     truth = {f"seed {args.seed0 + i}": g.seed_w(args.seed0 + i, 0.7) for i in range(args.faces)}
-    targets = {name: render256(g, w) for name, w in truth.items()}
+    targets = {name: render256(g, w) for name, w in truth.items()}  # the true codes' renders
     photos, align_times = photo_targets(real_photos(fetch=not args.no_fetch) + [Path(p) for p in args.photos])
     targets.update(photos)
     print(f"device {g.device}, torch threads {torch.get_num_threads()}; alignment "
           f"{np.mean(align_times):.2f} s per photo ({len(align_times)} photos)", flush=True)
     # what the edits do to the generated faces' true codes: the yardstick of "editable"
-    true_move = {name: {k: b - a for k, (a, b) in edit_scores(g, w, bs).items()} for name, w in truth.items()}
+    true_move = {name: {k: b - a for k, (a, b) in edit_scores(g, w, bs, targets[name]).items()}
+                 for name, w in truth.items()}
     mean_move = {k: float(np.mean([m[k] for m in true_move.values()])) for k in EDITS}
     print("edit +%g on true codes, mean predictor change: %s" % (ALPHA, mean_move), flush=True)
     rows = []
@@ -145,7 +149,7 @@ def run_presets(args: argparse.Namespace) -> None:
                  "id_openface": float((o[0] - o[1]).norm()), "sec": sec}
             # edit response: what the edit does to the inverted code, and to a generated face
             # (the target's own true code; for a photo the mean over the generated faces)
-            moved = edit_scores(g, code, bs)
+            moved = edit_scores(g, code, bs, rec)
             for k in EDITS:
                 m[f"move_{k}"] = moved[k][1] - moved[k][0]
                 m[f"ref_{k}"] = true_move[name][k] if name in true_move else mean_move[k]

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
 FORMAT, VERSION = "latentstudio-linear-encoder", "1"
@@ -44,10 +43,9 @@ def features(images: np.ndarray, size: int = SIZE) -> np.ndarray:
         arr = arr[None]
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[3] != 3 or arr.shape[1] != arr.shape[2]:
         raise ValueError(f"expected square (N,S,S,3) uint8 faces, got {arr.dtype} {arr.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).double()
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear",
-                          align_corners=None if x.shape[-1] > size else False)
+    from latentstudio.models.generator import resize
+
+    x = resize(torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).double(), size)
     return (x.flatten(1) / 127.5 - 1.0).numpy()
 
 

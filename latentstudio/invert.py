@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentstudio.models.generator import Generator, from_uint8, to_uint8
+from latentstudio.models.generator import Generator, from_uint8, resize, to_uint8
 
 NUM_SLOTS, W_DIM = 23, 512
 
@@ -86,14 +86,6 @@ class Inversion:
     steps: int = 0
 
 
-def _resize(img: Tensor, size: int) -> Tensor:
-    """(N,3,S,S) → (N,3,size,size), area filter when shrinking."""
-    if img.shape[-1] == size:
-        return img
-    return F.interpolate(img, size=(size, size), mode="area" if img.shape[-1] > size else "bilinear",
-                         align_corners=None if img.shape[-1] > size else False)
-
-
 class _Losses:
     """Loss terms against one target image; the nets are loaded once and cached per device."""
 
@@ -107,7 +99,7 @@ class _Losses:
             self._cache[key] = load_lpips(preset.lpips_net, device)
         self.lpips = self._cache[key]
         self.preset = preset
-        self.target = _resize(target, preset.loss_size)
+        self.target = resize(target, preset.loss_size)
         self.identity = self._identity_net(device) if preset.id_weight > 0 else None
         self.target_id = self.identity.embed_aligned(self.target) if self.identity else None
 
@@ -125,7 +117,7 @@ class _Losses:
         return self._cache[key]
 
     def __call__(self, img: Tensor) -> dict[str, Tensor]:
-        x = _resize(img, self.preset.loss_size)
+        x = resize(img, self.preset.loss_size)
         terms = {"lpips": self.lpips(x, self.target).mean(),
                  "mse": F.mse_loss(x, self.target)}
         if self.identity is not None and self.target_id is not None:
@@ -190,7 +182,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
             last = step == p.steps - 1
             preview = None
             if last or (preview_every > 0 and step % preview_every == 0):
-                preview = to_uint8(_resize(out.detach().clamp(-1, 1), 256))[0]
+                preview = to_uint8(resize(out.detach().clamp(-1, 1), 256))[0]
             progress(InvertProgress(step + 1, p.steps, float(total.detach()), preview))
     code = (w[None] + delta).detach()
     return Inversion(code.cpu().numpy().astype(np.float32),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -123,6 +124,15 @@ def to_uint8(img: Tensor) -> np.ndarray:
     """(n,3,H,W) in [-1,1] → (n,H,W,3) uint8 RGB."""
     x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def resize(img: Tensor, size: int) -> Tensor:
+    """(N,C,S,S) → (N,C,size,size): area filter when shrinking, bilinear when enlarging."""
+    if img.shape[-1] == size:
+        return img
+    shrink = img.shape[-1] > size
+    return F.interpolate(img, size=(size, size), mode="area" if shrink else "bilinear",
+                         align_corners=None if shrink else False)
 
 
 def from_uint8(rgb: np.ndarray) -> Tensor:

@@ -12,7 +12,9 @@ flatters; same person < 0.6), OpenFace nn4.small2 identity distance (a second re
 loss uses; same person < 1.0), seconds per face (alignment of photos excluded, it is timed separately), and the
 edit response: the mean predictor change of the shipped smile / age edit (α = +3, default slots)
 on the inverted codes, divided by the mean change on the generated faces' true codes (a ratio of
-means: one face's change can be near 0); 1 = as editable as a generated face.
+means: one face's change can be near 0); 1 = as editable as a generated face. ``--tune STEPS`` adds
+pivotal tuning (:mod:`latentstudio.tune`) after each inversion; the reconstruction and the edits
+are then rendered with the tuned weights, and the time covers both.
 
 Editability (``--editability``): reconstruction *and* editability, for several regularisers.
 
@@ -53,6 +55,7 @@ import torch.nn.functional as F  # noqa: E402
 from latentstudio.invert import PRESETS, invert  # noqa: E402
 from latentstudio.losses.lpips import load_lpips  # noqa: E402
 from latentstudio.models.generator import Generator, from_uint8, to_uint8  # noqa: E402
+from latentstudio.tune import TuneSettings, pivotal_tune, tuned_generator  # noqa: E402
 
 ALPHA = 3.0
 EDITS = ("smile", "age")  # shipped boundaries whose response on inverted codes is measured
@@ -104,6 +107,28 @@ def photo_targets(paths: list[Path]) -> tuple[dict[str, np.ndarray], list[float]
     return out, times
 
 
+def _elapsed(g: Generator, t0: float) -> float:
+    if g.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.time() - t0
+
+
+def measure(g: Generator, code: np.ndarray, target: np.ndarray, lp, idnet, openface,  # noqa: ANN001
+            bs: dict) -> dict[str, float]:
+    """Reconstruction (LPIPS-VGG, PSNR, dlib and OpenFace identity) and the edit moves of a code."""
+    rec = render256(g, code)
+    with torch.no_grad():
+        lpips = float(lp(from_uint8(rec).to(g.device), from_uint8(target).to(g.device)))
+        pair = from_uint8(np.stack([rec, target])).to(g.device)
+        e, o = idnet.embed_aligned(pair), openface.embed_aligned(pair)
+    m = {"lpips": lpips, "psnr": psnr(rec, target), "id": float((e[0] - e[1]).norm()),
+         "id_openface": float((o[0] - o[1]).norm())}
+    moved = edit_scores(g, code, bs, rec)  # what the shipped edits do to this code
+    for k in EDITS:
+        m[f"move_{k}"] = moved[k][1] - moved[k][0]
+    return m
+
+
 def run_presets(args: argparse.Namespace) -> None:
     from PIL import Image
 
@@ -130,39 +155,36 @@ def run_presets(args: argparse.Namespace) -> None:
     print("edit +%g on true codes, mean predictor change: %s" % (ALPHA, mean_move), flush=True)
     rows = []
     for preset in args.presets.split(","):
-        out = Path(args.out) / preset
-        out.mkdir(parents=True, exist_ok=True)
-        per: dict[str, dict[str, list[float]]] = {"generated": {}, "photos": {}}
+        labels = [preset] + ([f"{preset}+tune{args.tune}@{args.tune_size}"] if args.tune else [])
+        per: dict[str, dict[str, dict[str, list[float]]]] = {
+            lb: {"generated": {}, "photos": {}} for lb in labels}
         for name, target in targets.items():
             t0 = time.time()
             chosen = replace(PRESETS[preset], start=args.start) if args.start else preset
             code = invert(target, preset=chosen, steps=args.steps, generator=g).w_plus
-            if g.device.type == "cuda":
-                torch.cuda.synchronize()
-            sec = time.time() - t0
-            rec = render256(g, code)
-            with torch.no_grad():
-                lpips = float(lp(from_uint8(rec).to(g.device), from_uint8(target).to(g.device)))
-                pair = from_uint8(np.stack([rec, target])).to(g.device)
-                e, o = idnet.embed_aligned(pair), openface.embed_aligned(pair)
-            m = {"lpips": lpips, "psnr": psnr(rec, target), "id": float((e[0] - e[1]).norm()),
-                 "id_openface": float((o[0] - o[1]).norm()), "sec": sec}
-            # edit response: what the edit does to the inverted code, and to a generated face
-            # (the target's own true code; for a photo the mean over the generated faces)
-            moved = edit_scores(g, code, bs, rec)
-            for k in EDITS:
-                m[f"move_{k}"] = moved[k][1] - moved[k][0]
-                m[f"ref_{k}"] = true_move[name][k] if name in true_move else mean_move[k]
+            variants = [(labels[0], g, _elapsed(g, t0))]
+            if args.tune:  # pivotal tuning of the same code: the edits are rendered with the tuned weights too
+                settings = TuneSettings(steps=args.tune, size=args.tune_size, lr=args.tune_lr)
+                deltas = pivotal_tune(target, code, settings=settings, generator=g).deltas
+                variants.append((labels[1], tuned_generator(g, deltas), _elapsed(g, t0)))
             kind = "photos" if name.startswith("photo:") else "generated"
-            for k, v in m.items():
-                per[kind].setdefault(k, []).append(v)
-            Image.fromarray(np.concatenate([target, rec], axis=1)).save(
-                out / f"{name.replace(':', '_').replace(' ', '_')}.png")
-            print(f"{preset} {name}: " + " ".join(f"{k} {v:.3f}" for k, v in m.items()), flush=True)
-        for kind, stats in per.items():
-            if stats:
-                rows.append((preset, kind, len(stats["lpips"]), {k: float(np.mean(v)) for k, v in stats.items()},
-                             max(stats["lpips"]), max(stats["id"]), max(stats["id_openface"])))
+            for label, gen, sec in variants:
+                m = measure(gen, code, target, lp, idnet, openface, bs)
+                m["sec"] = sec
+                for k in EDITS:  # the yardstick: the target's own true code, for a photo the mean
+                    m[f"ref_{k}"] = true_move[name][k] if name in true_move else mean_move[k]
+                for k, v in m.items():
+                    per[label][kind].setdefault(k, []).append(v)
+                out = Path(args.out) / label
+                out.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.concatenate([target, render256(gen, code)], axis=1)).save(
+                    out / f"{name.replace(':', '_').replace(' ', '_')}.png")
+                print(f"{label} {name}: " + " ".join(f"{k} {v:.3f}" for k, v in m.items()), flush=True)
+        for label in labels:
+            for kind, stats in per[label].items():
+                if stats:
+                    rows.append((label, kind, len(stats["lpips"]), {k: float(np.mean(v)) for k, v in stats.items()},
+                                 max(stats["lpips"]), max(stats["id"]), max(stats["id_openface"])))
     print("\n| preset | targets | n | LPIPS-VGG ↓ (max) | PSNR dB ↑ | dlib id ↓ (max) | OpenFace id ↓ (max) "
           "| smile / age edit response | s/face |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -184,6 +206,11 @@ def main() -> None:
     ap.add_argument("--no-fetch", action="store_true",
                     help="do not download bench/photos.py's portraits; use what is cached")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--tune", type=int, default=0, metavar="STEPS",
+                    help="also pivotal-tune the generator for STEPS steps after each inversion")
+    ap.add_argument("--tune-size", type=int, choices=(256, 512, 1024), default=TuneSettings.size,
+                    help="render route of the tuning steps")
+    ap.add_argument("--tune-lr", type=float, default=TuneSettings.lr)
     ap.add_argument("--editability", action="store_true", help="compare the W / W+ regularisers instead")
     ap.add_argument("--faces", type=int, default=10)
     ap.add_argument("--steps", type=int, default=None, help="override the preset's step count")

@@ -86,7 +86,7 @@ class Inversion:
     steps: int = 0
 
 
-class _Losses:
+class Losses:
     """Loss terms against one target image; the nets are loaded once and cached per device."""
 
     _cache: dict[tuple[str, str], torch.nn.Module] = {}
@@ -149,7 +149,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
     g = generator or Generator.load(device)
     torch.manual_seed(seed)
     target = from_uint8(img).to(g.device)
-    losses = _Losses(target, p, g.device)
+    losses = Losses(target, p, g.device)
 
     if init is None and p.start == "encoder":
         init = _encoder_start(img)

@@ -100,6 +100,24 @@ def test_invert_start_choice(tmp_path: Path, astronaut: Path) -> None:
     assert info.value.code == 2
 
 
+def test_invert_tune_writes_weights_that_render_and_edit_use(tmp_path: Path, astronaut: Path) -> None:
+    code = tmp_path / "code.npz"
+    assert main(["invert", str(astronaut), "--steps", "2", "--tune", "2", "-o", str(code)]) == 0
+    with np.load(code) as data:
+        tuned = [k for k in data.files if k.startswith("tuned/")]
+        assert tuned and all(data[k].dtype == np.float16 for k in tuned)
+        np.savez(tmp_path / "plain.npz", w_plus=data["w_plus"])
+    outs = {}
+    for name, args in {"render": ["render", "--code", str(code)],
+                       "edit": ["edit", "--code", str(code), "--set", "age=0"],
+                       "plain": ["render", "--code", str(tmp_path / "plain.npz")]}.items():
+        assert main(args + ["--size", "256", "-o", str(tmp_path / f"{name}.png")]) == 0
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB")).astype(int)
+    assert np.abs(outs["render"] - outs["edit"]).max() <= 1  # edit renders with the tuned weights too
+    assert np.abs(outs["render"] - outs["plain"]).max() > 0
+    assert main(["invert", str(astronaut), "--tune", "0", "-o", str(tmp_path / "x.npz")]) == 2
+
+
 def test_paste_back_needs_an_inverted_code(tmp_path: Path, astronaut: Path) -> None:
     np.save(tmp_path / "w.npy", np.zeros(512, np.float32))
     assert main(["render", "--code", str(tmp_path / "w.npy"), "--paste-back", str(astronaut),

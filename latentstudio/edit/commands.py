@@ -211,8 +211,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
         edited = apply_edits(w_plus, alphas, directions, keep=keep, layers=layers)
         from latentstudio.models.generator import Generator, to_uint8
 
+        from latentstudio.tune import generator_for_code
+
         try:
-            g = Generator.load(args.device)
+            g = generator_for_code(Generator.load(args.device), extras)  # tuned codes: their weights
         except RuntimeError as exc:
             raise user_error(str(exc)) from exc
         if args.repair is not None:

@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the linear encoder's guess (closer reconstructions, weaker age edits)")
     v.add_argument("--tune", type=int, nargs="?", const=60, default=None, metavar="STEPS",
                    help="high fidelity: also fine-tune the generator around the code (pivotal "
-                        "tuning, default 60 steps, ~40 s on a CPU); the code file then carries the "
+                        "tuning, default 60 steps, ~45 s on a 2-core CPU); the code file then carries the "
                         "weight changes (~15 MB) and render/edit use them")
     v.add_argument("-o", "--output", required=True)
     v.set_defaults(func=cmd_invert)

@@ -5,10 +5,11 @@ weights are fine-tuned for a few steps so that the render of the pivot matches t
 more closely; the code stays as it is, and edits (pivot + Σ αᵢ·nᵢ) are rendered with the tuned
 weights. This is the optional high-fidelity mode of issue 7: ``latentstudio invert --tune``.
 
-Measured on the five real bench photos (2-core CPU, bench/RESULTS.md): 60 steps on the 512²
-route (blocks up to 256² + the distilled 512² head, ~40 s) lower LPIPS-VGG after the fast preset
-from 0.35 to 0.25; the shipped edits keep most of their effect. A higher learning rate (1e-3)
-over-fits the preview head and the real 1024² render gets *worse*, hence 3e-4.
+Measured after the fast preset (2-core CPU, bench/RESULTS.md): 60 steps on the 512² route
+(blocks up to 256² + the distilled 512² head, ~45 s) lower LPIPS-VGG from 0.349 to 0.265 on the
+five real bench photos and from 0.198 to 0.150 on 10 generated faces, and the OpenFace identity
+distance by a quarter; the shipped smile/age edits keep ~80 % of their effect. A higher
+learning rate (1e-3) over-fits the preview head and the real 1024² render gets *worse*, hence 3e-4.
 
 Only the blocks the route renders receive gradients, so the last block and the to-image layer
 (1024² only) keep their weights. The result is a set of weight *deltas* (float16, ~15 MB),

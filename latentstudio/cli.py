@@ -160,8 +160,10 @@ def cmd_invert(args: argparse.Namespace) -> int:
     if args.tune is not None:
         from latentstudio.tune import TuneSettings, pivotal_tune
 
-        tuned = pivotal_tune(alignment.image, inv.w_plus, settings=TuneSettings(steps=args.tune),
-                             generator=g, seed=args.seed, progress=_progress_printer("tuning")).arrays()
+        tuning = pivotal_tune(alignment.image, inv.w_plus, settings=TuneSettings(steps=args.tune),
+                              generator=g, seed=args.seed, progress=_progress_printer("tuning"))
+        tuned = tuning.arrays()
+        print(f"tuned the generator ({', '.join(f'{k} {v:.4f}' for k, v in sorted(tuning.losses.items()))})")
     save_code(args.output, inv.w_plus, **tuned, quad=alignment.quad.astype(np.float64),
               source_size=np.array(alignment.source_size), landmarks=chosen.landmarks,
               loss_names=np.array(sorted(inv.losses)),

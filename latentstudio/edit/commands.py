@@ -210,7 +210,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
         w_plus, extras, photo = _source_code(args)
         edited = apply_edits(w_plus, alphas, directions, keep=keep, layers=layers)
         from latentstudio.models.generator import Generator, to_uint8
-
         from latentstudio.tune import generator_for_code
 
         try:

@@ -143,9 +143,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         p = replace(p, steps=steps, refine_steps=round(p.refine_steps * steps / p.steps))
-    img = np.asarray(aligned)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
-        raise ValueError(f"expected a square (S,S,3) uint8 aligned face, got {img.dtype} {img.shape}")
+    img = check_aligned(aligned)
     g = generator or Generator.load(device)
     torch.manual_seed(seed)
     target = from_uint8(img).to(g.device)
@@ -178,15 +176,30 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        if progress is not None:
-            last = step == p.steps - 1
-            preview = None
-            if last or (preview_every > 0 and step % preview_every == 0):
-                preview = to_uint8(resize(out.detach().clamp(-1, 1), 256))[0]
-            progress(InvertProgress(step + 1, p.steps, float(total.detach()), preview))
+        report_progress(progress, step, p.steps, total, out, preview_every)
     code = (w[None] + delta).detach()
     return Inversion(code.cpu().numpy().astype(np.float32),
                      {k: float(v.detach()) for k, v in terms.items()}, p.steps)
+
+
+def check_aligned(aligned: np.ndarray) -> np.ndarray:
+    """The aligned face as a square (S,S,3) uint8 array; ValueError for anything else."""
+    img = np.asarray(aligned)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
+        raise ValueError(f"expected a square (S,S,3) uint8 aligned face, got {img.dtype} {img.shape}")
+    return img
+
+
+def report_progress(progress: Callable[[InvertProgress], None] | None, step: int, total: int,
+                    loss: Tensor, out: Tensor, preview_every: int) -> None:
+    """Send ``InvertProgress`` for 0-based ``step``, with a 256² preview of ``out`` (N,3,S,S) on the
+    first and last steps and every ``preview_every`` steps."""
+    if progress is None:
+        return
+    preview = None
+    if step == total - 1 or (preview_every > 0 and step % preview_every == 0):
+        preview = to_uint8(resize(out.detach().clamp(-1, 1), 256))[0]
+    progress(InvertProgress(step + 1, total, float(loss.detach()), preview))
 
 
 def _encoder_start(aligned: np.ndarray) -> np.ndarray | None:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentstudio.invert import Cancelled, InvertProgress, Losses, Preset
-from latentstudio.models.generator import Generator, LatentError, as_w_plus, from_uint8, resize, to_uint8
+from latentstudio.invert import Cancelled, InvertProgress, Losses, Preset, check_aligned, report_progress
+from latentstudio.models.generator import Generator, LatentError, as_w_plus, from_uint8
 
 PREFIX = "tuned/"
 
@@ -65,9 +65,7 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
     """
     if settings.steps < 1:
         raise ValueError(f"tuning steps must be at least 1, got {settings.steps}")
-    img = np.asarray(aligned)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
-        raise ValueError(f"expected a square (S,S,3) uint8 aligned face, got {img.dtype} {img.shape}")
+    img = check_aligned(aligned)
     g = generator or Generator.load(device)
     torch.manual_seed(seed)
     tuned = _copy(g)
@@ -90,11 +88,7 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        if progress is not None:
-            preview = None
-            if step == settings.steps - 1 or (preview_every > 0 and step % preview_every == 0):
-                preview = to_uint8(resize(out.detach().clamp(-1, 1), 256))[0]
-            progress(InvertProgress(step + 1, settings.steps, float(total.detach()), preview))
+        report_progress(progress, step, settings.steps, total, out, preview_every)
     original = dict(g.synthesis.named_parameters())
     deltas = {name: (p.detach() - original[name]).cpu().numpy().astype(np.float16)
               for name, p in params.items() if p.grad is not None}

@@ -8,7 +8,6 @@ dialogs and leave the document alone.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -163,12 +162,10 @@ def test_slider_storm_ends_on_last_value_without_stale_frames(qtbot, window) -> 
     row = window.attributes.rows["age"]
     values = 2.5 * np.sin(np.linspace(0, 40, 10_000))
     row.slider.setSliderDown(True)
-    t0 = time.perf_counter()
     for i, v in enumerate(values):
         row.slider.setValue(float(v))
         if i % 250 == 0:
             qtbot.wait(1)  # let frames arrive in the middle of the storm
-    ui_seconds = time.perf_counter() - t0
     row.slider.setSliderDown(False)
     last = float(values[-1])
     wait_full_frame(qtbot, window)
@@ -183,7 +180,6 @@ def test_slider_storm_ends_on_last_value_without_stale_frames(qtbot, window) -> 
     assert s.undo.count() == 1
     stats = s.bridge.renderer.stats
     assert stats.skipped > 9000, "superseded requests are skipped, not rendered"
-    assert ui_seconds < 60
 
 
 def test_damaged_project_and_bad_photos_show_errors(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001

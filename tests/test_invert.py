@@ -44,10 +44,12 @@ def test_inversion_reconstructs_a_generated_face(generator, target, lpips, run) 
     inv, seen = run
     start = _distance(lpips, generator, generator.w_avg, target)
     end = _distance(lpips, generator, inv.w_plus, target)
-    # The mean face is ~0.58 away (LPIPS-VGG of the real 1024² render); the fast preset must
-    # reach the CPU target, LPIPS-VGG ≤ 0.30 (measured 0.24 on this face; 10-face mean
-    # in bench/RESULTS.md). Short runs are too noisy to bound (30 steps 0.33, 40 steps 0.35).
-    assert end <= 0.30 and end < 0.6 * start, (start, end)
+    # The mean face is ~0.58 away (LPIPS-VGG of the real 1024² render). The target,
+    # LPIPS-VGG ≤ 0.30, is a mean over faces and is checked in bench/invert.py. One face varies
+    # from run to run: seeds 0-5 gave 0.25-0.31 on this face, and another CPU's float rounding
+    # gave 0.305 for seed 0, so the bound here is what no working inversion misses: 0.6 × the
+    # start (≈ 0.35). A broken loss or step stays near the start.
+    assert end < 0.6 * start, (start, end)
     assert inv.w_plus.shape == (23, 512) and inv.w_plus.dtype == np.float32
     assert [p.step for p in seen] == list(range(1, STEPS + 1))
     previews = [p for p in seen if p.preview is not None]

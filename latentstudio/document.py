@@ -8,6 +8,10 @@ The edited code is a pure function of the document and an ``EditState``::
               orthogonal to the "keep" (locked) attributes (``latentstudio.edit.apply``)
     repair:   + α·d on every slot, the artifact repair found by ``latentstudio.edit.repair``
 
+A photo inverted in high-fidelity mode also carries ``tuning``: generator weight changes from
+pivotal tuning (``latentstudio.tune``) that every render of the document adds to the weights
+(``Document.generator_for``).
+
 ``EditState`` is immutable: every change makes a new one, so undo is "put the old state back"
 and a background render can read a state while the UI thread builds the next one.
 Project files (``.lsproj``, bottom of this module) are a zip of ``project.json`` (versioned
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,7 +38,8 @@ from latentstudio.models.fetch import sha256_of
 
 NUM_SLOTS, W_DIM = 23, 512
 SCHEMA = "latentstudio-project"
-VERSION = 1
+VERSION = 2  # the newest schema this version reads; 2 adds tuned generator weights
+TUNED_PREFIX = "tuned/"  # arrays.npz keys of the tuned weights, as in code files
 PROJECT_SUFFIX = ".lsproj"
 ROLES = ("identity", "attributes")  # what the second face contributes
 Direction = Any  # latentstudio.edit.boundaries.Boundary (imported lazily)
@@ -323,13 +329,17 @@ class Document:
     """One editing session. ``code()`` is the edited W+ (23,512) float32 for the current state."""
 
     def __init__(self, base: np.ndarray, source: Source, directions: Iterable[Direction] = (),
-                 state: EditState | None = None) -> None:
+                 state: EditState | None = None,
+                 tuning: Mapping[str, np.ndarray] | None = None) -> None:
         b = np.asarray(base, dtype=np.float32)
         if b.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(b).all():
             raise DocumentError(f"base code must be a finite (23,512) array, got {b.shape}")
         self.base = b.copy()
         self.base.setflags(write=False)
         self.source = source
+        self.tuning: dict[str, np.ndarray] = _check_tuning(tuning or {})
+        self._tuned: tuple[Any, Any] | None = None  # (generator, its tuned copy)
+        self._tuned_lock = threading.Lock()
         self.directions: dict[str, Direction] = {}
         self.add_directions(directions)
         self.state = EditState()
@@ -347,21 +357,24 @@ class Document:
     @classmethod
     def from_photo(cls, path: str | Path, alignment: Any, landmarks: np.ndarray,
                    w_plus: np.ndarray, *, face_index: int = 0, photo: np.ndarray | None = None,
-                   directions: Iterable[Direction] = ()) -> Document:
+                   directions: Iterable[Direction] = (),
+                   tuning: Mapping[str, np.ndarray] | None = None) -> Document:
         """After detection, alignment (``face.align.Alignment``) and inversion of a photo."""
         p = Path(path).resolve()
         src = Source("photo", p, sha256_of(p), face_index, np.asarray(alignment.quad, np.float64),
                      np.asarray(landmarks, np.float32), tuple(alignment.source_size))
         src.remember(photo=photo, aligned=alignment.image)
-        return cls(w_plus, src, directions)
+        return cls(w_plus, src, directions, tuning=tuning)
 
     @classmethod
     def open_photo(cls, path: str | Path, *, face: int | None = None, preset: str = "fast",
-                   steps: int | None = None, generator: Any = None, device: str | None = None,
-                   progress: Any = None, cancelled: Any = None,
+                   steps: int | None = None, tune: Any = None, generator: Any = None,
+                   device: str | None = None, progress: Any = None, cancelled: Any = None,
                    directions: Iterable[Direction] = ()) -> Document:
         """Photo file → detected face (default: the largest confident one) → FFHQ alignment →
-        W+ inversion → Document. Raises ImageError / FaceError / invert.Cancelled."""
+        W+ inversion (→ pivotal tuning when ``tune`` is a ``tune.TuneSettings``) → Document.
+        ``progress`` gets the inversion's reports, then the tuning's (their own step counts).
+        Raises ImageError / FaceError / invert.Cancelled."""
         from latentstudio.face.align import align_face
         from latentstudio.face.detect import detect_faces, pick_face
         from latentstudio.face.image_io import load_image
@@ -374,8 +387,51 @@ class Document:
         alignment = align_face(rgb, chosen)
         inv = invert(alignment.image, preset=preset, steps=steps, generator=generator, device=device,
                      progress=progress, cancelled=cancelled)
+        tuning = None
+        if tune is not None:
+            from latentstudio.tune import pivotal_tune
+
+            tuning = pivotal_tune(alignment.image, inv.w_plus, settings=tune, generator=generator,
+                                  device=device, progress=progress, cancelled=cancelled).deltas
         return cls.from_photo(path, alignment, chosen.landmarks, inv.w_plus, face_index=index,
-                              photo=rgb, directions=directions)
+                              photo=rgb, directions=directions, tuning=tuning)
+
+    @classmethod
+    def from_code_file(cls, path: str | Path, directions: Iterable[Direction] = ()) -> Document:
+        """A code file of ``latentstudio invert`` (``.npz``) or any ``.npy``/``.npz`` W+ code.
+
+        With the alignment and the photo it names (still there, same size) the document can
+        paste back; otherwise it opens as a bare code, with a warning. Tuned weights come along.
+        Raises DocumentError when the file is not a readable code.
+        """
+        from latentstudio.codes import load_code, load_code_extras
+        from latentstudio.models.generator import LatentError
+
+        p = Path(path)
+        try:
+            w_plus = load_code(p)
+            extras = load_code_extras(p)
+        except LatentError as exc:
+            raise DocumentError(str(exc)) from exc
+        tuning = {k[len(TUNED_PREFIX):]: v for k, v in extras.items() if k.startswith(TUNED_PREFIX)}
+        warnings: list[str] = []
+        source = Source("code", p.resolve())
+        photo = Path(str(extras["photo"])) if "photo" in extras else None
+        quad, lms, size = extras.get("quad"), extras.get("landmarks"), extras.get("source_size")
+        if photo is not None and quad is not None and lms is not None and size is not None:
+            if photo.is_file():
+                source = Source("photo", photo.resolve(), sha256_of(photo), 0,
+                                np.asarray(quad, np.float64).reshape(4, 2),
+                                np.asarray(lms, np.float32).reshape(68, 2),
+                                (int(size[0]), int(size[1])))
+            else:
+                warnings.append(f"source photo not found ({photo}); paste-back is unavailable")
+        try:
+            doc = cls(w_plus, source, directions, tuning=tuning)
+        except DocumentError as exc:
+            raise DocumentError(f"{p}: {exc}") from exc
+        doc.warnings = warnings
+        return doc
 
     # -- directions and state
     def add_directions(self, dirs: Iterable[Direction]) -> list[str]:
@@ -423,11 +479,37 @@ class Document:
             w = w + s.repair.offset[None]
         return np.asarray(w, dtype=np.float32).reshape(NUM_SLOTS, W_DIM)
 
+    def generator_for(self, generator: Any, state: EditState | None = None) -> Any:
+        """The generator that renders ``state``: ``generator`` plus the document's tuned weights,
+        or ``generator`` itself when there are none. The tuned weights hold details of this
+        photo's face, which would pull a second identity back towards it: while the identity
+        panel is active the plain generator renders. Thread-safe; the tuned copy is kept.
+
+        Raises DocumentError, once, when the tuned weights do not fit ``generator`` (they are
+        then dropped, with a warning, and the plain generator renders from then on)."""
+        from latentstudio.models.generator import LatentError
+
+        s = self.state if state is None else state
+        with self._tuned_lock:
+            if not self.tuning or s.identity.active:
+                return generator
+            if self._tuned is None or self._tuned[0] is not generator:
+                from latentstudio.tune import tuned_generator
+
+                try:
+                    self._tuned = (generator, tuned_generator(generator, self.tuning))
+                except LatentError as exc:
+                    self.tuning = {}
+                    self.warnings.append(f"tuned weights dropped: {exc}")
+                    raise DocumentError(f"{exc}; the face is rendered without them") from exc
+            return self._tuned[1]
+
     def render(self, generator: Any, size: int = 1024, state: EditState | None = None) -> np.ndarray:
-        """The edited face (size,size,3) uint8."""
+        """The edited face (size,size,3) uint8 (with the tuned weights, see ``generator_for``)."""
         from latentstudio.models.generator import to_uint8
 
-        return to_uint8(generator.synthesize(self.code(state), size=size))[0]
+        g = self.generator_for(generator, state)
+        return to_uint8(g.synthesize(self.code(state), size=size))[0]
 
     def compose(self, aligned_rgb: np.ndarray) -> np.ndarray:
         """Paste an edited aligned face back into the original photo: (H,W,3) uint8."""
@@ -450,6 +532,7 @@ class Document:
             "keep": sorted(s.keep),
             "layers": {n: list(v) for n, v in s.layers.items()},
             "repair": None if s.repair is None else round(s.repair.alpha, 4),
+            "tuned": bool(self.tuning),
             "identity": None if not ident.active else {
                 "other": ident.other.label if ident.other else None, "role": ident.role,
                 "id_alpha": ident.id_alpha, "attr_alpha": ident.attr_alpha,
@@ -532,6 +615,20 @@ def identity_stage(base: np.ndarray, ident: IdentityState) -> np.ndarray:
     return w
 
 
+def _check_tuning(tuning: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Tuned weight deltas as read-only float arrays; DocumentError if any is not finite floats.
+    (Names and shapes are checked against the generator, in ``Document.generator_for``.)"""
+    out = {}
+    for name, delta in tuning.items():
+        d = np.asarray(delta)
+        if d.dtype.kind != "f" or not np.isfinite(d).all():
+            raise DocumentError(f"tuned weights for {name!r} are not finite floating-point numbers")
+        d = d.copy()
+        d.setflags(write=False)
+        out[str(name)] = d
+    return out
+
+
 def _as_plus(code: Any) -> np.ndarray:
     arr = code.detach().cpu().numpy() if hasattr(code, "detach") else np.asarray(code)
     arr = arr.astype(np.float32).reshape(-1, W_DIM)
@@ -575,8 +672,10 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
         arrays["other"] = np.asarray(ident.other.code, np.float32)
     if st.repair is not None:
         arrays["repair_direction"] = st.repair.direction
+    arrays.update({TUNED_PREFIX + k: v for k, v in doc.tuning.items()})
     meta = {
-        "schema": SCHEMA, "version": VERSION, "app": f"LatentStudio {__version__}",
+        # version 1 readers would drop tuned weights without a word: such projects are version 2
+        "schema": SCHEMA, "version": 2 if doc.tuning else 1, "app": f"LatentStudio {__version__}",
         "source": {"kind": src.kind, "face_index": src.face_index, "sha256": src.sha256,
                    "seed": src.seed, "psi": src.psi,
                    "photo_size": list(src.photo_size) if src.photo_size else None,
@@ -723,7 +822,11 @@ def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
         vec = _array(arrays, d["array"], (W_DIM,), p)
         dirs.append(make_direction(d["name"], vec, label=d["label"], kind=d["kind"],
                                    value_range=tuple(d["range"]), layers=tuple(d["layers"])))
-    doc = Document(base, source, dirs)
+    tuning = {k[len(TUNED_PREFIX):]: v for k, v in arrays.items() if k.startswith(TUNED_PREFIX)}
+    try:
+        doc = Document(base, source, dirs, tuning=tuning)
+    except DocumentError as exc:
+        raise ProjectError(f"{p}: damaged project file ({exc})") from exc
     doc.warnings = warnings
     doc.set_state(_state(p, meta["state"], arrays, doc, warnings))
     if "code" in arrays and arrays["code"].shape == (NUM_SLOTS, W_DIM):

@@ -6,6 +6,7 @@ which run **on the worker thread** (a GUI forwards them to its own thread)::
     r = Renderer(lambda: Generator.load("cpu"), on_frame=show)
     r.start()
     seq = r.request(code, size=256)          # code (23,512), or a zero-argument callable → (23,512)
+    r.request(code, 1024, generator_for=doc.generator_for)   # render with other (tuned) weights
 
 Rules
 - Every request gets a sequence number (increasing, shared by all channels).
@@ -57,6 +58,7 @@ class _Request:
     code: Code | None = None
     post: Callable[[np.ndarray], np.ndarray] | None = None
     tag: Any = None
+    generator_for: Callable[[Any], Any] | None = None
     job: Callable[[Any], Any] | None = None
     on_done: Callable[[Any], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
@@ -141,14 +143,17 @@ class Renderer:
 
     # ----------------------------------------------------------------- requests
     def request(self, code: Code, size: int = 256, *, channel: str = "main",
-                post: Callable[[np.ndarray], np.ndarray] | None = None, tag: Any = None) -> int:
-        """Queue a render of ``code`` at ``size`` (128, 256, 512 or 1024); returns its sequence number."""
+                post: Callable[[np.ndarray], np.ndarray] | None = None, tag: Any = None,
+                generator_for: Callable[[Any], Any] | None = None) -> int:
+        """Queue a render of ``code`` at ``size`` (128, 256, 512 or 1024); returns its sequence
+        number. ``generator_for(generator)``, called on the worker, gives the generator to render
+        with (a document's tuned weights); its errors are reported like render errors."""
         with self._cv:
             self._seq += 1
             old = self._pending.get(channel)
             if old is not None:
                 self.stats.skipped += 1
-            self._pending[channel] = _Request(self._seq, channel, size, code, post, tag)
+            self._pending[channel] = _Request(self._seq, channel, size, code, post, tag, generator_for)
             self.stats.requested += 1
             self._cv.notify_all()
             return self._seq
@@ -224,7 +229,8 @@ class Renderer:
         try:
             code = item.code() if callable(item.code) else item.code
             code = np.array(code, dtype=np.float32)  # a private, writable copy
-            face = synthesize_uint8(gen, code, item.size, lambda: self._overtaken(item))
+            g = item.generator_for(gen) if item.generator_for is not None else gen
+            face = synthesize_uint8(g, code, item.size, lambda: self._overtaken(item))
             image = item.post(face) if item.post is not None else face
         except _Superseded:
             with self._cv:

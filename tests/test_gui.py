@@ -256,6 +256,55 @@ def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:
     assert not window.progress.isVisible()
 
 
+def test_high_fidelity_photo_project_and_code_file(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    """Inversion quality ▸ High fidelity tunes the generator after the inversion (one progress
+    bar for both); the document renders, saves and reopens with its tuned weights, and a tuned
+    code file of ``latentstudio invert --tune`` opens in the app the same way."""
+    from PIL import Image
+
+    from latentstudio.codes import save_code
+    from latentstudio.models.generator import to_uint8
+    from latentstudio.tune import TuneSettings, tuned_generator
+
+    s = window.session
+    hifi = window.findChild(type(window.act_undo), "highFidelity")
+    hifi.trigger()
+    assert s.tune_steps == TuneSettings().steps
+    s.tune_steps = 2  # the real path, short
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    progress = []
+    s.taskProgress.connect(lambda step, total, img: progress.append((step, total)))
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(photo)
+    assert progress[-1] == (4, 4) and [p for p, _ in progress] == sorted(p for p, _ in progress)
+    doc = s.doc
+    assert doc.tuning and window.errors == []
+    wait_full_frame(qtbot, window)
+    tuned = tuned_generator(window.session.bridge.renderer.generator, doc.tuning)
+    np.testing.assert_array_equal(s.last_frame.face, to_uint8(tuned.synthesize(doc.code(), size=512))[0])
+
+    path = tmp_path / "hifi.lsproj"
+    assert s.save_project(path)
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(path)
+    assert s.doc is not doc and sorted(s.doc.tuning) == sorted(doc.tuning)
+    wait_full_frame(qtbot, window)
+    np.testing.assert_array_equal(s.last_frame.face, to_uint8(tuned.synthesize(doc.code(), size=512))[0])
+
+    code = tmp_path / "hifi.npz"
+    save_code(code, doc.base, quad=doc.source.quad, landmarks=doc.source.landmarks,
+              source_size=np.array(doc.source.photo_size), photo=np.array(str(photo)),
+              **{"tuned/" + k: v for k, v in doc.tuning.items()})
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(code)
+    assert s.doc.source.can_paste_back and sorted(s.doc.tuning) == sorted(doc.tuning)
+    wait_full_frame(qtbot, window)
+    np.testing.assert_array_equal(s.last_frame.face, to_uint8(tuned.synthesize(doc.code(), size=512))[0])
+    hifi.trigger()
+    assert s.tune_steps == 0 and window.errors == []
+
+
 def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
     s = window.session
     np.save(tmp_path / "glasses.npy", np.random.default_rng(3).standard_normal(512).astype(np.float32))

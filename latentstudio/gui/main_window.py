@@ -29,7 +29,7 @@ from latentstudio.document import PROJECT_SUFFIX
 from latentstudio.gui.canvas import BEFORE_KEY, Canvas
 from latentstudio.gui.dialogs import FacePicker, show_error
 from latentstudio.gui.identity import IdentityPanel
-from latentstudio.gui.session import IMAGE_SUFFIXES, EditorSession, PendingPhoto
+from latentstudio.gui.session import CODE_SUFFIXES, IMAGE_SUFFIXES, EditorSession, PendingPhoto
 from latentstudio.render import Frame
 
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff)"
@@ -179,6 +179,14 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, k=key: setattr(self.session, "invert_preset", k))
             group.addAction(a)
             q.addAction(a)
+        q.addSeparator()
+        self.act_high_fidelity = self._action(
+            "&High fidelity: also tune the generator (about a minute more on the CPU)",
+            self.session.set_high_fidelity, checkable=True,
+            tip="Pivotal tuning: photos are reproduced more faithfully; slider edits keep about "
+                "80 % of their strength")
+        self.act_high_fidelity.setObjectName("highFidelity")
+        q.addAction(self.act_high_fidelity)
         h = mb.addMenu("&Help")
         h.addAction(self._action("&About LatentStudio", self._about))
         tb = self.addToolBar("Main")
@@ -333,7 +341,8 @@ class MainWindow(QMainWindow):
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open", self._last_dir(),
                                               f"Photos and projects ({' '.join('*' + s for s in sorted(IMAGE_SUFFIXES))} "
-                                              f"*{PROJECT_SUFFIX});;{PHOTO_FILTER};;{PROJECT_FILTER}")
+                                              f"*{PROJECT_SUFFIX});;{PHOTO_FILTER};;{PROJECT_FILTER};;"
+                                              f"Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})")
         if path:
             self.open_path(path)
 
@@ -472,7 +481,7 @@ def _dropped_path(event: QDragEnterEvent | QDropEvent) -> Path | None:
     for u in urls:
         if u.isLocalFile():
             p = Path(u.toLocalFile())
-            if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() == PROJECT_SUFFIX:
+            if p.suffix.lower() in IMAGE_SUFFIXES | CODE_SUFFIXES | {PROJECT_SUFFIX}:
                 return p
     return None
 

@@ -40,6 +40,7 @@ from latentstudio.gui.workers import RenderBridge, Task
 from latentstudio.render import Frame
 
 DEMO_SEED, DEMO_PSI = 42, 0.7
+CODE_SUFFIXES = {".npz", ".npy"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
 def _cuda_available() -> bool:
     import torch
@@ -90,6 +91,7 @@ class EditorSession(QObject):
         self.settle_ms = 250
         self.invert_preset = "fast"
         self.invert_steps: int | None = None
+        self.tune_steps = 0  # "High fidelity": pivotal tuning steps after a photo's inversion (0: off)
         self.project_path: Path | None = None
         self.last_frame: Frame | None = None
         self.last_full: Frame | None = None
@@ -204,15 +206,31 @@ class EditorSession(QObject):
             self._thumbnail_other(doc.state.identity.other)
         for w in doc.warnings:
             self.status.emit(w)
+        if doc.tuning:
+            self.status.emit("High fidelity: this face renders with generator weights tuned to its photo")
         self._render_all()
 
     def open_path(self, path: str | Path) -> None:
-        """Open a project (``.lsproj``) or a photo, by extension."""
+        """Open a project (``.lsproj``), a code file (``.npz``/``.npy``) or a photo, by extension."""
         p = Path(path)
         if p.suffix.lower() == PROJECT_SUFFIX:
             self.open_project(p)
+        elif p.suffix.lower() in CODE_SUFFIXES:
+            self.open_code(p)
         else:
             self.open_photo(p)
+
+    def open_code(self, path: str | Path) -> None:
+        """Open a code file of ``latentstudio invert`` (with its photo and tuned weights, when
+        it has them) as a new, unsaved document."""
+        p = Path(path)
+        dirs, note = load_default_directions()
+        self.directions_note = note
+
+        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Document:
+            return Document.from_code_file(p, dirs)
+
+        self._run_task(f"Opening {p.name}", work, lambda doc: self.set_document(doc, None))
 
     def open_project(self, path: str | Path, recovered: bool = False) -> None:
         """Read a ``.lsproj`` on a task thread (it may rebuild the code through the mapper)."""
@@ -309,6 +327,8 @@ class EditorSession(QObject):
             self.error.emit("No usable face", str(exc), "")
             return
         preset, steps, device = self.invert_preset, self.invert_steps, self.device
+        # the second face of the identity panel is only a code: tuned weights would not be used
+        tune = self.tune_steps if pending.target == "document" else 0
         dirs = list(self.doc.directions.values()) if self.doc else load_default_directions()[0]
 
         def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
@@ -317,13 +337,22 @@ class EditorSession(QObject):
 
             alignment = align_face(pending.rgb, face)
             report((0, 1, alignment.image))
-            inv = invert(alignment.image, preset=preset, steps=steps, generator=self._inversion_generator(device),
-                         progress=lambda pr: report((pr.step, pr.total, pr.preview)), cancelled=cancelled)
+            g = self._inversion_generator(device)
+            inv = invert(alignment.image, preset=preset, steps=steps, generator=g, cancelled=cancelled,
+                         progress=lambda pr: report((pr.step, pr.total + tune, pr.preview)))
             if pending.target == "other":
                 return OtherFace(inv.w_plus, pending.path.name, {"kind": "photo", "path": str(pending.path),
                                                                  "face_index": index})
+            tuning = None
+            if tune:
+                from latentstudio.tune import TuneSettings, pivotal_tune
+
+                tuning = pivotal_tune(alignment.image, inv.w_plus, settings=TuneSettings(steps=tune),
+                                      generator=g, cancelled=cancelled,
+                                      progress=lambda pr: report((inv.steps + pr.step, inv.steps + tune,
+                                                                  pr.preview))).deltas
             return Document.from_photo(pending.path, alignment, face.landmarks, inv.w_plus,
-                                       face_index=index, photo=pending.rgb, directions=dirs)
+                                       face_index=index, photo=pending.rgb, directions=dirs, tuning=tuning)
 
         def done(result: Any) -> None:
             if isinstance(result, OtherFace):
@@ -332,6 +361,12 @@ class EditorSession(QObject):
                 self.set_document(result, None)
 
         self._run_task(f"Inverting {pending.path.name}", work, done)
+
+    def set_high_fidelity(self, on: bool) -> None:
+        """Photos opened from now on are also pivotally tuned (``latentstudio.tune``)."""
+        from latentstudio.tune import TuneSettings
+
+        self.tune_steps = TuneSettings().steps if on else 0
 
     def _inversion_generator(self, device: str) -> Any:
         """A Generator for the inversion thread (separate from the renderer's)."""
@@ -631,7 +666,8 @@ class EditorSession(QObject):
         doc, state = self.doc, self.doc.state  # type: ignore[union-attr]
         post = self._post(size)
         return self.bridge.request(lambda: doc.code(state), size, post=post,  # type: ignore[union-attr]
-                                   tag=(self._doc_tag, state))
+                                   tag=(self._doc_tag, state),
+                                   generator_for=lambda g: doc.generator_for(g, state))
 
     def _post(self, size: int) -> Callable[[np.ndarray], np.ndarray] | None:
         if self.view != "photo" or self.doc is None:
@@ -679,7 +715,8 @@ class EditorSession(QObject):
             self._submit(job, lambda img: self.beforeReady.emit(img) if tag == self._doc_tag else None,
                          "Cannot show the original")
         else:
-            self.bridge.request(doc.base, self.full_size, channel="before", tag=(self._doc_tag, None))
+            self.bridge.request(doc.base, self.full_size, channel="before", tag=(self._doc_tag, None),
+                                generator_for=lambda g: doc.generator_for(g, EditState()))
 
     def _on_frame(self, frame: Frame) -> None:
         if not isinstance(frame.tag, tuple) or frame.tag[0] != self._doc_tag:
@@ -745,4 +782,4 @@ def _render(g: Any, code: np.ndarray, size: int) -> np.ndarray:
     return synthesize_uint8(g, np.array(code, np.float32), size)
 
 
-__all__ = ["EditorSession", "PendingPhoto", "IMAGE_SUFFIXES"]
+__all__ = ["EditorSession", "PendingPhoto", "IMAGE_SUFFIXES", "CODE_SUFFIXES"]

@@ -144,7 +144,8 @@ def run_presets(args: argparse.Namespace) -> None:
     bs = load_index(SHIPPED_DIR)
     truth = {f"seed {args.seed0 + i}": g.seed_w(args.seed0 + i, 0.7) for i in range(args.faces)}
     targets = {name: render256(g, w) for name, w in truth.items()}  # the true codes' renders
-    photos, align_times = photo_targets(real_photos(fetch=not args.no_fetch) + [Path(p) for p in args.photos])
+    bench_photos = real_photos(fetch=not args.no_fetch)[:args.max_photos]
+    photos, align_times = photo_targets(bench_photos + [Path(p) for p in args.photos])
     targets.update(photos)
     print(f"device {g.device}, torch threads {torch.get_num_threads()}; alignment "
           f"{np.mean(align_times):.2f} s per photo ({len(align_times)} photos)", flush=True)
@@ -198,7 +199,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", default="fast", help="comma-separated presets to benchmark")
     ap.add_argument("--photos", nargs="*", default=[],
-                    help="more real photos (the five of bench/photos.py are always used)")
+                    help="more real photos (besides those of bench/photos.py)")
+    ap.add_argument("--max-photos", type=int, default=None, metavar="N",
+                    help="use only the first N photos of bench/photos.py (reduced CPU runs)")
     ap.add_argument("--start", choices=("average", "encoder"), default=None,
                     help="override the presets' starting point (see latentstudio.invert)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "invert"),

@@ -338,7 +338,7 @@ class Document:
         self.base.setflags(write=False)
         self.source = source
         self.tuning: dict[str, np.ndarray] = _check_tuning(tuning or {})
-        self._tuned: tuple[Any, Any] | None = None  # (generator, its tuned copy)
+        self._tuned: list[tuple[Any, Any]] = []  # (generator, its tuned copy), the last two used
         self._tuned_lock = threading.Lock()
         self.directions: dict[str, Direction] = {}
         self.add_directions(directions)
@@ -483,7 +483,7 @@ class Document:
         """The generator that renders ``state``: ``generator`` plus the document's tuned weights,
         or ``generator`` itself when there are none. The tuned weights hold details of this
         photo's face, which would pull a second identity back towards it: while the identity
-        panel is active the plain generator renders. Thread-safe; the tuned copy is kept.
+        panel is active the plain generator renders. Thread-safe; tuned copies are kept.
 
         Raises DocumentError, once, when the tuned weights do not fit ``generator`` (they are
         then dropped, with a warning, and the plain generator renders from then on)."""
@@ -493,16 +493,20 @@ class Document:
         with self._tuned_lock:
             if not self.tuning or s.identity.active:
                 return generator
-            if self._tuned is None or self._tuned[0] is not generator:
-                from latentstudio.tune import tuned_generator
+            for base, tuned in self._tuned:
+                if base is generator:
+                    return tuned
+            from latentstudio.tune import tuned_generator
 
-                try:
-                    self._tuned = (generator, tuned_generator(generator, self.tuning))
-                except LatentError as exc:
-                    self.tuning = {}
-                    self.warnings.append(f"tuned weights dropped: {exc}")
-                    raise DocumentError(f"{exc}; the face is rendered without them") from exc
-            return self._tuned[1]
+            try:
+                tuned = tuned_generator(generator, self.tuning)
+            except LatentError as exc:
+                self.tuning = {}
+                self.warnings.append(f"tuned weights dropped: {exc}")
+                raise DocumentError(f"{exc}; the face is rendered without them") from exc
+            # the renderer's generator and the task thread's (artifact repair): keep both
+            self._tuned = [*self._tuned[-1:], (generator, tuned)]
+            return tuned
 
     def render(self, generator: Any, size: int = 1024, state: EditState | None = None) -> np.ndarray:
         """The edited face (size,size,3) uint8 (with the tuned weights, see ``generator_for``)."""

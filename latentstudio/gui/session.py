@@ -531,13 +531,15 @@ class EditorSession(QObject):
             return
         doc = self.doc
         assert doc is not None
-        code = doc.code(doc.state.with_repair(None))
+        plain = doc.state.with_repair(None)
+        code = doc.code(plain)
         dirs, device = doc.directions, self.device
 
         def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
             from latentstudio.edit.repair import repair
 
-            result = repair(code, dirs, generator=self._inversion_generator(device), cancelled=cancelled,
+            g = doc.generator_for(self._inversion_generator(device), plain)  # judge what is shown
+            result = repair(code, dirs, generator=g, cancelled=cancelled,
                             progress=lambda done, total: report((done, total, None)))
             if cancelled():
                 raise _Cancelled()

@@ -145,3 +145,20 @@ def test_code_file_opens_as_a_document(generator, deltas, tmp_path: Path) -> Non
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(DocumentError, match="bad.npz"):
         Document.from_code_file(tmp_path / "bad.npz")
+
+
+def test_open_photo_with_tuning_headless(generator, tmp_path: Path) -> None:  # noqa: ANN001
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    from latentstudio.tune import TuneSettings
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    seen = []
+    doc = Document.open_photo(photo, steps=2, tune=TuneSettings(steps=3, size=256), generator=generator,
+                              progress=seen.append)
+    assert [(p.step, p.total) for p in seen] == [(1, 2), (2, 2), (1, 3), (2, 3), (3, 3)]
+    assert doc.tuning and doc.source.can_paste_back
+    assert all(name in dict(generator.synthesis.named_parameters()) for name in doc.tuning)
+    assert any(np.abs(d.astype(np.float32)).max() > 0 for d in doc.tuning.values())

@@ -168,7 +168,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
               source_size=np.array(alignment.source_size), landmarks=chosen.landmarks,
               loss_names=np.array(sorted(inv.losses)),
               loss_values=np.array([inv.losses[k] for k in sorted(inv.losses)]),
-              steps=np.array(inv.steps), photo=np.array(str(Path(args.photo).resolve())))
+              steps=np.array(inv.steps), photo=np.array(str(Path(args.photo).resolve())),
+              face_index=np.array(args.face or 0))
     print(f"wrote {args.output} ({', '.join(f'{k} {v:.4f}' for k, v in sorted(inv.losses.items()))})")
     return 0
 

@@ -420,7 +420,7 @@ class Document:
         quad, lms, size = extras.get("quad"), extras.get("landmarks"), extras.get("source_size")
         if photo is not None and quad is not None and lms is not None and size is not None:
             if photo.is_file():
-                source = Source("photo", photo.resolve(), sha256_of(photo), 0,
+                source = Source("photo", photo.resolve(), sha256_of(photo), int(extras.get("face_index", 0)),
                                 np.asarray(quad, np.float64).reshape(4, 2),
                                 np.asarray(lms, np.float32).reshape(68, 2),
                                 (int(size[0]), int(size[1])))

@@ -130,8 +130,9 @@ def test_code_file_opens_as_a_document(generator, deltas, tmp_path: Path) -> Non
     lms = np.tile(np.array([[100.0, 150.0]], np.float32), (68, 1))
     path = tmp_path / "c.npz"
     save_code(path, code, quad=quad, landmarks=lms, source_size=np.array([200, 300]),
-              photo=np.array(str(photo)), **{"tuned/" + k: v for k, v in deltas.items()})
+              photo=np.array(str(photo)), face_index=np.array(1), **{"tuned/" + k: v for k, v in deltas.items()})
     doc = Document.from_code_file(path)
+    assert doc.source.face_index == 1
     assert doc.source.kind == "photo" and doc.source.can_paste_back and doc.source.photo_size == (200, 300)
     np.testing.assert_array_equal(doc.source.quad, quad)
     assert sorted(doc.tuning) == sorted(deltas) and doc.warnings == []

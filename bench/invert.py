@@ -94,10 +94,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def photo_targets(paths: list[Path]) -> tuple[dict[str, np.ndarray], list[float]]:
-    """name → aligned 256² target (area-reduced from the 1024² FFHQ alignment), alignment times."""
+    """name → aligned 256² target (area-reduced from the 1024² FFHQ alignment), alignment times
+    (per photo, after a first untimed alignment has loaded the dlib models)."""
     from latentstudio.invert import align_photo
 
     out, times = {}, []
+    if paths:
+        t0 = time.time()
+        align_photo(paths[0])
+        print(f"first alignment, loading the dlib models: {time.time() - t0:.2f} s", flush=True)
     for p in paths:
         t0 = time.time()
         alignment, _, _ = align_photo(p)

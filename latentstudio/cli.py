@@ -274,6 +274,16 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
+def _is_document_path(argv: list[str], parser: argparse.ArgumentParser) -> bool:
+    """``latentstudio FILE`` (the desktop launcher's ``Exec=latentstudio %f``): one argument that
+    is no command or option but an existing file or a name with an extension."""
+    if len(argv) != 1 or argv[0].startswith("-"):
+        return False
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = Path(argv[0])
+    return argv[0] not in commands and (p.is_file() or bool(p.suffix))
+
+
 def _default_psi(args: argparse.Namespace) -> None:
     if getattr(args, "command", None) == "render" and args.psi is None:
         args.psi = 0.7 if args.code is None else 1.0
@@ -281,11 +291,11 @@ def _default_psi(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
+    parser = build_parser()
+    if not argv or _is_document_path(argv, parser):
         from latentstudio.app import run_app
 
-        return run_app()
-    parser = build_parser()
+        return run_app(argv)  # the editor, on a photo, project or code file when one is given
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

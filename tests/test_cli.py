@@ -135,3 +135,18 @@ def test_bench_command_runs_the_checkout_benchmark(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "--presets" in out and "--photos" in out
     assert main(["bench", "invert", "--presets"]) == 2  # its usage error, not a crash
+
+
+def test_a_file_argument_opens_the_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`latentstudio FILE` is how the desktop launcher opens a photo (Exec=latentstudio %f)."""
+    import latentstudio.app
+
+    opened: list[list[str]] = []
+    monkeypatch.setattr(latentstudio.app, "run_app", lambda argv=None: opened.append(list(argv or [])) or 0)
+    photo = tmp_path / "my photo.jpg"
+    photo.write_bytes(b"")
+    assert main([str(photo)]) == 0 and main(["gone.lsproj"]) == 0 and main([]) == 0
+    assert opened == [[str(photo)], ["gone.lsproj"], []]
+    with pytest.raises(SystemExit) as exc:  # a mistyped command is still an error, not a file
+        main(["rendr"])
+    assert exc.value.code == 2 and len(opened) == 3

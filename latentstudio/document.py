@@ -570,6 +570,31 @@ class Document:
             raise DocumentError(str(exc)) from exc
         return out
 
+    def export_code(self, path: str | Path, state: EditState | None = None) -> np.ndarray:
+        """Write the edited code as a code file (``.npz``, the format of ``latentstudio invert``):
+        ``w_plus`` plus the photo's alignment and the tuned weights the render uses, so that
+        ``latentstudio render --code FILE [--paste-back PHOTO]`` reproduces the app's face."""
+        from latentstudio.codes import save_code
+        from latentstudio.models.generator import LatentError
+
+        p = Path(path)
+        if p.suffix != ".npz":
+            raise DocumentError(f"{p}: a code file is saved as .npz")
+        s = self.state if state is None else state
+        code = self.code(s)
+        src = self.source
+        photo = src.kind == "photo" and src.quad is not None and src.landmarks is not None
+        extras: dict[str, Any] = {TUNED_PREFIX + k: v for k, v in self.tuning.items()} \
+            if not s.identity.active else {}
+        if photo:
+            extras.update(quad=src.quad, landmarks=src.landmarks, face_index=np.array(src.face_index),
+                          source_size=np.array(src.photo_size), photo=np.array(str(src.path)))
+        try:
+            save_code(p, code, **extras)
+        except (OSError, LatentError) as exc:
+            raise DocumentError(f"{p}: could not save the code ({exc})") from exc
+        return code
+
     # -- projects
     def save(self, path: str | Path) -> None:
         save_project(self, path)

@@ -258,11 +258,10 @@ def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:
 
 def test_high_fidelity_photo_project_and_code_file(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
     """Inversion quality ▸ High fidelity tunes the generator after the inversion (one progress
-    bar for both); the document renders, saves and reopens with its tuned weights, and a tuned
-    code file of ``latentstudio invert --tune`` opens in the app the same way."""
+    bar for both); the document renders, saves and reopens with its tuned weights, and so does
+    its exported code file (the format of ``latentstudio invert --tune``)."""
     from PIL import Image
 
-    from latentstudio.codes import save_code
     from latentstudio.models.generator import to_uint8
     from latentstudio.tune import TuneSettings, tuned_generator
 
@@ -292,10 +291,9 @@ def test_high_fidelity_photo_project_and_code_file(qtbot, window, tmp_path: Path
     wait_full_frame(qtbot, window)
     np.testing.assert_array_equal(s.last_frame.face, to_uint8(tuned.synthesize(doc.code(), size=512))[0])
 
-    code = tmp_path / "hifi.npz"
-    save_code(code, doc.base, quad=doc.source.quad, landmarks=doc.source.landmarks,
-              source_size=np.array(doc.source.photo_size), photo=np.array(str(photo)),
-              **{"tuned/" + k: v for k, v in doc.tuning.items()})
+    code = tmp_path / "hifi.npz"  # File ▸ Export code: the edited code, its photo and tuned weights
+    with qtbot.waitSignal(s.status, timeout=WAIT, check_params_cb=lambda t: t.startswith("Exported the code")):
+        s.export_code(code)
     with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
         window.open_path(code)
     assert s.doc.source.can_paste_back and sorted(s.doc.tuning) == sorted(doc.tuning)

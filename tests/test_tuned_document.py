@@ -163,3 +163,23 @@ def test_open_photo_with_tuning_headless(generator, tmp_path: Path) -> None:  # 
     assert doc.tuning and doc.source.can_paste_back
     assert all(name in dict(generator.synthesis.named_parameters()) for name in doc.tuning)
     assert any(np.abs(d.astype(np.float32)).max() > 0 for d in doc.tuning.values())
+
+
+def test_exported_code_renders_like_the_app(generator, tuned_doc: Document, tmp_path: Path) -> None:  # noqa: ANN001
+    """File ▸ Export code: the command line renders the same face from the file."""
+    from PIL import Image
+
+    from latentstudio.cli import main
+    from latentstudio.codes import load_code_extras
+
+    path = tmp_path / "edited.npz"
+    tuned_doc.export_code(path)
+    assert sorted(k for k in load_code_extras(path) if k.startswith("tuned/")) == \
+        sorted("tuned/" + k for k in tuned_doc.tuning)
+    assert main(["render", "--code", str(path), "--size", "256", "-o", str(tmp_path / "cli.png")]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")),
+                                  tuned_doc.render(generator, 256))
+    back = Document.from_code_file(path)
+    np.testing.assert_array_equal(back.base, tuned_doc.code())
+    with pytest.raises(DocumentError, match="npz"):
+        tuned_doc.export_code(tmp_path / "edited.png")

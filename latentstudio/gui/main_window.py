@@ -112,6 +112,8 @@ class MainWindow(QMainWindow):
                                        "Ctrl+E", "Save the edited aligned face (1024²)")
         self.act_export_photo = self._action("Export into &photo…", lambda: self.export_dialog("photo"),
                                              "Ctrl+Shift+E", "Paste the edit back into the photo at full size")
+        self.act_export_code = self._action("Export &code…", self.export_code_dialog, None,
+                                            "Save the edited W+ code (.npz) for the command line")
         self.act_import = self._action("&Import direction…", self.import_dialog, None,
                                        "Add a latent direction (.npy/.pt) or PCA components (.npz)")
         self.act_quit = self._action("&Quit", self.close, S.Quit)
@@ -146,7 +148,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         f.addActions([self.act_save, self.act_save_as])
         f.addSeparator()
-        f.addActions([self.act_export, self.act_export_photo, self.act_import])
+        f.addActions([self.act_export, self.act_export_photo, self.act_export_code, self.act_import])
         f.addSeparator()
         f.addAction(self.act_quit)
         e = mb.addMenu("&Edit")
@@ -385,6 +387,15 @@ class MainWindow(QMainWindow):
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
             p = p.with_suffix(EXPORT_FILTERS.get(chosen, ".png"))
         self.session.export(p, mode)
+
+    def export_code_dialog(self) -> None:
+        if self.session.doc is None:
+            return
+        stem = Path(self.session.doc.source.label).stem.replace(" ", "_")
+        path, _ = QFileDialog.getSaveFileName(self, "Export code", str(Path(self._last_dir()) / f"{stem}_edited.npz"),
+                                              "Latent code (*.npz)")
+        if path:
+            self.session.export_code(Path(path).with_suffix(".npz"))
 
     def import_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import direction", self._last_dir(),

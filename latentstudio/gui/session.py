@@ -762,6 +762,19 @@ class EditorSession(QObject):
 
         self._submit(job, done, "Export failed")
 
+    def export_code(self, path: str | Path) -> None:
+        """Write the edited W+ code (and alignment, tuned weights) as ``.npz`` on the render
+        thread (the code may need the identity mapper)."""
+        if self.doc is None:
+            return
+        doc, state = self.doc, self.doc.state
+
+        def job(g: Any) -> Path:
+            doc.export_code(path, state)
+            return Path(path)
+
+        self._submit(job, lambda p: self.status.emit(f"Exported the code to {p}"), "Export failed")
+
 
 _AMOUNT_TEXT = {"id_alpha": "Identity amount {:.2f}", "attr_alpha": "Attribute amount {:.2f}",
                 "deid_strength": "De-identify strength {:.2f}"}

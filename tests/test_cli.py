@@ -83,6 +83,11 @@ def test_invert_then_paste_back(tmp_path: Path, astronaut: Path) -> None:
     changed = np.any(pasted != photo, axis=-1)
     assert 0.02 < changed.mean() < 0.6  # the face region changed, the rest is untouched
     assert not changed[:, :40].any() and not changed[-40:].any()
+    # edit --code … --paste-back without PHOTO: the photo the code file names
+    out2 = tmp_path / "edited.png"
+    assert main(["edit", "--code", str(code), "--set", "age=0", "--size", "256", "--paste-back",
+                 "-o", str(out2)]) == 0
+    assert np.abs(np.asarray(Image.open(out2).convert("RGB")).astype(int) - pasted).max() <= 1
 
 
 def test_invert_start_choice(tmp_path: Path, astronaut: Path) -> None:

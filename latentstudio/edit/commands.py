@@ -249,17 +249,14 @@ def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.nda
     from latentstudio.codes import load_code, load_code_extras
 
     if args.code:
-        return load_code(args.code), load_code_extras(args.code), None
+        extras = load_code_extras(args.code)
+        photo = str(extras["photo"]) if "photo" in extras else None  # invert's codes name their photo
+        return load_code(args.code), extras, photo if photo and Path(photo).is_file() else None
     from latentstudio.invert import invert_photo
 
     result = invert_photo(args.photo, preset=args.preset)
-    if isinstance(result, tuple):
-        w_plus, alignment = result[0], result[1]
-        extras = {"quad": np.asarray(alignment.quad)}
-    else:
-        w_plus = result.inversion.w_plus
-        extras = {"quad": np.asarray(result.alignment.quad), "landmarks": np.asarray(result.landmarks)}
-    return np.asarray(w_plus, np.float32).reshape(23, 512), extras, args.photo
+    extras = {"quad": np.asarray(result.alignment.quad), "landmarks": np.asarray(result.landmarks)}
+    return np.asarray(result.inversion.w_plus, np.float32).reshape(23, 512), extras, args.photo
 
 
 def paste_into(photo_path: Path, aligned: np.ndarray, extras: dict[str, np.ndarray]) -> np.ndarray:
@@ -343,7 +340,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ed.add_argument("--keep", action="append", metavar="NAME,NAME", help="directions the edit must not move")
     ed.add_argument("--layers", metavar="A-B", help="apply the edits to W+ slots A..B only (0-22)")
     ed.add_argument("--paste-back", nargs="?", const="", default=None, metavar="PHOTO",
-                    help="paste the edited face back into the photo (PHOTO needed with --code)")
+                    help="paste the edited face back into the photo (with --code: the photo the code names, or PHOTO)")
     ed.add_argument("--preset", default="fast", help="inversion preset for photo input")
     ed.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024)
     ed.add_argument("--device", choices=("cpu", "cuda"), default=None)

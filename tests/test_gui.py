@@ -329,7 +329,8 @@ def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:
     assert str(path.resolve()) in window._recent()
 
 
-def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                              tmp_path: Path) -> None:
     """The panel's wiring, with a stand-in for ``latentstudio.identity.api`` (the trained mapper
     is optional): amounts, swap, de-identify and undo all reach the code."""
     import sys
@@ -364,6 +365,19 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     assert s.doc.state.identity.deid_strength == 1.0
     wait_full_frame(qtbot, window)
     np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
+    # the second face can also be a code file (e.g. from `latentstudio invert`)
+    np.save(tmp_path / "other.npy", (base + 0.5).astype(np.float32))
+    with qtbot.waitSignal(s.otherChanged, timeout=WAIT, check_params_cb=lambda img: img is not None):
+        s.open_other(tmp_path / "other.npy")
+    assert s.doc.state.identity.other.label == "other.npy"
+    np.testing.assert_allclose(s.doc.state.identity.other.code, base + 0.5)
+    (tmp_path / "bad.npz").write_bytes(b"not a code")
+    state = s.doc.state
+    s.open_other(tmp_path / "bad.npz")
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT)
+    assert window.errors[-1][0] == "Cannot read the latent code" and "bad.npz" in window.errors[-1][1]
+    assert s.doc.state == state
+    window.errors.clear()
     steps = s.undo.count()
     for _ in range(steps):
         window.act_undo.trigger()

@@ -75,12 +75,15 @@ def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
     from latentstudio.face.detect import FaceError
     from latentstudio.face.image_io import ImageError
     from latentstudio.models.fetch import FetchError
+    from latentstudio.models.generator import LatentError
 
     text = str(exc) or type(exc).__name__
     if isinstance(exc, FaceError):
         return "No usable face", text, details
     if isinstance(exc, ImageError):
         return "Cannot read the image", text, details
+    if isinstance(exc, LatentError):
+        return "Cannot read the latent code", text, details
     if isinstance(exc, FetchError):
         return "Models are missing", text, details
     if isinstance(exc, ProjectError):

@@ -354,9 +354,11 @@ class MainWindow(QMainWindow):
         self.session.open_path(p)
 
     def _load_other_photo(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Second face", self._last_dir(), PHOTO_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Second face", self._last_dir(),
+            f"{PHOTO_FILTER};;Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})")
         if path:
-            self.session.open_photo(path, target="other")
+            self.session.open_other(path)
 
     def save(self) -> bool:
         if self.session.project_path is None:

@@ -614,6 +614,20 @@ class EditorSession(QObject):
             self.push(self.doc.state.with_identity(other=other, **amounts), f"Second face: {other.label}")
         self._thumbnail_other(other)
 
+    def open_other(self, path: str | Path) -> None:
+        """The identity panel's second face from a photo (aligned and inverted) or a code file."""
+        p = Path(path)
+        if p.suffix.lower() not in CODE_SUFFIXES:
+            self.open_photo(p, target="other")
+            return
+
+        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> OtherFace:
+            from latentstudio.codes import load_code
+
+            return OtherFace(load_code(p), p.name, {"kind": "code", "path": str(p.resolve())})
+
+        self._run_task(f"Opening {p.name}", work, self.set_other)
+
     def clear_other(self) -> None:
         self.set_other(None)
 

@@ -20,6 +20,7 @@ def load_code(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise LatentError(f"{p}: no such code file")
+    _check_format(p)
     try:
         if p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as data:
@@ -47,8 +48,26 @@ def load_code_extras(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     if p.suffix != ".npz":
         return {}
-    with np.load(p, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    _check_format(p)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise LatentError(f"{p}: not a readable code file ({exc})") from exc
+
+
+def _check_format(p: Path) -> None:
+    """LatentError unless ``p`` starts like its kind of file (numpy would call any other file a
+    pickle, which misleads)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise LatentError(f"{p}: cannot read the code file ({exc})") from exc
+    if p.suffix == ".npz" and not head.startswith(b"PK"):
+        raise LatentError(f"{p}: not an .npz archive (damaged, or another kind of file)")
+    if p.suffix == ".npy" and head != b"\x93NUMPY":
+        raise LatentError(f"{p}: not a .npy array file (damaged, or another kind of file)")
 
 
 def save_code(path: str | Path, w_plus: np.ndarray, **extras: Any) -> None:

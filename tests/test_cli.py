@@ -40,20 +40,24 @@ def test_render_code_npy_w_and_w_plus_agree(tmp_path: Path, generator) -> None: 
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("content", ["shape", "nan", "text", "npz_key"])
-def test_bad_code_file_exits_2(tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / ("bad.npz" if content == "npz_key" else "bad.npy")
+@pytest.mark.parametrize("command", ["render", "edit"])
+@pytest.mark.parametrize("content", ["shape", "nan", "text", "npz_text", "npz_key", "missing"])
+def test_bad_code_file_exits_2(tmp_path: Path, content: str, command: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / ("bad.npz" if content.startswith("npz") or content == "missing" else "bad.npy")
     if content == "shape":
         np.save(path, np.zeros((18, 512), np.float32))
     elif content == "nan":
         np.save(path, np.full(512, np.nan, np.float32))
-    elif content == "text":
+    elif content in ("text", "npz_text"):
         path.write_text("this is not a latent")
-    else:
+    elif content == "npz_key":
         np.savez(path, latent=np.zeros((23, 512), np.float32))
-    assert main(["render", "--code", str(path), "-o", str(tmp_path / "x.png")]) == 2
+    extra = ["--set", "smile=1"] if command == "edit" else []
+    assert main([command, "--code", str(path), *extra, "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "error" in err and str(path.name) in err and "Traceback" not in err
+    assert "pickle" not in err  # numpy's guess for a file that is no .npy/.npz at all
 
 
 @pytest.mark.parametrize("kind", ["missing", "corrupt", "noface"])

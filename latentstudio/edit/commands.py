@@ -249,9 +249,10 @@ def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.nda
     from latentstudio.codes import load_code, load_code_extras
 
     if args.code:
+        code = load_code(args.code)  # LatentError (exit 2) when missing or malformed
         extras = load_code_extras(args.code)
         photo = str(extras["photo"]) if "photo" in extras else None  # invert's codes name their photo
-        return load_code(args.code), extras, photo if photo and Path(photo).is_file() else None
+        return code, extras, photo if photo and Path(photo).is_file() else None
     from latentstudio.invert import invert_photo
 
     result = invert_photo(args.photo, preset=args.preset)

@@ -101,6 +101,12 @@ def test_require_names_the_fix(fake_home: Path) -> None:
         fetch.require("mobilestylegan")
 
 
+def test_unknown_model_key_is_an_error(fake_home: Path) -> None:
+    """`models fetch --only NAME` with a misspelt name must not say "nothing to do"."""
+    with pytest.raises(fetch.FetchError, match="unknown model.*dlib-landmarks.*known: .*dlib_landmarks"):
+        fetch.fetch(["dlib-landmarks"])
+
+
 def test_real_registry_pins_every_carrier() -> None:
     from latentstudio.models.registry import MODELS
 

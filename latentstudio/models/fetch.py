@@ -72,7 +72,12 @@ def status() -> list[ModelStatus]:
 
 
 def missing(keys: Iterable[str] | None = None) -> list[ModelSpec]:
+    """The models (all, or those named by ``keys``) not installed yet; FetchError for an unknown key."""
     wanted = set(keys) if keys is not None else None
+    unknown = sorted((wanted or set()) - {s.key for s in MODELS})
+    if unknown:
+        raise FetchError(f"unknown model(s): {', '.join(unknown)}; "
+                         f"known: {', '.join(s.key for s in MODELS)}")
     return [s for s in MODELS if (wanted is None or s.key in wanted) and not is_present(s)]
 
 

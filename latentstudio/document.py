@@ -419,13 +419,15 @@ class Document:
         photo = Path(str(extras["photo"])) if "photo" in extras else None
         quad, lms, size = extras.get("quad"), extras.get("landmarks"), extras.get("source_size")
         if photo is not None and quad is not None and lms is not None and size is not None:
-            if photo.is_file():
+            rgb, why = _read_photo(photo, (int(size[0]), int(size[1])))
+            if rgb is not None:
                 source = Source("photo", photo.resolve(), sha256_of(photo), int(extras.get("face_index", 0)),
                                 np.asarray(quad, np.float64).reshape(4, 2),
                                 np.asarray(lms, np.float32).reshape(68, 2),
                                 (int(size[0]), int(size[1])))
+                source.remember(photo=rgb)
             else:
-                warnings.append(f"source photo not found ({photo}); paste-back is unavailable")
+                warnings.append(f"{why}; paste-back is unavailable")
         try:
             doc = cls(w_plus, source, directions, tuning=tuning)
         except DocumentError as exc:
@@ -642,6 +644,22 @@ def identity_stage(base: np.ndarray, ident: IdentityState) -> np.ndarray:
     except ValueError as exc:  # the mapper's own errors (missing weights, bad input)
         raise DocumentError(f"identity mapper: {exc}") from exc
     return w
+
+
+def _read_photo(path: Path, size: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """The photo a code was inverted from, if it is still there and the same size, else the reason."""
+    from latentstudio.face.image_io import ImageError, load_image
+
+    if not path.is_file():
+        return None, f"source photo not found ({path})"
+    try:
+        rgb = load_image(path)
+    except ImageError as exc:
+        return None, f"cannot read the source photo ({exc})"
+    if (rgb.shape[1], rgb.shape[0]) != size:
+        return None, (f"{path} changed size since it was inverted ({rgb.shape[1]}x{rgb.shape[0]}, "
+                      f"was {size[0]}x{size[1]})")
+    return rgb, ""
 
 
 def _check_tuning(tuning: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

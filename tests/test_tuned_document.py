@@ -137,6 +137,9 @@ def test_code_file_opens_as_a_document(generator, deltas, tmp_path: Path) -> Non
     np.testing.assert_array_equal(doc.source.quad, quad)
     assert sorted(doc.tuning) == sorted(deltas) and doc.warnings == []
     np.testing.assert_array_equal(doc.base, code)
+    Image.fromarray(np.full((100, 200, 3), 128, np.uint8)).save(photo)  # cropped since
+    cropped = Document.from_code_file(path)
+    assert cropped.source.kind == "code" and any("changed size" in w for w in cropped.warnings)
     photo.unlink()  # the photo moved: the code still opens, without paste-back
     gone = Document.from_code_file(path)
     assert gone.source.kind == "code" and not gone.source.can_paste_back

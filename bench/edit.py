@@ -135,6 +135,23 @@ def effect(hi: dict[str, np.ndarray], lo: dict[str, np.ndarray], std: dict[str, 
     return {k: float(np.mean(hi[k] - lo[k]) / std[k]) for k in SCORE_NAMES}
 
 
+def keep_uncertainty(kept: list[str], with_keep: tuple[dict, dict], without: tuple[dict, dict],
+                     std: dict[str, float], draws: int = 2000) -> tuple[float, float, float]:
+    """How well the faces resolve a --keep ratio: its 90 % bootstrap interval over faces, and its
+    noise floor, the ratio expected from sampling alone if the kept attributes did not move at all
+    (E|mean| of a zero-mean effect = SE·√(2/π), summed over the kept attributes)."""
+    def per_face(pair: tuple[dict, dict]) -> np.ndarray:  # (faces, kept) effects in population stds
+        hi, lo = pair
+        return np.stack([(hi[k] - lo[k]) / std[k] for k in kept], axis=1)
+
+    a, b = per_face(with_keep), per_face(without)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(a), (draws, len(a)))
+    ratios = np.abs(a[idx].mean(1)).sum(1) / np.abs(b[idx].mean(1)).sum(1)
+    floor = float((a.std(0, ddof=1) / np.sqrt(len(a))).sum() * np.sqrt(2 / np.pi) / np.abs(b.mean(0)).sum())
+    return float(np.percentile(ratios, 5)), float(np.percentile(ratios, 95)), floor
+
+
 def id_dist(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> np.ndarray:
     return np.linalg.norm(a["id"] - b["id"], axis=1)
 
@@ -145,6 +162,7 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
     base = render("base", codes)
     std = population_std(base)
     rows, matrix, ident = [], {}, {}
+    res_by_name: dict[str, dict[float, dict[str, np.ndarray]]] = {}
     for name in bs:
         by_alpha = {0.0: base[name]}
         res = {0.0: base}
@@ -156,6 +174,7 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
         rho, rho_face, rho_mean = spearman(list(ALPHAS), by_alpha, base[name])
         viol = violations(list(ALPHAS), by_alpha, 0.05 * std[name])
         matrix[name] = effect(res[3.0], res[-3.0], std)
+        res_by_name[name] = res
         if "id" in base:
             ident[name] = (float(np.mean([id_dist(res[a], base).mean() for a in (-1.5, 1.5)])),
                            float(np.mean([id_dist(res[a], base).mean() for a in (-3.0, 3.0)])),
@@ -176,9 +195,9 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
         moved = sum(abs(without[k]) for k in kept)
         ratio = sum(abs(with_keep[k]) for k in kept) / moved if moved >= KEEP_MIN else float("nan")
         per = {k: (without[k], with_keep[k]) for k in kept}
-        keep_rows.append((name, kept, ratio, with_keep[name] / without[name], per))
+        spread = keep_uncertainty(kept, (hi, lo), (res_by_name[name][3.0], res_by_name[name][-3.0]), std)
+        keep_rows.append((name, kept, ratio, with_keep[name] / without[name], per, moved, spread))
         print(f"keep {name}: ratio {ratio:.3f}", file=sys.stderr, flush=True)
-        keep_rows[-1] = (*keep_rows[-1], moved)
 
     return report(args, g, bs, rows, matrix, keep_rows, ident, len(codes))
 
@@ -243,14 +262,18 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
         out.append(f"| {name} | " + " | ".join(
             (f"**{matrix[name][c]:+.2f}**" if c == name else f"{matrix[name][c]:+.2f}") for c in cols) + " |")
     out += ["", "### Conditional editing (--keep the other main attributes, k = 4, least squares)", "",
-            "kept/without = Σ|effect on kept attributes| with keep ÷ without (target ≤ 0.20); own kept = "
-            "share of the own effect that remains.", "",
-            "| edit | kept | kept moved (no keep) | kept/without | own kept | per kept attribute: without → with |",
-            "|---|---|---|---|---|---|"]
-    for name, kept, ratio, own_kept, per, moved in keep_rows:
+            "kept/without = Σ|effect on kept attributes| with keep ÷ without (target ≤ 0.20); 90 % = "
+            "bootstrap interval over the faces; floor = the ratio sampling alone gives when the kept "
+            "attributes do not move at all (what these faces can resolve); own kept = share of the own "
+            "effect that remains.", "",
+            "| edit | kept | kept moved (no keep) | kept/without | 90 % | floor | own kept | per kept attribute: without → with |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, kept, ratio, own_kept, per, moved, (lo, hi, floor) in keep_rows:
         detail = ", ".join(f"{k} {a:+.2f}→{b:+.2f}" for k, (a, b) in per.items())
-        r = f"{ratio:.2f}" if np.isfinite(ratio) else f"— (< {KEEP_MIN}: nothing to remove)"
-        out.append(f"| {name} | {','.join(kept)} | {moved:.2f} | {r} | {own_kept:.2f} | {detail} |")
+        ok = np.isfinite(ratio)
+        r = f"{ratio:.2f}" if ok else f"— (< {KEEP_MIN}: nothing to remove)"
+        out.append(f"| {name} | {','.join(kept)} | {moved:.2f} | {r} | {f'{lo:.2f}–{hi:.2f}' if ok else '—'} | "
+                   f"{f'{floor:.2f}' if ok else '—'} | {own_kept:.2f} | {detail} |")
     n_main = sorted({bs[m].n for m in MAIN if m in bs})
     out += ["", f"Kept attributes still move partly because (a) the N = {', '.join(map(str, n_main))} normals are "
             "only approximations of the true directions (cosines to the published ones below), so projecting "

@@ -97,9 +97,9 @@ class Losses:
         key = ("lpips-" + preset.lpips_net, str(device))
         if key not in self._cache:
             self._cache[key] = load_lpips(preset.lpips_net, device)
-        self.lpips = self._cache[key]
         self.preset = preset
         self.target = resize(target, preset.loss_size)
+        self.lpips = self._cache[key].to_target(self.target)  # the target's features computed once
         self.identity = self._identity_net(device) if preset.id_weight > 0 else None
         self.target_id = self.identity.embed_aligned(self.target) if self.identity else None
 
@@ -118,7 +118,7 @@ class Losses:
 
     def __call__(self, img: Tensor) -> dict[str, Tensor]:
         x = resize(img, self.preset.loss_size)
-        terms = {"lpips": self.lpips(x, self.target).mean(),
+        terms = {"lpips": self.lpips(x).mean(),
                  "mse": F.mse_loss(x, self.target)}
         if self.identity is not None and self.target_id is not None:
             terms["id"] = (self.identity.embed_aligned(x) - self.target_id).norm(dim=-1).mean()

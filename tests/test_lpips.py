@@ -95,6 +95,25 @@ def test_differentiable_and_frozen(model: LPIPS) -> None:
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
 
 
+def test_fixed_target_matches_the_pair_form(model: LPIPS, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``to_target(b)(a)`` (the target's features cached, as the inversion uses it) equals
+    ``model(a, b)``, for a batch against one target too, and keeps the gradient."""
+    for name, (a, b) in pairs.items():
+        with torch.no_grad():
+            torch.testing.assert_close(model.to_target(b)(a), model(a, b), atol=1e-6, rtol=0,
+                                       msg=lambda m: f"{model.net}/{name}: {m}")
+    a, b = pairs["pattern64"]
+    one = b[:1]
+    d = model.to_target(one)
+    with torch.no_grad():
+        torch.testing.assert_close(d(a), model(a, one.expand_as(a)), atol=1e-6, rtol=0)
+    x = a.clone().requires_grad_(True)
+    d(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="expected"):
+        d(a[:, :, :32])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(weights_dir: Path, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
     a, b = pairs["pattern64"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -277,10 +278,28 @@ class LPIPS(nn.Module):
             raise ValueError(f"expected two [N, 3, H, W] batches, got {tuple(a.shape)} and {tuple(b.shape)}")
         n = a.shape[0]
         taps = self.features(torch.cat([a, b]))
-        total = a.new_zeros(n)
-        for feat, head in zip(taps, self.heads):
-            diff = (feat[:n] - feat[n:]) ** 2  # [N, C, H, W]
-            total = total + F.conv2d(diff, head).mean(dim=(1, 2, 3))
+        return self._distance([t[:n] for t in taps], [t[n:] for t in taps])
+
+    def to_target(self, b: Tensor) -> Callable[[Tensor], Tensor]:
+        """``d(a) == self(a, b)`` for a fixed ``b`` [1 or N, 3, H, W], whose features are computed
+        once: an optimisation against one target saves a network pass per step."""
+        if b.dim() != 4 or b.shape[1] != 3:
+            raise ValueError(f"expected a [N, 3, H, W] batch, got {tuple(b.shape)}")
+        with torch.no_grad():
+            fixed = self.features(b)
+
+        def distance(a: Tensor) -> Tensor:
+            if a.shape[1:] != b.shape[1:]:
+                raise ValueError(f"expected [N, {', '.join(map(str, b.shape[1:]))}], got {tuple(a.shape)}")
+            return self._distance(self.features(a), fixed)
+
+        return distance
+
+    def _distance(self, fa: list[Tensor], fb: list[Tensor]) -> Tensor:
+        """Per-image distance [N] between two lists of taps (``fb`` may have batch 1)."""
+        total = fa[0].new_zeros(fa[0].shape[0])
+        for a, b, head in zip(fa, fb, self.heads):
+            total = total + F.conv2d((a - b) ** 2, head).mean(dim=(1, 2, 3))
         return total
 
 

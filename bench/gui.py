@@ -49,7 +49,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     app = QApplication(sys.argv[:1])
-    from latentstudio.document import Autosave
+    from latentstudio.project import Autosave
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
 

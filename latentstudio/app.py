@@ -17,7 +17,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from latentstudio.document import recoverable
+    from latentstudio.project import recoverable
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
 

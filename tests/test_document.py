@@ -13,21 +13,18 @@ import pytest
 
 from latentstudio.document import (
     NUM_SLOTS,
-    Autosave,
     Document,
     DocumentError,
     EditState,
     OtherFace,
-    ProjectError,
     RepairOffset,
     Source,
     identity_available,
     import_directions,
     load_default_directions,
-    load_project,
     make_direction,
-    recoverable,
 )
+from latentstudio.project import Autosave, ProjectError, load_project, recoverable
 from latentstudio.edit.boundaries import Boundary, save_index
 
 

@@ -19,7 +19,8 @@ skimage_data = pytest.importorskip("skimage.data")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from latentstudio.document import Autosave, EditState, identity_available, load_default_directions  # noqa: E402
+from latentstudio.document import EditState, identity_available, load_default_directions  # noqa: E402
+from latentstudio.project import Autosave  # noqa: E402
 from latentstudio.edit.boundaries import Boundary, save_index  # noqa: E402
 
 WAIT = 180_000  # ms; the machine may be busy
@@ -386,7 +387,7 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
 
 
 def test_recover_autosave(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
-    from latentstudio.document import recoverable
+    from latentstudio.project import recoverable
 
     s = window.session
     drag(window.attributes.rows["age"], [0.7])

@@ -11,15 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentstudio.document import (
-    NUM_SLOTS,
-    Document,
-    DocumentError,
-    OtherFace,
-    ProjectError,
-    Source,
-    load_project,
-)
+from latentstudio.document import NUM_SLOTS, Document, DocumentError, OtherFace, Source
+from latentstudio.project import ProjectError, load_project
 from latentstudio.models.generator import to_uint8
 
 

@@ -39,7 +39,7 @@ def main() -> int:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     app = QApplication(sys.argv[:1])
-    from latentstudio.document import Autosave
+    from latentstudio.project import Autosave
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
 

@@ -71,7 +71,8 @@ class FacePicker(QDialog):
 
 def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
     """(title, cause, details) for an error dialog."""
-    from latentstudio.document import DocumentError, ProjectError
+    from latentstudio.document import DocumentError
+    from latentstudio.project import ProjectError
     from latentstudio.face.detect import FaceError
     from latentstudio.face.image_io import ImageError
     from latentstudio.models.fetch import FetchError

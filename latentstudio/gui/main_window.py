@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from latentstudio.document import PROJECT_SUFFIX
+from latentstudio.project import PROJECT_SUFFIX
 from latentstudio.gui.canvas import BEFORE_KEY, Canvas
 from latentstudio.gui.dialogs import FacePicker, show_error
 from latentstudio.gui.identity import IdentityPanel

@@ -21,8 +21,6 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from latentstudio.document import (
-    PROJECT_SUFFIX,
-    Autosave,
     Document,
     DocumentError,
     EditState,
@@ -31,9 +29,8 @@ from latentstudio.document import (
     identity_available,
     import_directions,
     load_default_directions,
-    load_project,
-    save_project,
 )
+from latentstudio.project import PROJECT_SUFFIX, Autosave, load_project, save_project
 from latentstudio.gui.commands import StateCommand
 from latentstudio.gui.dialogs import describe_error
 from latentstudio.gui.workers import RenderBridge, Task

@@ -363,28 +363,23 @@ class Document:
                    directions: Iterable[Direction] = ()) -> Document:
         """Photo file → detected face (default: the largest confident one) → FFHQ alignment →
         W+ inversion (→ pivotal tuning when ``tune`` is a ``tune.TuneSettings``) → Document.
-        ``progress`` gets the inversion's reports, then the tuning's (their own step counts).
+        ``progress`` counts the inversion's and the tuning's steps on one scale.
         Raises ImageError / FaceError / invert.Cancelled."""
         from latentstudio.face.align import align_face
         from latentstudio.face.detect import detect_faces, pick_face
         from latentstudio.face.image_io import load_image
-        from latentstudio.invert import invert
+        from latentstudio.tune import invert_and_tune
 
         rgb = load_image(path)
         faces = detect_faces(rgb)
         chosen = pick_face(faces, face)
         index = faces.index(chosen)
         alignment = align_face(rgb, chosen)
-        inv = invert(alignment.image, preset=preset, steps=steps, generator=generator, device=device,
-                     progress=progress, cancelled=cancelled)
-        tuning = None
-        if tune is not None:
-            from latentstudio.tune import pivotal_tune
-
-            tuning = pivotal_tune(alignment.image, inv.w_plus, settings=tune, generator=generator,
-                                  device=device, progress=progress, cancelled=cancelled).deltas
-        return cls.from_photo(path, alignment, chosen.landmarks, inv.w_plus, face_index=index,
-                              photo=rgb, directions=directions, tuning=tuning)
+        inv, tuning = invert_and_tune(alignment.image, preset=preset, steps=steps, tune=tune,
+                                      generator=generator, device=device, progress=progress,
+                                      cancelled=cancelled)
+        return cls.from_photo(path, alignment, chosen.landmarks, inv.w_plus, face_index=index, photo=rgb,
+                              directions=directions, tuning=tuning.deltas if tuning else None)
 
     @classmethod
     def from_code_file(cls, path: str | Path, directions: Iterable[Direction] = ()) -> Document:

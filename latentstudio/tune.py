@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from latentstudio.invert import Cancelled, InvertProgress, Losses, Preset, check_aligned, report_progress
+from latentstudio.invert import (
+    Cancelled,
+    Inversion,
+    InvertProgress,
+    Losses,
+    Preset,
+    check_aligned,
+    invert,
+    report_progress,
+)
 from latentstudio.models.generator import Generator, LatentError, as_w_plus, from_uint8
 
 PREFIX = "tuned/"
@@ -93,6 +102,24 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
     deltas = {name: (p.detach() - original[name]).cpu().numpy().astype(np.float16)
               for name, p in params.items() if p.grad is not None}
     return Tuning(deltas, {k: float(v.detach()) for k, v in terms.items()}, settings.steps)
+
+
+def invert_and_tune(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | None = None,
+                    tune: TuneSettings | None = None, generator: Generator | None = None,
+                    device: str | None = None, progress: Callable[[InvertProgress], None] | None = None,
+                    cancelled: Callable[[], bool] | None = None) -> tuple[Inversion, Tuning | None]:
+    """:func:`latentstudio.invert.invert`, then (when ``tune`` is given) :func:`pivotal_tune`
+    around the code, as one job: ``progress`` counts the steps of both on one scale."""
+    g = generator or Generator.load(device)
+    extra = tune.steps if tune is not None else 0
+    report = None if progress is None else (lambda pr: progress(replace(pr, total=pr.total + extra)))
+    inv = invert(aligned, preset=preset, steps=steps, generator=g, progress=report, cancelled=cancelled)
+    if tune is None:
+        return inv, None
+    report = None if progress is None else (
+        lambda pr: progress(replace(pr, step=inv.steps + pr.step, total=inv.steps + pr.total)))
+    return inv, pivotal_tune(aligned, inv.w_plus, settings=tune, generator=g, progress=report,
+                             cancelled=cancelled)
 
 
 def tuned_generator(g: Generator, deltas: dict[str, np.ndarray]) -> Generator:

@@ -155,7 +155,7 @@ def test_open_photo_with_tuning_headless(generator, tmp_path: Path) -> None:  # 
     seen = []
     doc = Document.open_photo(photo, steps=2, tune=TuneSettings(steps=3, size=256), generator=generator,
                               progress=seen.append)
-    assert [(p.step, p.total) for p in seen] == [(1, 2), (2, 2), (1, 3), (2, 3), (3, 3)]
+    assert [(p.step, p.total) for p in seen] == [(i, 5) for i in range(1, 6)]  # one scale for both phases
     assert doc.tuning and doc.source.can_paste_back
     assert all(name in dict(generator.synthesis.named_parameters()) for name in doc.tuning)
     assert any(np.abs(d.astype(np.float32)).max() > 0 for d in doc.tuning.values())

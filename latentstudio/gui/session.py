@@ -330,26 +330,20 @@ class EditorSession(QObject):
 
         def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
             from latentstudio.face.align import align_face
-            from latentstudio.invert import invert
+            from latentstudio.tune import TuneSettings, invert_and_tune
 
             alignment = align_face(pending.rgb, face)
             report((0, 1, alignment.image))
-            g = self._inversion_generator(device)
-            inv = invert(alignment.image, preset=preset, steps=steps, generator=g, cancelled=cancelled,
-                         progress=lambda pr: report((pr.step, pr.total + tune, pr.preview)))
+            inv, tuning = invert_and_tune(alignment.image, preset=preset, steps=steps,
+                                          tune=TuneSettings(steps=tune) if tune else None,
+                                          generator=self._inversion_generator(device), cancelled=cancelled,
+                                          progress=lambda pr: report((pr.step, pr.total, pr.preview)))
             if pending.target == "other":
                 return OtherFace(inv.w_plus, pending.path.name, {"kind": "photo", "path": str(pending.path),
                                                                  "face_index": index})
-            tuning = None
-            if tune:
-                from latentstudio.tune import TuneSettings, pivotal_tune
-
-                tuning = pivotal_tune(alignment.image, inv.w_plus, settings=TuneSettings(steps=tune),
-                                      generator=g, cancelled=cancelled,
-                                      progress=lambda pr: report((inv.steps + pr.step, inv.steps + tune,
-                                                                  pr.preview))).deltas
-            return Document.from_photo(pending.path, alignment, face.landmarks, inv.w_plus,
-                                       face_index=index, photo=pending.rgb, directions=dirs, tuning=tuning)
+            return Document.from_photo(pending.path, alignment, face.landmarks, inv.w_plus, face_index=index,
+                                       photo=pending.rgb, directions=dirs,
+                                       tuning=tuning.deltas if tuning else None)
 
         def done(result: Any) -> None:
             if isinstance(result, OtherFace):

@@ -511,3 +511,26 @@ def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # no
     with qtbot.waitSignal(s.status, timeout=WAIT, check_params_cb=lambda t: t.startswith("Nothing to repair")):
         window.act_repair.trigger()
     assert s.doc.state.repair is None and s.undo.count() == 0
+
+
+def test_inversion_choices_are_remembered(qtbot, generator, tmp_path: Path) -> None:  # noqa: ANN001
+    """View ▸ Inversion quality (preset, high fidelity) persists like the render device."""
+    from latentstudio.gui.main_window import MainWindow
+    from latentstudio.gui.session import EditorSession
+
+    def window() -> MainWindow:
+        session = EditorSession(device="cpu", generator_factory=lambda: generator,
+                                autosave=Autosave(tmp_path / "autosave"))
+        win = MainWindow(session, QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+        win.confirm_close = False
+        qtbot.addWidget(win)
+        return win
+
+    first = window()
+    assert first.session.invert_preset == "fast" and first.session.tune_steps == 0
+    first._set_preset("quality")
+    first.findChild(type(first.act_undo), "highFidelity").trigger()
+    first.settings.sync()
+    second = window()
+    assert second.session.invert_preset == "quality" and second.session.tune_steps > 0
+    assert second.act_high_fidelity.isChecked()

@@ -176,18 +176,23 @@ class MainWindow(QMainWindow):
             dev.addAction(a)
         q = v.addMenu("Inversion &quality")
         group = QActionGroup(self)
+        preset = str(self.settings.value("invert_preset", self.session.invert_preset))
+        self.session.invert_preset = preset if preset in ("fast", "quality") else "fast"
         for key, text in (("fast", "Fast (CPU friendly)"), ("quality", "Quality (slow on CPU)")):
             a = QAction(text, self, checkable=True, checked=key == self.session.invert_preset)
-            a.triggered.connect(lambda _=False, k=key: setattr(self.session, "invert_preset", k))
+            a.triggered.connect(lambda _=False, k=key: self._set_preset(k))
             group.addAction(a)
             q.addAction(a)
         q.addSeparator()
         self.act_high_fidelity = self._action(
             "&High fidelity: also tune the generator (about a minute more on the CPU)",
-            self.session.set_high_fidelity, checkable=True,
+            self._set_high_fidelity, checkable=True,
             tip="Pivotal tuning: photos are reproduced more faithfully; slider edits keep about "
                 "80 % of their strength")
         self.act_high_fidelity.setObjectName("highFidelity")
+        if str(self.settings.value("high_fidelity", "false")).lower() == "true":  # remembered
+            self.act_high_fidelity.setChecked(True)
+            self.session.set_high_fidelity(True)
         q.addAction(self.act_high_fidelity)
         h = mb.addMenu("&Help")
         h.addAction(self._action("&About LatentStudio", self._about))
@@ -441,6 +446,14 @@ class MainWindow(QMainWindow):
     def _set_device(self, device: str) -> None:
         self.settings.setValue("device", device)
         self.session.set_device(device)
+
+    def _set_preset(self, preset: str) -> None:
+        self.settings.setValue("invert_preset", preset)
+        self.session.invert_preset = preset
+
+    def _set_high_fidelity(self, on: bool) -> None:
+        self.settings.setValue("high_fidelity", bool(on))
+        self.session.set_high_fidelity(on)
 
     def _about(self) -> None:
         from latentstudio import __version__

@@ -15,6 +15,19 @@ from latentstudio.atomic import save_npz
 from latentstudio.models.generator import LatentError, as_w_plus
 
 
+TUNED_PREFIX = "tuned/"  # code-file (and project) arrays holding pivotal-tuning weight deltas
+
+
+def tuned_arrays(deltas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Weight deltas (synthesis parameter name → array) as ``tuned/<name>`` arrays."""
+    return {TUNED_PREFIX + k: v for k, v in deltas.items()}
+
+
+def tuned_deltas(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``tuned/<name>`` arrays of a code file or project as name → delta ({} when untuned)."""
+    return {k[len(TUNED_PREFIX):]: v for k, v in arrays.items() if k.startswith(TUNED_PREFIX)}
+
+
 def load_code(path: str | Path) -> np.ndarray:
     """Read a latent code file and return W+ (23,512) float32; LatentError on anything else."""
     p = Path(path)

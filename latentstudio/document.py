@@ -34,7 +34,6 @@ from latentstudio import __version__
 from latentstudio.models.fetch import sha256_of
 
 NUM_SLOTS, W_DIM = 23, 512
-TUNED_PREFIX = "tuned/"  # keys of the tuned weight arrays, in code files and projects
 ROLES = ("identity", "attributes")  # what the second face contributes
 Direction = Any  # latentstudio.edit.boundaries.Boundary (imported lazily)
 
@@ -389,7 +388,7 @@ class Document:
         paste back; otherwise it opens as a bare code, with a warning. Tuned weights come along.
         Raises DocumentError when the file is not a readable code.
         """
-        from latentstudio.codes import load_code, load_code_extras
+        from latentstudio.codes import load_code, load_code_extras, tuned_deltas
         from latentstudio.models.generator import LatentError
 
         p = Path(path)
@@ -398,7 +397,7 @@ class Document:
             extras = load_code_extras(p)
         except LatentError as exc:
             raise DocumentError(str(exc)) from exc
-        tuning = {k[len(TUNED_PREFIX):]: v for k, v in extras.items() if k.startswith(TUNED_PREFIX)}
+        tuning = tuned_deltas(extras)
         warnings: list[str] = []
         source = Source("code", p.resolve())
         photo = Path(str(extras["photo"])) if "photo" in extras else None
@@ -561,7 +560,7 @@ class Document:
         """Write the edited code as a code file (``.npz``, the format of ``latentstudio invert``):
         ``w_plus`` plus the photo's alignment and the tuned weights the render uses, so that
         ``latentstudio render --code FILE [--paste-back PHOTO]`` reproduces the app's face."""
-        from latentstudio.codes import save_code
+        from latentstudio.codes import save_code, tuned_arrays
         from latentstudio.models.generator import LatentError
 
         p = Path(path)
@@ -571,8 +570,7 @@ class Document:
         code = self.code(s)
         src = self.source
         photo = src.kind == "photo" and src.quad is not None and src.landmarks is not None
-        extras: dict[str, Any] = {TUNED_PREFIX + k: v for k, v in self.tuning.items()} \
-            if not s.identity.active else {}
+        extras: dict[str, Any] = tuned_arrays(self.tuning) if not s.identity.active else {}
         if photo:
             extras.update(quad=src.quad, landmarks=src.landmarks, face_index=np.array(src.face_index),
                           source_size=np.array(src.photo_size), photo=np.array(str(src.path)))

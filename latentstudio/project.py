@@ -23,7 +23,6 @@ from latentstudio.atomic import atomic_write
 from latentstudio.document import (
     NUM_SLOTS,
     ROLES,
-    TUNED_PREFIX,
     W_DIM,
     Direction,
     Document,
@@ -45,7 +44,6 @@ PROJECT_SUFFIX = ".lsproj"
 
 class ProjectError(ValueError):
     """A project file that cannot be read (damaged, foreign, newer schema)."""
-
 
 # ----------------------------------------------------------------------------- saving
 def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None) -> None:
@@ -70,7 +68,9 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
         arrays["other"] = np.asarray(ident.other.code, np.float32)
     if st.repair is not None:
         arrays["repair_direction"] = st.repair.direction
-    arrays.update({TUNED_PREFIX + k: v for k, v in doc.tuning.items()})
+    from latentstudio.codes import tuned_arrays  # here, not at the top: codes imports torch
+
+    arrays.update(tuned_arrays(doc.tuning))
     meta = {
         # version 1 readers would drop tuned weights without a word: such projects are version 2
         "schema": SCHEMA, "version": 2 if doc.tuning else 1, "app": f"LatentStudio {__version__}",
@@ -220,7 +220,9 @@ def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
         vec = _array(arrays, d["array"], (W_DIM,), p)
         dirs.append(make_direction(d["name"], vec, label=d["label"], kind=d["kind"],
                                    value_range=tuple(d["range"]), layers=tuple(d["layers"])))
-    tuning = {k[len(TUNED_PREFIX):]: v for k, v in arrays.items() if k.startswith(TUNED_PREFIX)}
+    from latentstudio.codes import tuned_deltas
+
+    tuning = tuned_deltas(arrays)
     try:
         doc = Document(base, source, dirs, tuning=tuning)
     except DocumentError as exc:

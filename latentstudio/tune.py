@@ -36,9 +36,8 @@ from latentstudio.invert import (
     invert,
     report_progress,
 )
+from latentstudio.codes import tuned_arrays, tuned_deltas
 from latentstudio.models.generator import Generator, LatentError, as_w_plus, from_uint8
-
-PREFIX = "tuned/"
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class Tuning:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The deltas as code-file arrays (``tuned/<name>``), for :func:`latentstudio.codes.save_code`."""
-        return {PREFIX + k: v for k, v in self.deltas.items()}
+        return tuned_arrays(self.deltas)
 
 
 def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSettings = TuneSettings(),
@@ -144,11 +143,6 @@ def tuned_generator(g: Generator, deltas: dict[str, np.ndarray]) -> Generator:
     return tuned
 
 
-def deltas_from_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The ``tuned/<name>`` arrays of a code file as name → delta ({} when the code is not tuned)."""
-    return {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
-
-
 def _copy(g: Generator) -> Generator:
     """A generator with its own copy of the synthesis weights, sharing everything else."""
     return Generator(g.mapping, copy.deepcopy(g.synthesis), g.w_avg, g.heads, g.device)
@@ -156,5 +150,5 @@ def _copy(g: Generator) -> Generator:
 
 def generator_for_code(g: Generator, extras: dict[str, np.ndarray]) -> Generator:
     """``g`` tuned by the code file's ``tuned/…`` arrays, or ``g`` itself when it has none."""
-    deltas = deltas_from_arrays(extras)
+    deltas = tuned_deltas(extras)
     return tuned_generator(g, deltas) if deltas else g

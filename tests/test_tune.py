@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from latentstudio.codes import load_code_extras, save_code
+from latentstudio.codes import load_code_extras, save_code, tuned_deltas
 from latentstudio.invert import Cancelled
 from latentstudio.models.generator import LatentError, from_uint8, to_uint8
-from latentstudio.tune import TuneSettings, deltas_from_arrays, generator_for_code, pivotal_tune, tuned_generator
+from latentstudio.tune import TuneSettings, generator_for_code, pivotal_tune, tuned_generator
 
 SETTINGS = TuneSettings(steps=15, size=256)  # the cheap route: ~5 s on 2 CPU cores
 
@@ -73,7 +73,7 @@ def test_tuned_code_file_round_trip_and_cli_render(tmp_path: Path, generator, ca
     save_code(tmp_path / "tuned.npz", pivot, **tuning.arrays())
     save_code(tmp_path / "plain.npz", pivot)
     extras = load_code_extras(tmp_path / "tuned.npz")
-    assert deltas_from_arrays(extras).keys() == tuning.deltas.keys()
+    assert tuned_deltas(extras).keys() == tuning.deltas.keys()
     assert generator_for_code(generator, load_code_extras(tmp_path / "plain.npz")) is generator
     want = to_uint8(tuned_generator(generator, tuning.deltas).synthesize(pivot, size=256))[0]
     for name in ("tuned", "plain"):

@@ -49,9 +49,9 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     app = QApplication(sys.argv[:1])
-    from latentstudio.project import Autosave
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
+    from latentstudio.project import Autosave
 
     tmp = Path(tempfile.mkdtemp(prefix="ls-bench-"))
     session = EditorSession(device=args.device, autosave=Autosave(tmp / "autosave"))

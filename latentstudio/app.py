@@ -17,9 +17,9 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from latentstudio.project import recoverable
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
+    from latentstudio.project import recoverable
 
     args = list(argv or [])
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "latentstudio"])

@@ -12,10 +12,13 @@ from typing import Any
 import numpy as np
 
 from latentstudio.atomic import save_npz
-from latentstudio.models.generator import LatentError, as_w_plus
 
-
+CODE_SUFFIXES = (".npy", ".npz")
 TUNED_PREFIX = "tuned/"  # code-file (and project) arrays holding pivotal-tuning weight deltas
+
+
+class LatentError(ValueError):
+    """A latent code has the wrong shape or non-finite values (or its file cannot be read)."""
 
 
 def tuned_arrays(deltas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -30,6 +33,8 @@ def tuned_deltas(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def load_code(path: str | Path) -> np.ndarray:
     """Read a latent code file and return W+ (23,512) float32; LatentError on anything else."""
+    from latentstudio.models.generator import as_w_plus  # here: this module stays torch-free
+
     p = Path(path)
     if not p.is_file():
         raise LatentError(f"{p}: no such code file")

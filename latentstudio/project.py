@@ -20,6 +20,7 @@ import numpy as np
 
 from latentstudio import __version__
 from latentstudio.atomic import atomic_write
+from latentstudio.codes import tuned_arrays, tuned_deltas
 from latentstudio.document import (
     NUM_SLOTS,
     ROLES,
@@ -68,8 +69,6 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
         arrays["other"] = np.asarray(ident.other.code, np.float32)
     if st.repair is not None:
         arrays["repair_direction"] = st.repair.direction
-    from latentstudio.codes import tuned_arrays  # here, not at the top: codes imports torch
-
     arrays.update(tuned_arrays(doc.tuning))
     meta = {
         # version 1 readers would drop tuned weights without a word: such projects are version 2
@@ -220,8 +219,6 @@ def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
         vec = _array(arrays, d["array"], (W_DIM,), p)
         dirs.append(make_direction(d["name"], vec, label=d["label"], kind=d["kind"],
                                    value_range=tuple(d["range"]), layers=tuple(d["layers"])))
-    from latentstudio.codes import tuned_deltas
-
     tuning = tuned_deltas(arrays)
     try:
         doc = Document(base, source, dirs, tuning=tuning)

@@ -24,8 +24,8 @@ from latentstudio.document import (
     load_default_directions,
     make_direction,
 )
-from latentstudio.project import Autosave, ProjectError, load_project, recoverable
 from latentstudio.edit.boundaries import Boundary, save_index
+from latentstudio.project import Autosave, ProjectError, load_project, recoverable
 
 
 def random_unit(rng: np.random.Generator) -> np.ndarray:

@@ -20,8 +20,8 @@ from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from latentstudio.document import EditState, identity_available, load_default_directions  # noqa: E402
-from latentstudio.project import Autosave  # noqa: E402
 from latentstudio.edit.boundaries import Boundary, save_index  # noqa: E402
+from latentstudio.project import Autosave  # noqa: E402
 
 WAIT = 180_000  # ms; the machine may be busy
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from latentstudio.document import NUM_SLOTS, Document, DocumentError, OtherFace, Source
-from latentstudio.project import ProjectError, load_project
 from latentstudio.models.generator import to_uint8
+from latentstudio.project import ProjectError, load_project
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,9 @@ def main() -> int:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     app = QApplication(sys.argv[:1])
-    from latentstudio.project import Autosave
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
+    from latentstudio.project import Autosave
 
     session = EditorSession(device="cpu", autosave=Autosave(tmp / "autosave"))
     session.invert_steps = args.steps

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from latentstudio.atomic import save_npy, save_npz
-
+from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.edit.boundaries import BoundaryError
 
 CHUNK = 100  # seeds per cache file
@@ -424,7 +424,6 @@ def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0
 
 
 # ------------------------------------------------------------------------------ user labels
-CODE_SUFFIXES = (".npy", ".npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 

@@ -25,11 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from latentstudio.project import PROJECT_SUFFIX
+from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.gui.canvas import BEFORE_KEY, Canvas
 from latentstudio.gui.dialogs import FacePicker, show_error
 from latentstudio.gui.identity import IdentityPanel
-from latentstudio.gui.session import CODE_SUFFIXES, IMAGE_SUFFIXES, EditorSession, PendingPhoto
+from latentstudio.gui.session import IMAGE_SUFFIXES, EditorSession, PendingPhoto
+from latentstudio.project import PROJECT_SUFFIX
 from latentstudio.render import Frame
 
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff)"
@@ -507,7 +508,7 @@ def _dropped_path(event: QDragEnterEvent | QDropEvent) -> Path | None:
     for u in urls:
         if u.isLocalFile():
             p = Path(u.toLocalFile())
-            if p.suffix.lower() in IMAGE_SUFFIXES | CODE_SUFFIXES | {PROJECT_SUFFIX}:
+            if p.suffix.lower() in {*IMAGE_SUFFIXES, *CODE_SUFFIXES, PROJECT_SUFFIX}:
                 return p
     return None
 

@@ -20,6 +20,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
+from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.document import (
     Document,
     DocumentError,
@@ -30,14 +31,13 @@ from latentstudio.document import (
     import_directions,
     load_default_directions,
 )
-from latentstudio.project import PROJECT_SUFFIX, Autosave, load_project, save_project
 from latentstudio.gui.commands import StateCommand
 from latentstudio.gui.dialogs import describe_error
 from latentstudio.gui.workers import RenderBridge, Task
+from latentstudio.project import PROJECT_SUFFIX, Autosave, load_project, save_project
 from latentstudio.render import Frame
 
 DEMO_SEED, DEMO_PSI = 42, 0.7
-CODE_SUFFIXES = {".npz", ".npy"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
 def _cuda_available() -> bool:
     import torch
@@ -802,4 +802,4 @@ def _render(g: Any, code: np.ndarray, size: int) -> np.ndarray:
     return synthesize_uint8(g, np.array(code, np.float32), size)
 
 
-__all__ = ["EditorSession", "PendingPhoto", "IMAGE_SUFFIXES", "CODE_SUFFIXES"]
+__all__ = ["EditorSession", "PendingPhoto", "IMAGE_SUFFIXES"]

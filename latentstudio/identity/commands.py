@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.edit.commands import as_user_errors as _as_user_errors
 from latentstudio.edit.commands import user_error as _user_error
 
-CODE_SUFFIXES = (".npz", ".npy")
 
 
 @dataclass

@@ -17,14 +17,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from latentstudio.models.fetch import require
+from latentstudio.codes import LatentError
 from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM, Mapping, Synthesis
 from latentstudio.models.preview import PREVIEW_SIZES, PreviewHeads, load_preview_heads
 
 SIZES = (128, 256, 512, 1024)
-
-
-class LatentError(ValueError):
-    """A latent code has the wrong shape or non-finite values."""
 
 
 def pick_device(device: str | None = None) -> torch.device:

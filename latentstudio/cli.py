@@ -141,7 +141,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
-    from latentstudio.codes import save_code
+    from latentstudio.codes import photo_arrays, save_code
     from latentstudio.invert import PRESETS, align_photo, invert
 
     if not args.output.endswith(".npz"):
@@ -164,12 +164,11 @@ def cmd_invert(args: argparse.Namespace) -> int:
                               generator=g, seed=args.seed, progress=_progress_printer("tuning"))
         tuned = tuning.arrays()
         print(f"tuned the generator ({', '.join(f'{k} {v:.4f}' for k, v in sorted(tuning.losses.items()))})")
-    save_code(args.output, inv.w_plus, **tuned, quad=alignment.quad.astype(np.float64),
-              source_size=np.array(alignment.source_size), landmarks=chosen.landmarks,
+    save_code(args.output, inv.w_plus, **tuned,
+              **photo_arrays(args.photo, alignment.quad, chosen.landmarks, alignment.source_size, args.face or 0),
               loss_names=np.array(sorted(inv.losses)),
               loss_values=np.array([inv.losses[k] for k in sorted(inv.losses)]),
-              steps=np.array(inv.steps), photo=np.array(str(Path(args.photo).resolve())),
-              face_index=np.array(args.face or 0))
+              steps=np.array(inv.steps))
     print(f"wrote {args.output} ({', '.join(f'{k} {v:.4f}' for k, v in sorted(inv.losses.items()))})")
     return 0
 

@@ -21,6 +21,14 @@ class LatentError(ValueError):
     """A latent code has the wrong shape or non-finite values (or its file cannot be read)."""
 
 
+def photo_arrays(photo: str | Path, quad: np.ndarray, landmarks: np.ndarray,
+                 source_size: tuple[int, int], face_index: int) -> dict[str, np.ndarray]:
+    """The code-file arrays that tie a code to its photo (for paste-back and reopening)."""
+    return {"photo": np.array(str(Path(photo).resolve())), "quad": np.asarray(quad, np.float64),
+            "landmarks": np.asarray(landmarks, np.float32), "source_size": np.array(source_size),
+            "face_index": np.array(face_index)}
+
+
 def tuned_arrays(deltas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Weight deltas (synthesis parameter name → array) as ``tuned/<name>`` arrays."""
     return {TUNED_PREFIX + k: v for k, v in deltas.items()}

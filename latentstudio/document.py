@@ -560,7 +560,7 @@ class Document:
         """Write the edited code as a code file (``.npz``, the format of ``latentstudio invert``):
         ``w_plus`` plus the photo's alignment and the tuned weights the render uses, so that
         ``latentstudio render --code FILE [--paste-back PHOTO]`` reproduces the app's face."""
-        from latentstudio.codes import save_code, tuned_arrays
+        from latentstudio.codes import photo_arrays, save_code, tuned_arrays
         from latentstudio.models.generator import LatentError
 
         p = Path(path)
@@ -572,8 +572,8 @@ class Document:
         photo = src.kind == "photo" and src.quad is not None and src.landmarks is not None
         extras: dict[str, Any] = tuned_arrays(self.tuning) if not s.identity.active else {}
         if photo:
-            extras.update(quad=src.quad, landmarks=src.landmarks, face_index=np.array(src.face_index),
-                          source_size=np.array(src.photo_size), photo=np.array(str(src.path)))
+            extras.update(photo_arrays(src.path, src.quad, src.landmarks, src.photo_size,  # type: ignore[arg-type]
+                                       src.face_index))
         try:
             save_code(p, code, **extras)
         except (OSError, LatentError) as exc:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentstudio.codes import tuned_arrays, tuned_deltas
 from latentstudio.invert import (
     Cancelled,
     Inversion,
@@ -36,7 +37,6 @@ from latentstudio.invert import (
     invert,
     report_progress,
 )
-from latentstudio.codes import tuned_arrays, tuned_deltas
 from latentstudio.models.generator import Generator, LatentError, as_w_plus, from_uint8
 
 

@@ -34,6 +34,8 @@ from latentstudio.project import PROJECT_SUFFIX
 from latentstudio.render import Frame
 
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff)"
+CODE_FILTER = f"Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})"
+PRESETS = (("fast", "Fast (CPU friendly)"), ("quality", "Quality (slow on CPU)"))  # inversion presets
 PROJECT_FILTER = f"LatentStudio projects (*{PROJECT_SUFFIX})"
 EXPORT_FILTERS = {"PNG image (*.png)": ".png", "JPEG image (*.jpg *.jpeg)": ".jpg", "WebP image (*.webp)": ".webp"}
 MAX_RECENT = 10
@@ -178,8 +180,8 @@ class MainWindow(QMainWindow):
         q = v.addMenu("Inversion &quality")
         group = QActionGroup(self)
         preset = str(self.settings.value("invert_preset", self.session.invert_preset))
-        self.session.invert_preset = preset if preset in ("fast", "quality") else "fast"
-        for key, text in (("fast", "Fast (CPU friendly)"), ("quality", "Quality (slow on CPU)")):
+        self.session.invert_preset = preset if preset in dict(PRESETS) else PRESETS[0][0]
+        for key, text in PRESETS:
             a = QAction(text, self, checkable=True, checked=key == self.session.invert_preset)
             a.triggered.connect(lambda _=False, k=key: self._set_preset(k))
             group.addAction(a)
@@ -349,8 +351,7 @@ class MainWindow(QMainWindow):
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open", self._last_dir(),
                                               f"Photos and projects ({' '.join('*' + s for s in sorted(IMAGE_SUFFIXES))} "
-                                              f"*{PROJECT_SUFFIX});;{PHOTO_FILTER};;{PROJECT_FILTER};;"
-                                              f"Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})")
+                                              f"*{PROJECT_SUFFIX});;{PHOTO_FILTER};;{PROJECT_FILTER};;{CODE_FILTER}")
         if path:
             self.open_path(path)
 
@@ -360,9 +361,8 @@ class MainWindow(QMainWindow):
         self.session.open_path(p)
 
     def _load_other_photo(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Second face", self._last_dir(),
-            f"{PHOTO_FILTER};;Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})")
+        path, _ = QFileDialog.getOpenFileName(self, "Second face", self._last_dir(),
+                                              f"{PHOTO_FILTER};;{CODE_FILTER}")
         if path:
             self.session.open_other(path)
 

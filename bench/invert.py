@@ -161,6 +161,8 @@ def run_presets(args: argparse.Namespace) -> None:
     print("edit +%g on true codes, mean predictor change: %s" % (ALPHA, mean_move), flush=True)
     rows = []
     for preset in args.presets.split(","):
+        if g.device.type == "cuda":  # untimed warm-up: CUDA context, cuDNN algorithm choice, allocator
+            invert(next(iter(targets.values())), preset=preset, steps=5, generator=g)
         labels = [preset] + ([f"{preset}+tune{args.tune}@{args.tune_size}"] if args.tune else [])
         per: dict[str, dict[str, dict[str, list[float]]]] = {
             lb: {"generated": {}, "photos": {}} for lb in labels}

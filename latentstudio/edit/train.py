@@ -21,6 +21,7 @@ batch); a cancelled run raises :class:`TrainingCancelled` and keeps the finished
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -268,7 +269,9 @@ def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None
         if progress:
             progress(TrainProgress("score", done, spec.n, f"{done}/{spec.n} samples scored"))
 
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 0 else None
+    # a CUDA parent must not fork (its driver state and threads do not survive it): spawn there
+    context = multiprocessing.get_context("spawn" if g.device.type == "cuda" else None)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) if workers > 0 else None
     pending: list[tuple[np.ndarray, list]] = []  # chunks whose scores are still being computed
     try:
         for seeds in todo:

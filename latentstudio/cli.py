@@ -59,8 +59,8 @@ def _save_rgb(path: Path, rgb, metadata: dict[str, str] | None = None) -> None: 
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from latentstudio.codes import load_code, load_code_extras
-    from latentstudio.models.generator import LatentError, to_uint8
+    from latentstudio.codes import LatentError, load_code, load_code_extras
+    from latentstudio.models.generator import to_uint8
 
     try:
         if args.code:
@@ -261,7 +261,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean "bad input": reported in one line with exit code 2."""
     from latentstudio.face.detect import FaceError
     from latentstudio.face.image_io import ImageError
-    from latentstudio.models.generator import LatentError
+    from latentstudio.codes import LatentError
 
     errors: list[type[Exception]] = [FaceError, ImageError, LatentError]
     try:

@@ -388,8 +388,7 @@ class Document:
         paste back; otherwise it opens as a bare code, with a warning. Tuned weights come along.
         Raises DocumentError when the file is not a readable code.
         """
-        from latentstudio.codes import load_code, load_code_extras, tuned_deltas
-        from latentstudio.models.generator import LatentError
+        from latentstudio.codes import LatentError, load_code, load_code_extras, tuned_deltas
 
         p = Path(path)
         try:
@@ -473,7 +472,7 @@ class Document:
 
         Raises DocumentError, once, when the tuned weights do not fit ``generator`` (they are
         then dropped, with a warning, and the plain generator renders from then on)."""
-        from latentstudio.models.generator import LatentError
+        from latentstudio.codes import LatentError
 
         s = self.state if state is None else state
         with self._tuned_lock:
@@ -560,8 +559,7 @@ class Document:
         """Write the edited code as a code file (``.npz``, the format of ``latentstudio invert``):
         ``w_plus`` plus the photo's alignment and the tuned weights the render uses, so that
         ``latentstudio render --code FILE [--paste-back PHOTO]`` reproduces the app's face."""
-        from latentstudio.codes import photo_arrays, save_code, tuned_arrays
-        from latentstudio.models.generator import LatentError
+        from latentstudio.codes import LatentError, photo_arrays, save_code, tuned_arrays
 
         p = Path(path)
         if p.suffix != ".npz":

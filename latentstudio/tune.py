@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentstudio.codes import tuned_arrays, tuned_deltas
+from latentstudio.codes import LatentError, tuned_arrays, tuned_deltas
 from latentstudio.invert import (
     Cancelled,
     Inversion,
@@ -37,7 +37,7 @@ from latentstudio.invert import (
     invert,
     report_progress,
 )
-from latentstudio.models.generator import Generator, LatentError, as_w_plus, from_uint8
+from latentstudio.models.generator import Generator, as_w_plus, from_uint8
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def user_error(msg: str) -> Exception:
 def as_user_errors() -> Iterator[None]:
     """Turn the core's input errors (all ValueError subclasses with a message) into UserError."""
     from latentstudio.face.image_io import ImageError
-    from latentstudio.models.generator import LatentError
+    from latentstudio.codes import LatentError
 
     try:
         yield

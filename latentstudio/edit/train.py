@@ -449,7 +449,7 @@ def labelled_codes(folder: Path, *, invert_preset: str = "fast",
                    progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> np.ndarray:
     """Every code or photo in ``folder`` → w (M,512). Photos are inverted (``invert_photo``)."""
     from latentstudio.codes import load_code
-    from latentstudio.models.generator import LatentError
+    from latentstudio.codes import LatentError
 
     items = _folder_items(Path(folder))
     out = []

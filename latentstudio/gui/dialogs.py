@@ -71,12 +71,12 @@ class FacePicker(QDialog):
 
 def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
     """(title, cause, details) for an error dialog."""
+    from latentstudio.codes import LatentError
     from latentstudio.document import DocumentError
-    from latentstudio.project import ProjectError
     from latentstudio.face.detect import FaceError
     from latentstudio.face.image_io import ImageError
     from latentstudio.models.fetch import FetchError
-    from latentstudio.models.generator import LatentError
+    from latentstudio.project import ProjectError
 
     text = str(exc) or type(exc).__name__
     if isinstance(exc, FaceError):

@@ -21,7 +21,6 @@ from latentstudio.edit.commands import as_user_errors as _as_user_errors
 from latentstudio.edit.commands import user_error as _user_error
 
 
-
 @dataclass
 class Face:
     """A face given on the command line: its W+ code and, for photos, what paste-back needs."""

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
 
-from latentstudio.models.fetch import require
 from latentstudio.codes import LatentError
+from latentstudio.models.fetch import require
 from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM, Mapping, Synthesis
 from latentstudio.models.preview import PREVIEW_SIZES, PreviewHeads, load_preview_heads
 

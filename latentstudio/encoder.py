@@ -4,9 +4,9 @@ Ridge regression from the face's 32×32 area-reduced RGB pixels (3 072 numbers i
 w (512), fitted on generated faces whose w is known (``bench/fit_encoder.py``: the 256² renders
 that ``latentstudio boundaries train --keep-images`` caches, ψ = 0.7). At 32² only pose, face
 shape, skin, hair and background colours survive, which is exactly what the W phase of the
-optimisation is slow to find from the average face: starting there, the same 180 fast steps
-reach LPIPS 0.15 instead of 0.40 on a face with a hood and a busy background. But the codes it
-leads to answer the shipped age edit less, and real photos gain nothing (bench/RESULTS.md), so
+optimisation is slow to find from the average face: starting there, the same 180 steps (the fast
+preset of the time) reach LPIPS 0.15 instead of 0.40 on a face with a hood and a busy background.
+But the codes it leads to answer the shipped age edit less, and real photos gain nothing (bench/RESULTS.md), so
 inversion uses it only on request (``Preset.start = "encoder"``, ``invert --start encoder``).
 
 >>> enc = load_encoder()            # assets/encoder.safetensors

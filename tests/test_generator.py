@@ -64,6 +64,18 @@ def test_w_and_broadcast_w_plus_render_identically(generator) -> None:
     assert torch.equal(a, b)
 
 
+def test_render_finished_from_cached_features_equals_full_render(generator) -> None:
+    """``Synthesis.tail`` (used by the inversion's last phase) continues ``features`` exactly;
+    a different fine slot changes the finished image (the slots are really read)."""
+    code = generator.map(generator.sample_z(21, n=2), 0.7)[:, None].expand(-1, 23, -1).contiguous()
+    code[1, 16:] = generator.seed_w(22, 0.7)
+    with torch.no_grad():
+        full = generator.synthesis(code)
+        tail = generator.synthesis.tail(generator.synthesis.features(code, 5), code, 5)
+    assert torch.allclose(full, tail, atol=1e-5)
+    assert float((full[0] - full[1]).abs().mean()) > 1e-2
+
+
 def test_batched_equals_single(generator) -> None:
     ws = generator.map(generator.sample_z(10, n=3), 0.7)
     batch = generator.synthesize(ws, size=256)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from latentstudio.invert import PRESETS, Cancelled, InvertProgress, invert
+from latentstudio.invert import PRESETS, Cancelled, InvertProgress, _fit_tail, invert
 from latentstudio.models.generator import from_uint8, to_uint8
 
-STEPS = PRESETS["fast"].steps  # the real fast preset (~1 min on 2 CPU cores)
+STEPS = PRESETS["fast"].steps + PRESETS["fast"].tail_steps  # the real fast preset (~1 min on 2 CPU cores)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,24 @@ def test_inversion_stays_near_w(generator, run) -> None:  # noqa: ANN001
     spread = np.linalg.norm(inv.w_plus - inv.w_plus.mean(0), axis=1).mean()
     typical = float((generator.seed_w(1, 1.0) - generator.seed_w(2, 1.0)).norm())
     assert spread < 0.5 * typical
+
+
+def test_tail_fits_only_the_fine_slots_on_the_real_network(generator, target, lpips) -> None:  # noqa: ANN001
+    """The fast preset's last phase moves slots 16-22 alone and brings the real 1024² render
+    closer to the target; its steps continue the main loop's progress count and can be cancelled."""
+    preset = replace(PRESETS["fast"], steps=10, tail_steps=3)
+    start = generator.w_avg[None].expand(23, 512).clone()
+    seen: list[InvertProgress] = []
+    code, terms = _fit_tail(start, generator.w_avg, preset, generator, from_uint8(target), seen.append, None, 1)
+    first = 1 + 3 * preset.tail_block
+    assert code.shape == (23, 512) and torch.equal(code[:first], start[:first])
+    assert float((code[first:] - start[first:]).abs().max()) > 1e-3
+    assert _distance(lpips, generator, code, target) < _distance(lpips, generator, start, target)
+    assert [p.step for p in seen] == [11, 12, 13] and {p.total for p in seen} == {13}
+    assert {"lpips", "mse", "delta"} <= set(terms)
+    with pytest.raises(Cancelled, match="step 11/13"):
+        _fit_tail(start, generator.w_avg, preset, generator, from_uint8(target), None,
+                  iter([False, True]).__next__, 1)
 
 
 def test_inversion_is_deterministic(generator, target) -> None:  # noqa: ANN001

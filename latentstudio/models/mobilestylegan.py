@@ -183,5 +183,13 @@ class Synthesis(nn.Module):
 
     def forward(self, w_plus: Tensor) -> Tensor:
         """w_plus: (N,23,512) → image (N,3,1024,1024)."""
-        x = self.features(w_plus)
+        return self.tail(self.features(w_plus, 0), w_plus, 0)
+
+    def tail(self, x: Tensor, w_plus: Tensor, first_block: int) -> Tensor:
+        """Finish a render from ``features(w_plus, first_block)`` ``x``: blocks ``first_block`` …
+        and the to-image layer, driven by slots ``1 + 3·first_block`` … 22 of w_plus (N,23,512)
+        → image (N,3,1024,1024). Lets an optimiser move only the fine slots without re-running
+        (or back-propagating through) the coarse blocks."""
+        for i in range(first_block, len(self.blocks)):
+            x = self.blocks[i](x, w_plus[:, 1 + 3 * i: 4 + 3 * i], self.idwt_mix)
         return inverse_haar(self.to_image(x, w_plus[:, NUM_SLOTS - 1]), self.idwt_mix)

@@ -52,6 +52,8 @@ class AttributeInfo:
 #: 19-21 = 512², 22 = to-image. Default slot ranges were measured (``bench/edit.py --layer-scan``:
 #: 8 generated faces, α = ±3, ranges 0-22, 0-6, 0-12, 4-12, 7-22): the range with the best ratio
 #: of own effect to summed off-target effect among those keeping ≥ 75 % of the full-range effect.
+#: Gender then moved from 0-6 to 0-12 (30 held-out faces, N = 200 000 set): per-face Spearman
+#: 0.90 → 0.96 at the same off-target share of its effect, and facial hair follows the edit.
 ATTRIBUTES: dict[str, AttributeInfo] = {
     "yaw": AttributeInfo("Head turn (yaw)", "+ = nose turns towards the image's right", (0, 6)),
     "pitch": AttributeInfo("Head tilt (pitch)", "+ = face looks up", (0, 12)),
@@ -59,7 +61,7 @@ ATTRIBUTES: dict[str, AttributeInfo] = {
     "smile": AttributeInfo("Smile", "+ = more smiling", (0, 6)),
     "surprise": AttributeInfo("Surprise", "+ = more surprised", (4, 12)),
     "age": AttributeInfo("Age", "+ = older", (0, 12)),
-    "gender": AttributeInfo("Gender", "+ = more masculine", (0, 6)),
+    "gender": AttributeInfo("Gender", "+ = more masculine", (0, 12)),
     "mouth_open": AttributeInfo("Mouth open", "+ = mouth more open", (4, 12)),
     "eyes_open": AttributeInfo("Eyes open", "+ = eyes more open", (7, 22)),
     "eyeglasses": AttributeInfo("Eyeglasses", "+ = glasses"),

@@ -180,8 +180,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
         out = g.synthesize(code[None], size=size, clip=False, grad=True)
         terms = losses(out)
         terms["delta"] = delta.pow(2).sum(-1).mean()
-        total = (terms["lpips"] + p.pixel_weight * terms["mse"] + p.delta_weight * terms["delta"]
-                 + p.id_weight * terms.get("id", torch.zeros((), device=g.device)))
+        total = _objective(terms, terms["delta"], p)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -193,17 +192,24 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
                      {k: float(v.detach()) for k, v in terms.items()}, total_steps)
 
 
+def _objective(terms: dict[str, Tensor], delta: Tensor, p: Preset) -> Tensor:
+    """The weighted sum that is minimised: LPIPS + MSE + delta penalty (+ identity when present)."""
+    total = terms["lpips"] + p.pixel_weight * terms["mse"] + p.delta_weight * delta
+    return total + p.id_weight * terms["id"] if "id" in terms else total
+
+
 def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
               progress: Callable[[InvertProgress], None] | None, cancelled: Callable[[], bool] | None,
               preview_every: int) -> tuple[Tensor, dict[str, Tensor]]:
     """Phase 3: move only the fine slots ``1 + 3·tail_block`` … 22 of ``code`` (23,512), through
     the real 1024² network, with ``tail_lpips`` (LPIPS-VGG: the metric). The coarse blocks' features
-    are computed once and nothing flows back through them, so a step costs about one 1024²
-    forward+backward of the last block (~1 s on 2 CPU cores against 2.5 s for the whole network).
+    are computed once and nothing flows back through them: with ``tail_block`` 5 a step costs
+    ~1.4 s on 2 CPU cores, against ~2.5 s through the whole network.
 
     Why: the earlier phases fit the cheap routes, which end in distilled preview heads; the real
-    last block then adds its own detail and colour, and the fine slots it reads never got a
-    gradient. Measured on real photos: LPIPS-VGG of the 1024² render 0.37 → 0.32 (bench/RESULTS.md).
+    last blocks then add their own detail and colour, and the fine slots they read never got a
+    gradient of their own. Measured on five real photos, the same code without → with its tail:
+    LPIPS-VGG of the 1024² render 0.379 → 0.299, edit response kept (bench/RESULTS.md).
     Progress and cancel continue the main loop's count (steps ``p.steps`` … ``p.steps + tail_steps``).
     """
     first = 1 + 3 * p.tail_block
@@ -220,9 +226,7 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
             raise Cancelled(f"inversion cancelled at step {step}/{total_steps}")
         out = g.synthesis.tail(features, torch.cat([coarse, fine], dim=1), p.tail_block)
         terms = losses(out)
-        penalty = (fine - w).pow(2).sum(-1).mean()
-        total = (terms["lpips"] + p.pixel_weight * terms["mse"] + p.delta_weight * penalty
-                 + p.id_weight * terms.get("id", torch.zeros((), device=g.device)))
+        total = _objective(terms, (fine - w).pow(2).sum(-1).mean(), p)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()

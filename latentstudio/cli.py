@@ -259,9 +259,9 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 def _input_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean "bad input": reported in one line with exit code 2."""
+    from latentstudio.codes import LatentError
     from latentstudio.face.detect import FaceError
     from latentstudio.face.image_io import ImageError
-    from latentstudio.codes import LatentError
 
     errors: list[type[Exception]] = [FaceError, ImageError, LatentError]
     try:

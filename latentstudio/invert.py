@@ -8,7 +8,7 @@ start reconstructs generated faces better (LPIPS-VGG 0.163 against 0.206 on 10 f
 busy background 0.40 → 0.15) but real photos gain nothing, and the codes it leads to answer the
 shipped edits less (age on 10 generated faces: 63 % of the true code's change against 81 %;
 smile / age on 5 photos: 27 % / 54 % against 65 % / 76 %). Editability is the point of the code,
-so the presets start from w_avg. Optimisation runs in two phases:
+so the presets start from w_avg. Optimisation runs in two phases (three in the fast preset):
 
 1. **W phase** (the first ``w_fraction`` of the steps): only the shared w moves, deltas stay 0.
    The result lies on the W manifold, where the boundaries were trained, and already has the
@@ -180,7 +180,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
         out = g.synthesize(code[None], size=size, clip=False, grad=True)
         terms = losses(out)
         terms["delta"] = delta.pow(2).sum(-1).mean()
-        total = _objective(terms, terms["delta"], p)
+        total = objective(terms, p, terms["delta"])
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -192,9 +192,11 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
                      {k: float(v.detach()) for k, v in terms.items()}, total_steps)
 
 
-def _objective(terms: dict[str, Tensor], delta: Tensor, p: Preset) -> Tensor:
-    """The weighted sum that is minimised: LPIPS + MSE + delta penalty (+ identity when present)."""
-    total = terms["lpips"] + p.pixel_weight * terms["mse"] + p.delta_weight * delta
+def objective(terms: dict[str, Tensor], p: Preset, delta: Tensor | None = None) -> Tensor:
+    """The weighted sum that is minimised: LPIPS + MSE (+ delta penalty) (+ identity when present)."""
+    total = terms["lpips"] + p.pixel_weight * terms["mse"]
+    if delta is not None:
+        total = total + p.delta_weight * delta
     return total + p.id_weight * terms["id"] if "id" in terms else total
 
 
@@ -226,7 +228,7 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
             raise Cancelled(f"inversion cancelled at step {step}/{total_steps}")
         out = g.synthesis.tail(features, torch.cat([coarse, fine], dim=1), p.tail_block)
         terms = losses(out)
-        total = _objective(terms, (fine - w).pow(2).sum(-1).mean(), p)
+        total = objective(terms, p, (fine - w).pow(2).sum(-1).mean())
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()

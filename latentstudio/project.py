@@ -46,6 +46,7 @@ PROJECT_SUFFIX = ".lsproj"
 class ProjectError(ValueError):
     """A project file that cannot be read (damaged, foreign, newer schema)."""
 
+
 # ----------------------------------------------------------------------------- saving
 def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None) -> None:
     """Write ``doc`` as a ``.lsproj`` zip (project.json + arrays.npz), atomically.

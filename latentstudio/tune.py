@@ -35,6 +35,7 @@ from latentstudio.invert import (
     Preset,
     check_aligned,
     invert,
+    objective,
     report_progress,
 )
 from latentstudio.models.generator import Generator, as_w_plus, from_uint8
@@ -82,8 +83,8 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
         p.requires_grad_(True)
     code = as_w_plus(w_plus).to(g.device)
     losses = Losses(from_uint8(img).to(g.device),
-                    Preset(steps=settings.steps, render_size=settings.size, loss_size=256,
-                           lpips_net="alex", id_weight=settings.id_weight), g.device)
+                    Preset(steps=settings.steps, render_size=settings.size, loss_size=256, lpips_net="alex",
+                           pixel_weight=settings.pixel_weight, id_weight=settings.id_weight), g.device)
     opt = torch.optim.Adam(params.values(), lr=settings.lr)
     terms: dict[str, Tensor] = {}
     for step in range(settings.steps):
@@ -91,8 +92,7 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
             raise Cancelled(f"tuning cancelled at step {step}/{settings.steps}")
         out = tuned.synthesize(code, size=settings.size, clip=False, grad=True)
         terms = losses(out)
-        total = (terms["lpips"] + settings.pixel_weight * terms["mse"]
-                 + settings.id_weight * terms.get("id", torch.zeros((), device=g.device)))
+        total = objective(terms, losses.preset)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()

@@ -30,8 +30,8 @@ def user_error(msg: str) -> Exception:
 @contextmanager
 def as_user_errors() -> Iterator[None]:
     """Turn the core's input errors (all ValueError subclasses with a message) into UserError."""
-    from latentstudio.face.image_io import ImageError
     from latentstudio.codes import LatentError
+    from latentstudio.face.image_io import ImageError
 
     try:
         yield

@@ -450,8 +450,7 @@ def code_to_w(w_plus: np.ndarray) -> np.ndarray:
 def labelled_codes(folder: Path, *, invert_preset: str = "fast",
                    progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> np.ndarray:
     """Every code or photo in ``folder`` → w (M,512). Photos are inverted (``invert_photo``)."""
-    from latentstudio.codes import load_code
-    from latentstudio.codes import LatentError
+    from latentstudio.codes import LatentError, load_code
 
     items = _folder_items(Path(folder))
     out = []

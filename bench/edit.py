@@ -42,6 +42,7 @@ from dlib_reference import DlibIdentity
 from latentstudio.edit.apply import apply_edits
 from latentstudio.edit.boundaries import SHIPPED_DIR, Boundary, load_index, z_to_w, read_vector
 from latentstudio.edit.predictors import SCORE_NAMES, predict_all
+from latentstudio.edit.responses import Responses, hold_kept, predictor_scorer
 from latentstudio.models.generator import Generator, to_uint8
 
 ALPHAS = (-3.0, -1.5, 0.0, 1.5, 3.0)
@@ -83,6 +84,24 @@ class Renderer:
 
 def _edit(codes: np.ndarray, name: str, alpha: float, bs: dict[str, Boundary], keep=(), layers=None) -> np.ndarray:  # noqa: ANN001
     return np.stack([apply_edits(c, {name: alpha}, bs, keep=keep, layers=layers) for c in codes])
+
+
+def _method_tag(method: str, table: Responses | None) -> str:
+    """Cache-name suffix of a --keep method (the measured one names its table)."""
+    if method == "projection" or table is None:
+        return ""
+    return "_measured" + hashlib.sha1(table.mean.tobytes()).hexdigest()[:6]
+
+
+def _keep_edit(codes: np.ndarray, name: str, alpha: float, bs: dict[str, Boundary], kept: list[str], method: str,  # noqa: PLR0913
+               table: Responses | None, scorer, render: Renderer, tag: str) -> np.ndarray:  # noqa: ANN001
+    """Codes of one conditional edit; the measured loop (6 renders a code) only runs when the
+    final renders are not cached yet."""
+    if method == "projection":
+        return _edit(codes, name, alpha, bs, keep=kept)
+    if (render.folder / f"{tag}.npz").is_file():
+        return codes  # cached: the renderer will not look at them
+    return np.stack([hold_kept(c, {name: alpha}, bs, kept, table, scorer).w_plus for c in codes])
 
 
 def _tag(name: str, alpha: float, bs: dict[str, Boundary], keep=(), layers=None) -> str:  # noqa: ANN001
@@ -186,18 +205,25 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
               file=sys.stderr, flush=True)
 
     keep_rows = []
-    for name in [m for m in MAIN if m in bs]:
+    table = Responses.load(args.boundaries)
+    scorer = predictor_scorer(g)
+    for name, method in [(m, k) for k in ("projection", "measured") for m in MAIN if m in bs]:
         kept = [m for m in MAIN if m != name and m in bs]
-        hi = render(_tag(name, 3.0, bs, kept), _edit(codes, name, 3.0, bs, keep=kept))
-        lo = render(_tag(name, -3.0, bs, kept), _edit(codes, name, -3.0, bs, keep=kept))
+        if method == "measured" and (table is None or not table.covers(bs, [name, *kept])):
+            continue
+        pair = []
+        for a in (3.0, -3.0):
+            tag = _tag(name, a, bs, kept) + _method_tag(method, table)
+            pair.append(render(tag, _keep_edit(codes, name, a, bs, kept, method, table, scorer, render, tag)))
+        hi, lo = pair
         with_keep = effect(hi, lo, std)
         without = matrix[name]
         moved = sum(abs(without[k]) for k in kept)
         ratio = sum(abs(with_keep[k]) for k in kept) / moved if moved >= KEEP_MIN else float("nan")
         per = {k: (without[k], with_keep[k]) for k in kept}
         spread = keep_uncertainty(kept, (hi, lo), (res_by_name[name][3.0], res_by_name[name][-3.0]), std)
-        keep_rows.append((name, kept, ratio, with_keep[name] / without[name], per, moved, spread))
-        print(f"keep {name}: ratio {ratio:.3f}", file=sys.stderr, flush=True)
+        keep_rows.append((name, method, kept, ratio, with_keep[name] / without[name], per, moved, spread))
+        print(f"keep {name} ({method}): ratio {ratio:.3f}", file=sys.stderr, flush=True)
 
     return report(args, g, bs, rows, matrix, keep_rows, ident, len(codes))
 
@@ -261,18 +287,18 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
     for name in matrix:
         out.append(f"| {name} | " + " | ".join(
             (f"**{matrix[name][c]:+.2f}**" if c == name else f"{matrix[name][c]:+.2f}") for c in cols) + " |")
-    out += ["", "### Conditional editing (--keep the other main attributes, k = 4, least squares)", "",
+    out += ["", "### Conditional editing (--keep the other main attributes, k = 4: projection = InterFaceGAN least squares, measured = closed loop on the response table)", "",
             "kept/without = Σ|effect on kept attributes| with keep ÷ without (target ≤ 0.20); 90 % = "
             "bootstrap interval over the faces; floor = the ratio sampling alone gives when the kept "
             "attributes do not move at all (what these faces can resolve); own kept = share of the own "
             "effect that remains.", "",
-            "| edit | kept | kept moved (no keep) | kept/without | 90 % | floor | own kept | per kept attribute: without → with |",
-            "|---|---|---|---|---|---|---|---|"]
-    for name, kept, ratio, own_kept, per, moved, (lo, hi, floor) in keep_rows:
+            "| edit | method | kept | kept moved (no keep) | kept/without | 90 % | floor | own kept | per kept attribute: without → with |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, method, kept, ratio, own_kept, per, moved, (lo, hi, floor) in keep_rows:
         detail = ", ".join(f"{k} {a:+.2f}→{b:+.2f}" for k, (a, b) in per.items())
         ok = np.isfinite(ratio)
         r = f"{ratio:.2f}" if ok else f"— (< {KEEP_MIN}: nothing to remove)"
-        out.append(f"| {name} | {','.join(kept)} | {moved:.2f} | {r} | {f'{lo:.2f}–{hi:.2f}' if ok else '—'} | "
+        out.append(f"| {name} | {method} | {','.join(kept)} | {moved:.2f} | {r} | {f'{lo:.2f}–{hi:.2f}' if ok else '—'} | "
                    f"{f'{floor:.2f}' if ok else '—'} | {own_kept:.2f} | {detail} |")
     n_main = sorted({bs[m].n for m in MAIN if m in bs})
     out += ["", f"Kept attributes still move partly because (a) the N = {', '.join(map(str, n_main))} normals are "

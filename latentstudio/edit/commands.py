@@ -190,6 +190,36 @@ def parse_set(items: list[str]) -> dict[str, float]:
     return out
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from latentstudio.edit.boundaries import SHIPPED_DIR, load_index
+    from latentstudio.edit.predictors import SCORE_NAMES
+    from latentstudio.edit.responses import measure, predictor_scorer
+    from latentstudio.edit.train import sample_w
+    from latentstudio.models.generator import Generator
+
+    folder = Path(args.out) if args.out else SHIPPED_DIR
+    with as_user_errors():
+        if args.faces < 2:
+            raise BoundaryError("--faces must be at least 2")
+        bs = load_index(folder)
+        names = [n for n in bs if n in SCORE_NAMES] if args.names == "all" else \
+            [n.strip() for n in args.names.split(",") if n.strip()]
+        bad = [n for n in names if n not in bs or n not in SCORE_NAMES]
+        if bad or not names:
+            raise BoundaryError(f"cannot calibrate {', '.join(bad) or 'nothing'}: a boundary in {folder} "
+                                f"whose name is a predictor ({', '.join(SCORE_NAMES)}) is needed")
+        start = time.monotonic()
+
+        def show(done: int, total: int) -> None:
+            print(f"[{time.monotonic() - start:7.1f}s] calibrate {done}/{total}", file=sys.stderr, flush=True)
+
+        g = Generator.load(args.device)
+        w = sample_w(g, np.arange(args.seed, args.seed + args.faces), 0.7)  # ψ 0.7, as the training samples
+        table = measure(predictor_scorer(g), bs, names, np.repeat(w[:, None], 23, axis=1), progress=show)
+        print(f"wrote {table.save(folder)}")
+    return 0
+
+
 def parse_keep(items: list[str] | None) -> list[str]:
     """["gender,age", "yaw"] → ["gender", "age", "yaw"]."""
     return [n.strip() for item in items or [] for n in item.split(",") if n.strip()]
@@ -208,7 +238,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         directions = all_directions()
         apply_edits(np.zeros((23, 512), np.float32), alphas, directions, keep=keep, layers=layers)  # validate first
         w_plus, extras, photo = _source_code(args)
-        edited = apply_edits(w_plus, alphas, directions, keep=keep, layers=layers)
+        table = keep_table(args.keep_method, alphas, keep, layers, directions)
         from latentstudio.models.generator import Generator, to_uint8
         from latentstudio.tune import generator_for_code
 
@@ -216,6 +246,16 @@ def cmd_edit(args: argparse.Namespace) -> int:
             g = generator_for_code(Generator.load(args.device), extras)  # tuned codes: their weights
         except RuntimeError as exc:
             raise user_error(str(exc)) from exc
+        if table is None:
+            edited = apply_edits(w_plus, alphas, directions, keep=keep, layers=layers)
+        else:
+            from latentstudio.edit.responses import hold_kept, predictor_scorer
+
+            held = hold_kept(w_plus, alphas, directions, keep, table, predictor_scorer(g))
+            edited = held.w_plus
+            print("keep (measured): steps " + ", ".join(f"{n} {t:+.2f}" for n, t in held.steps.items())
+                  + "; left over (stds) " + ", ".join(f"{n} {r:+.2f}" for n, r in held.residual.items()),
+                  file=sys.stderr)
         if args.repair is not None:
             from latentstudio.edit.repair import repair
 
@@ -242,6 +282,29 @@ def cmd_edit(args: argparse.Namespace) -> int:
             save_code(args.save_code, edited, **{k: v for k, v in extras.items() if k != "w_plus"})
     print(f"wrote {args.output}")
     return 0
+
+
+def keep_table(method: str, alphas: dict[str, float], keep: list[str], layers: tuple[int, int] | None,
+               directions: dict[str, Boundary]):  # noqa: ANN201 - Responses | None
+    """The response table ``edit --keep`` holds scores with, or None for InterFaceGAN's projection.
+
+    ``auto``: measured when there is something to keep, no --layers, and the shipped table covers
+    every edited and kept boundary; ``measured``: the same, but an error when it does not apply.
+    """
+    from latentstudio.edit.boundaries import SHIPPED_DIR
+    from latentstudio.edit.responses import Responses
+
+    names = [n for n, a in alphas.items() if a != 0.0] + [k for k in keep if k not in alphas]
+    if method == "projection" or not keep or len(names) == len(keep):
+        return None
+    table = Responses.load(SHIPPED_DIR)
+    if table is not None and layers is None and table.covers(directions, names):
+        return table
+    if method == "measured":
+        why = "--layers changes the slot ranges it was measured on" if layers is not None else \
+            "no measured responses for " + ", ".join(names) + " (see `latentstudio boundaries calibrate`)"
+        raise BoundaryError(f"--keep-method measured cannot be used: {why}")
+    return None
 
 
 def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.ndarray], str | None]:
@@ -334,11 +397,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("-o", "--output", help="default: boundaries/pca_w.npz")
     pc.set_defaults(func=cmd_pca)
 
+    ca = bnd.add_parser("calibrate", help="measure how every predictor responds to each boundary "
+                        "(the table `edit --keep` holds scores with)")
+    ca.add_argument("--names", default="all", help="comma-separated boundaries, or 'all' predictor-trained ones")
+    ca.add_argument("--faces", type=int, default=60, help="held-out generated faces to average over")
+    ca.add_argument("--seed", type=int, default=3_000_000, help="first seed (held out from training and the benchmark)")
+    ca.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    ca.add_argument("--out", help="folder of the boundaries and the table (default: the shipped boundaries/)")
+    ca.set_defaults(func=cmd_calibrate)
+
     ed = sub.add_parser("edit", help="edit a photo or a latent code along boundaries")
     ed.add_argument("photo", nargs="?", help="photo to invert and edit")
     ed.add_argument("--code", help="latent code (.npz from `latentstudio invert`, or .npy)")
     ed.add_argument("--set", action="append", metavar="NAME=VALUE", help="edit strength α (repeatable)")
     ed.add_argument("--keep", action="append", metavar="NAME,NAME", help="directions the edit must not move")
+    ed.add_argument("--keep-method", choices=("auto", "measured", "projection"), default="auto",
+                    help="measured: hold the kept attributes' predictor scores in a closed loop "
+                         "(boundaries/responses.npz); projection: InterFaceGAN's orthogonal "
+                         "projection; auto (default): measured where the table covers the edit")
     ed.add_argument("--layers", metavar="A-B", help="apply the edits to W+ slots A..B only (0-22)")
     ed.add_argument("--paste-back", nargs="?", const="", default=None, metavar="PHOTO",
                     help="paste the edited face back into the photo (with --code: the photo the code names, or PHOTO)")

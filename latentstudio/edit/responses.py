@@ -44,8 +44,6 @@ from latentstudio.edit.boundaries import NUM_SLOTS, W_DIM, Boundary, BoundaryErr
 FILE = "responses.npz"
 #: steps along a unit normal at which the responses are measured (0 → 0 is implied)
 STEPS = (-3.0, -1.5, -0.5, 0.5, 1.5, 3.0)
-#: held-out seeds: training samples start at 0, the edit benchmark at 1 000 000
-SEED = 3_000_000
 #: a solved step along a direction stays within this (the curves are extrapolated linearly)
 MAX_STEP = 6.0
 #: weight of the pull of each solved step towards the plain edit (makes the solution unique)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentstudio.edit.apply import apply_edits
 from latentstudio.edit.boundaries import NUM_SLOTS, W_DIM, Boundary, BoundaryError
 
 FILE = "responses.npz"
@@ -148,10 +149,9 @@ class Responses:
         cols = [self.predictors.index(n) for n in names]
         curves = self.mean[np.ix_(rows, range(len(self.steps)), cols)]  # (dirs, T, attrs)
         start = np.array([float(alphas[n]) for n in edited] + [0.0] * len(keep))
-        target = np.zeros(len(names))
-        for i in range(len(edited)):  # edited attributes move as the plain edit moves them
-            target[:] += [_interp(start[i], self.steps, curves[i, :, j]) for j in range(len(names))]
-        target[len(edited):] = 0.0
+        target = np.zeros(len(names))  # kept attributes: no move; edited ones: as the plain edit moves them
+        target[:len(edited)] = [sum(_interp(start[i], self.steps, curves[i, :, j]) for i in range(len(edited)))
+                                for j in range(len(edited))]
 
         def residual(x: np.ndarray) -> np.ndarray:
             moved = np.array([sum(_interp(x[d], self.steps, curves[d, :, j]) for d in range(len(names)))
@@ -169,13 +169,6 @@ def _interp(t: float, xs: np.ndarray, ys: np.ndarray) -> float:
     if t > xs[-1]:
         return float(ys[-1] + (t - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]))
     return float(np.interp(t, xs, ys))
-
-
-def spread(direction: np.ndarray, layers: tuple[int, int]) -> np.ndarray:
-    """(512,) direction → (23,512) float32 with the direction on slots ``layers`` (inclusive)."""
-    out = np.zeros((NUM_SLOTS, W_DIM), np.float32)
-    out[layers[0]:layers[1] + 1] = direction
-    return out
 
 
 def measure(score: Scorer, boundaries: Mapping[str, Boundary], names: Sequence[str], codes: np.ndarray, *,
@@ -210,10 +203,9 @@ def measure(score: Scorer, boundaries: Mapping[str, Boundary], names: Sequence[s
     std[~(std > 0)] = 1.0
     mean = np.zeros((len(names), len(grid), len(predictors)))
     for i, name in enumerate(names):
-        b = boundaries[name]
         for j, t in enumerate(grid):
             if t != 0.0:
-                moved = scored(codes + t * spread(b.normal, b.layers)[None])
+                moved = scored(apply_edits(codes, {name: float(t)}, boundaries))
                 with np.errstate(invalid="ignore"):
                     mean[i, j] = np.nanmean(moved - base, axis=0) / std
     return Responses(tuple(names), np.array([boundaries[n].layers for n in names], np.int64).reshape(-1, 2),
@@ -248,11 +240,10 @@ def hold_kept(w_plus: np.ndarray, alphas: Mapping[str, float], boundaries: Mappi
     if not table.covers(boundaries, names):
         raise BoundaryError("no measured responses for " + ", ".join(names) + " on their default slot "
                             "ranges (run `latentstudio boundaries calibrate`)")
-    units = np.stack([spread(boundaries[n].normal, boundaries[n].layers) for n in names])  # (k,23,512)
     std = np.array([table.std[table.predictors.index(n)] for n in names])
 
-    def code(steps: np.ndarray) -> np.ndarray:
-        return (w0 + np.tensordot(steps, units, axes=1)).astype(np.float32)
+    def code(steps: np.ndarray) -> np.ndarray:  # each step on its boundary's default slot range
+        return apply_edits(w0, dict(zip(names, steps.tolist())), boundaries)
 
     def scores(codes: np.ndarray) -> np.ndarray:  # (N,k) in the table's stds
         s = score(codes)

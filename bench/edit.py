@@ -2,6 +2,7 @@
 
     python bench/edit.py [--faces 50] [--seed 1000000] [--out bench/out/edit] [--results bench/RESULTS.md]
     python bench/edit.py --layer-scan [--faces 10]      # choose default slot ranges
+    python bench/edit.py --faces 100 --names yaw,smile,gender,age,eyeglasses   # main five, more faces
 
 Faces: seeds ``seed … seed+faces-1`` (held out from training, which uses seeds from 0), ψ = 0.7,
 one w broadcast to W+, rendered at 256² (preview route) and scored with ``predict_all``.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -42,6 +44,7 @@ from dlib_reference import DlibIdentity
 from latentstudio.edit.apply import apply_edits
 from latentstudio.edit.boundaries import SHIPPED_DIR, Boundary, load_index, z_to_w, read_vector
 from latentstudio.edit.predictors import SCORE_NAMES, predict_all
+from latentstudio.edit import responses
 from latentstudio.edit.responses import Responses, hold_kept, predictor_scorer
 from latentstudio.models.generator import Generator, to_uint8
 
@@ -87,15 +90,16 @@ def _edit(codes: np.ndarray, name: str, alpha: float, bs: dict[str, Boundary], k
 
 
 def _method_tag(method: str, table: Responses | None) -> str:
-    """Cache-name suffix of a --keep method (the measured one names its table)."""
+    """Cache-name suffix of a --keep method (the measured one names its table and its loop's code)."""
     if method == "projection" or table is None:
         return ""
-    return "_measured" + hashlib.sha1(table.mean.tobytes()).hexdigest()[:6]
+    loop = inspect.getsource(responses.hold_kept) + inspect.getsource(responses._projection_start)
+    return "_loop" + hashlib.sha1(table.mean.tobytes() + loop.encode()).hexdigest()[:6]
 
 
 def _keep_edit(codes: np.ndarray, name: str, alpha: float, bs: dict[str, Boundary], kept: list[str], method: str,  # noqa: PLR0913
                table: Responses | None, scorer, render: Renderer, tag: str) -> np.ndarray:  # noqa: ANN001
-    """Codes of one conditional edit; the measured loop (6 renders a code) only runs when the
+    """Codes of one conditional edit; the measured loop (9 renders a code) only runs when the
     final renders are not cached yet."""
     if method == "projection":
         return _edit(codes, name, alpha, bs, keep=kept)
@@ -351,10 +355,13 @@ def main() -> int:
     ap.add_argument("--no-identity", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--boundaries", type=Path, default=SHIPPED_DIR, help="boundary folder to measure")
+    ap.add_argument("--names", help="measure only these boundaries (comma-separated), e.g. the five main ones on more faces")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = Generator.load("cpu")
     bs = {k: b for k, b in load_index(args.boundaries).items() if k in SCORE_NAMES}  # predictor-trained only
+    if args.names:
+        bs = {k: b for k, b in bs.items() if k in args.names.split(",")}
     codes = np.tile(g.map(g.sample_z(args.seed, args.faces), 0.7).numpy()[:, None], (1, 23, 1))
     from latentstudio.edit.train import predictor_version
 

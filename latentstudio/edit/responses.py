@@ -13,20 +13,22 @@ This module measures instead, in two parts.
   ``latentstudio boundaries calibrate``): for each boundary, on held-out generated faces, the mean
   change of every predictor when the code steps ``t`` along the normal on the boundary's default
   slot range, at the steps :data:`STEPS`, in standard deviations of each score over those faces.
-* A **closed loop** per code (:func:`hold_kept`): start from the steps the table predicts (curves
-  interpolated, assumed additive across directions, :meth:`Responses.solve`), then render at 256²,
-  score, and take damped Newton steps along the edited and kept normals, with the Jacobian read
-  from the table's curves (smooth population slopes; a per-face finite-difference Jacobian is too
-  noisy to invert), so that every kept score returns to its value on the unedited code and every
-  edited score to its value under the plain edit.
+* A **closed loop** per code (:func:`hold_kept`): start from InterFaceGAN's projection edit, then
+  render at 256², score, and take damped (Levenberg–Marquardt, trust-region) steps along the edited
+  and kept normals, with the Jacobian read from the table's curves (smooth population slopes; a
+  per-face finite-difference Jacobian is too noisy to invert), so that every kept score returns to
+  its value on the unedited code while every edited score moves at least as far as under the plain
+  edit. The best code scored is kept, so the loop never ends worse than the projection it starts
+  from (by the predictors).
 
 >>> table = Responses.load(folder)            # None when the folder has no responses.npz
 >>> held = hold_kept(w_plus, {"smile": 2.0}, boundaries, ["age", "gender"], table, predictor_scorer(g))
 >>> held.w_plus, held.steps, held.residual
 
-One edit costs 2 + ``iterations`` + 1 renders and scorings (≈ 0.2 s each on a 2-core CPU). The loop
-holds the *scores*: where a predictor is confounded by the edited attribute (smiling raises the age
-and eyeglasses scores), holding it also takes back part of the edit (bench/RESULTS.md).
+One edit costs 2 + ``iterations`` + 1 renders and scorings (≈ 0.15 s each on a 2-core CPU). The
+loop holds the *scores*: where a predictor is confounded by the edited attribute (smiling raises
+the age and eyeglasses scores), holding it needs steps that a linear condition cannot give
+(bench/RESULTS.md, "Measured --keep").
 """
 
 from __future__ import annotations
@@ -39,16 +41,19 @@ from pathlib import Path
 
 import numpy as np
 
-from latentstudio.edit.apply import apply_edits
+from latentstudio.edit.apply import apply_edits, edit_delta
 from latentstudio.edit.boundaries import NUM_SLOTS, W_DIM, Boundary, BoundaryError
 
 FILE = "responses.npz"
 #: steps along a unit normal at which the responses are measured (0 → 0 is implied)
 STEPS = (-3.0, -1.5, -0.5, 0.5, 1.5, 3.0)
-#: a solved step along a direction stays within this (the curves are extrapolated linearly)
+#: the loop's step along any normal stays within this (the curves are extrapolated linearly)
 MAX_STEP = 6.0
-#: weight of the pull of each solved step towards the plain edit (makes the solution unique)
-DAMPING = 0.02
+#: closed loop: steps (renders) after the start, largest first move along a normal, and the
+#: Levenberg–Marquardt damping of the normal equations (in squared table stds)
+ITERATIONS = 6
+RADIUS = 1.0
+LM_DAMPING = 0.05
 
 ProgressFn = Callable[[int, int], None]
 Scorer = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -132,35 +137,6 @@ class Responses:
         return np.array([[(self.response(d, p, x[j] + h) - self.response(d, p, x[j] - h)) / (2 * h)
                           for j, d in enumerate(names)] for p in names])
 
-    def solve(self, alphas: Mapping[str, float], keep: Sequence[str]) -> dict[str, float]:
-        """Steps along every edited and kept direction (see module doc); kept ones absent from
-        ``alphas`` start at 0. Raises BoundaryError for names the table does not have."""
-        from scipy.optimize import least_squares
-
-        edited = [n for n, a in alphas.items() if float(a) != 0.0]
-        keep = [k for k in dict.fromkeys(keep) if k not in alphas]
-        names = edited + keep
-        missing = [n for n in names if n not in self.names or n not in self.predictors]
-        if missing:
-            raise BoundaryError(f"no measured responses for {', '.join(missing)}")
-        if not edited or not keep:
-            return {n: float(alphas[n]) for n in edited}
-        rows = [self.names.index(n) for n in names]
-        cols = [self.predictors.index(n) for n in names]
-        curves = self.mean[np.ix_(rows, range(len(self.steps)), cols)]  # (dirs, T, attrs)
-        start = np.array([float(alphas[n]) for n in edited] + [0.0] * len(keep))
-        target = np.zeros(len(names))  # kept attributes: no move; edited ones: as the plain edit moves them
-        target[:len(edited)] = [sum(_interp(start[i], self.steps, curves[i, :, j]) for i in range(len(edited)))
-                                for j in range(len(edited))]
-
-        def residual(x: np.ndarray) -> np.ndarray:
-            moved = np.array([sum(_interp(x[d], self.steps, curves[d, :, j]) for d in range(len(names)))
-                              for j in range(len(names))])
-            return np.concatenate([moved - target, DAMPING * (x - start)])
-
-        fit = least_squares(residual, start, bounds=(-MAX_STEP, MAX_STEP), x_scale=1.0)
-        return dict(zip(names, (float(v) for v in fit.x)))
-
 
 def _interp(t: float, xs: np.ndarray, ys: np.ndarray) -> float:
     """Piecewise linear through (xs, ys), extended linearly beyond both ends."""
@@ -226,12 +202,18 @@ class Held:
 
 
 def hold_kept(w_plus: np.ndarray, alphas: Mapping[str, float], boundaries: Mapping[str, Boundary],
-              keep: Sequence[str], table: Responses, score: Scorer, *, iterations: int = 3,
-              damping: float = 0.6) -> Held:
+              keep: Sequence[str], table: Responses, score: Scorer, *, iterations: int = ITERATIONS,
+              radius: float = RADIUS) -> Held:
     """Edit ``w_plus`` (23,512) by ``alphas`` holding the ``keep`` scores (see module doc).
 
-    Raises BoundaryError when the table does not cover every name on its current normal and
-    default slot range. A face the predictors cannot score keeps the steps the table predicts.
+    Starts from InterFaceGAN's projection edit; each iteration renders and scores the current code
+    and takes a Levenberg–Marquardt step along the plain normals (Jacobian from the table, each
+    step at most ``radius`` along any normal). The residual is the kept scores' distance from their
+    unedited values and, one-sided, how far each edited score falls short of the plain edit's. A
+    step that does not lower the residual is retried from the best code at half the radius; the
+    best code scored is returned. Raises BoundaryError when the table does not cover every name on
+    its current normal and default slot range. A face the predictors cannot score keeps the
+    projection edit.
     """
     w0 = np.asarray(w_plus, np.float32).reshape(NUM_SLOTS, W_DIM)
     edited = [n for n, a in alphas.items() if float(a) != 0.0]
@@ -240,33 +222,56 @@ def hold_kept(w_plus: np.ndarray, alphas: Mapping[str, float], boundaries: Mappi
     if not table.covers(boundaries, names):
         raise BoundaryError("no measured responses for " + ", ".join(names) + " on their default slot "
                             "ranges (run `latentstudio boundaries calibrate`)")
+    wanted = {n: float(alphas[n]) for n in edited}
+    if not keep or not edited:
+        return Held(apply_edits(w0, wanted, boundaries), wanted, {})
     std = np.array([table.std[table.predictors.index(n)] for n in names])
+    sign = np.sign([wanted[n] for n in edited])
+    start, x0 = _projection_start(w0, wanted, keep, boundaries)
 
-    def code(steps: np.ndarray) -> np.ndarray:  # each step on its boundary's default slot range
-        return apply_edits(w0, dict(zip(names, steps.tolist())), boundaries)
+    def code(x: np.ndarray) -> np.ndarray:  # the projection edit plus steps along the plain normals
+        return start + edit_delta(dict(zip(names, (x - x0).tolist())), boundaries)
 
     def scores(codes: np.ndarray) -> np.ndarray:  # (N,k) in the table's stds
         s = score(codes)
         return np.stack([np.asarray(s[n], np.float64) for n in names], axis=1) / std
 
-    solved = table.solve({n: float(alphas[n]) for n in edited}, keep)
-    x = np.array([solved.get(n, 0.0) for n in names])
-    if not keep:
-        return Held(code(x), dict(zip(names, x.tolist())), {})
-    plain = np.array([float(alphas[n]) for n in edited] + [0.0] * len(keep))
-    first = scores(np.stack([w0, code(plain)]))
+    first = scores(np.stack([w0, apply_edits(w0, wanted, boundaries)]))
     target = np.concatenate([first[1, :len(edited)], first[0, len(edited):]])
-    residual = np.full(len(names), np.nan)
+    best_x, best_r, best_norm = x0, np.full(len(names), np.nan), np.inf
+    x = x0
     for it in range(iterations + 1):
-        current = scores(code(x)[None])[0]
-        if not np.all(np.isfinite(current)) or not np.all(np.isfinite(target)):
+        r = scores(code(x)[None])[0] - target
+        if not np.all(np.isfinite(r)):
             break
-        residual = current - target
+        r[:len(edited)] = sign * np.minimum(0.0, sign * r[:len(edited)])  # further than the plain edit is fine
+        if float(np.linalg.norm(r)) < best_norm:
+            best_x, best_r, best_norm = x, r, float(np.linalg.norm(r))
+        else:
+            radius /= 2
         if it == iterations:
             break
-        step, *_ = np.linalg.lstsq(table.jacobian(names, x), -residual, rcond=1e-2)
-        x = np.clip(x + damping * step, -MAX_STEP, MAX_STEP)
-    return Held(code(x), dict(zip(names, x.tolist())), dict(zip(names, residual.tolist())))
+        jac = table.jacobian(names, best_x)
+        step = np.linalg.solve(jac.T @ jac + LM_DAMPING * np.eye(len(names)), -jac.T @ best_r)
+        step *= min(1.0, radius / max(float(np.max(np.abs(step))), 1e-12))
+        x = np.clip(best_x + step, -MAX_STEP, MAX_STEP)
+    return Held(code(best_x), dict(zip(names, best_x.tolist())), dict(zip(names, best_r.tolist())))
+
+
+def _projection_start(w0: np.ndarray, alphas: Mapping[str, float], keep: Sequence[str],
+                      boundaries: Mapping[str, Boundary]) -> tuple[np.ndarray, np.ndarray]:
+    """InterFaceGAN's projection edit of ``w0``, and the steps along the plain normals (edited,
+    then kept) that it amounts to (exact where the slot ranges agree): where the loop's Jacobian
+    is read first."""
+    kept = np.stack([boundaries[k].normal for k in keep]).astype(np.float64)  # (k,512)
+    x = np.zeros(len(alphas) + len(keep))
+    for i, (name, alpha) in enumerate(alphas.items()):
+        n = boundaries[name].normal.astype(np.float64)
+        coef, *_ = np.linalg.lstsq(kept.T, n, rcond=None)
+        scale = alpha / max(float(np.linalg.norm(n - kept.T @ coef)), 1e-12)  # the edit renormalises
+        x[i] = scale
+        x[len(alphas):] -= scale * coef
+    return apply_edits(w0, alphas, boundaries, keep=keep), x
 
 
 def predictor_scorer(generator, size: int = 256) -> Scorer:  # noqa: ANN001 - Generator

@@ -292,10 +292,11 @@ def keep_table(method: str, alphas: dict[str, float], keep: list[str], layers: t
     every edited and kept boundary; ``measured``: the same, but an error when it does not apply.
     """
     from latentstudio.edit.boundaries import SHIPPED_DIR
-    from latentstudio.edit.responses import Responses
+    from latentstudio.edit.responses import Responses, split_names
 
-    names = [n for n, a in alphas.items() if a != 0.0] + [k for k in keep if k not in alphas]
-    if method == "projection" or not keep or len(names) == len(keep):
+    edited, kept = split_names(alphas, keep)
+    names = edited + kept
+    if method == "projection" or not kept or not edited:
         return None
     table = Responses.load(SHIPPED_DIR)
     if table is not None and layers is None and table.covers(directions, names):

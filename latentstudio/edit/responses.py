@@ -191,10 +191,18 @@ def measure(score: Scorer, boundaries: Mapping[str, Boundary], names: Sequence[s
 
 # ------------------------------------------------------------------------------ closed loop
 
+def split_names(alphas: Mapping[str, float], keep: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(edited: names with a non-zero α, kept: the ``keep`` names not edited, without repeats):
+    the directions :func:`hold_kept` steps along, in its order."""
+    return ([n for n, a in alphas.items() if float(a) != 0.0],
+            [k for k in dict.fromkeys(keep) if k not in alphas])
+
+
 @dataclass
 class Held:
-    """A measured conditional edit: the code, the steps taken along each normal, and how far
-    each attribute ended from its target (in the table's stds; NaN where a face was not scored)."""
+    """A measured conditional edit: the code, the steps along each plain normal it amounts to
+    (the projection start read as such steps, plus the loop's corrections), and how far each
+    attribute ended from its target (in the table's stds; NaN where a face was not scored)."""
 
     w_plus: np.ndarray  # (23,512) float32
     steps: dict[str, float]
@@ -216,8 +224,7 @@ def hold_kept(w_plus: np.ndarray, alphas: Mapping[str, float], boundaries: Mappi
     projection edit.
     """
     w0 = np.asarray(w_plus, np.float32).reshape(NUM_SLOTS, W_DIM)
-    edited = [n for n, a in alphas.items() if float(a) != 0.0]
-    keep = [k for k in dict.fromkeys(keep) if k not in alphas]
+    edited, keep = split_names(alphas, keep)
     names = edited + keep
     if not table.covers(boundaries, names):
         raise BoundaryError("no measured responses for " + ", ".join(names) + " on their default slot "

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from latentstudio.invert import PRESETS, invert  # noqa: E402
+from latentstudio.invert import PRESETS, Preset, invert  # noqa: E402
 from latentstudio.losses.lpips import load_lpips  # noqa: E402
 from latentstudio.models.generator import Generator, from_uint8, to_uint8  # noqa: E402
 from latentstudio.tune import TuneSettings, pivotal_tune, tuned_generator  # noqa: E402
@@ -134,6 +134,21 @@ def measure(g: Generator, code: np.ndarray, target: np.ndarray, lp, idnet, openf
     return m
 
 
+def overridden(preset: str, args: argparse.Namespace) -> Preset:
+    """The preset with ``--start`` and every ``--set FIELD=VALUE`` applied (VALUE read as the
+    field's type: ``--set delta_weight=5e-4``, ``--set amp=true``)."""
+    p = replace(PRESETS[preset], start=args.start) if args.start else PRESETS[preset]
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(p, key):
+            raise SystemExit(f"--set {item}: presets have no field {key!r}")
+        old = getattr(p, key)
+        typed: object = value.lower() in ("1", "true", "yes") if isinstance(old, bool) else \
+            type(old)(value) if old is not None else float(value)
+        p = replace(p, **{key: typed})
+    return p
+
+
 def run_presets(args: argparse.Namespace) -> None:
     from PIL import Image
 
@@ -162,14 +177,20 @@ def run_presets(args: argparse.Namespace) -> None:
     rows = []
     for preset in args.presets.split(","):
         if g.device.type == "cuda":  # untimed warm-up: CUDA context, cuDNN algorithm choice, allocator
-            invert(next(iter(targets.values())), preset=preset, steps=5, generator=g)
-        labels = [preset] + ([f"{preset}+tune{args.tune}@{args.tune_size}"] if args.tune else [])
+            invert(next(iter(targets.values())), preset=overridden(preset, args), steps=5, generator=g,
+                   cuda_graphs=not args.eager)
+        chosen = overridden(preset, args)
+        name0 = preset + "".join(f" {kv}" for kv in args.set) + (" eager" if args.eager else "") + \
+            (f" {args.steps} steps" if args.steps else "")
+        labels = [name0] + ([f"{name0}+tune{args.tune}@{args.tune_size}"] if args.tune else [])
         per: dict[str, dict[str, dict[str, list[float]]]] = {
             lb: {"generated": {}, "photos": {}} for lb in labels}
         for name, target in targets.items():
+            if args.photos_only and not name.startswith("photo:"):
+                continue
             t0 = time.time()
-            chosen = replace(PRESETS[preset], start=args.start) if args.start else preset
-            code = invert(target, preset=chosen, steps=args.steps, generator=g).w_plus
+            code = invert(target, preset=chosen, steps=args.steps, generator=g,
+                          cuda_graphs=not args.eager).w_plus
             variants = [(labels[0], g, _elapsed(g, t0))]
             if args.tune:  # pivotal tuning of the same code: the edits are rendered with the tuned weights too
                 settings = TuneSettings(steps=args.tune, size=args.tune_size, lr=args.tune_lr)
@@ -199,7 +220,7 @@ def run_presets(args: argparse.Namespace) -> None:
     for preset, kind, n, m, lmax, imax, omax in rows:
         print(f"| {preset} | {kind} | {n} | {m['lpips']:.3f} ({lmax:.3f}) | {m['psnr']:.1f} | "
               f"{m['id']:.3f} ({imax:.3f}) | {m['id_openface']:.3f} ({omax:.3f}) | "
-              f"{m['move_smile'] / m['ref_smile']:.2f} / {m['move_age'] / m['ref_age']:.2f} | {m['sec']:.0f} |")
+              f"{m['move_smile'] / m['ref_smile']:.2f} / {m['move_age'] / m['ref_age']:.2f} | {m['sec']:.1f} |")
 
 
 def main() -> None:
@@ -216,6 +237,10 @@ def main() -> None:
     ap.add_argument("--no-fetch", action="store_true",
                     help="do not download bench/photos.py's portraits; use what is cached")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--eager", action="store_true",
+                    help="on CUDA, run every step eagerly instead of replaying a CUDA graph")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a preset field (repeatable), e.g. --set delta_weight=5e-4")
     ap.add_argument("--tune", type=int, default=0, metavar="STEPS",
                     help="also pivotal-tune the generator for STEPS steps after each inversion")
     ap.add_argument("--tune-size", type=int, choices=(256, 512, 1024), default=TuneSettings.size,
@@ -223,6 +248,8 @@ def main() -> None:
     ap.add_argument("--tune-lr", type=float, default=TuneSettings.lr)
     ap.add_argument("--editability", action="store_true", help="compare the W / W+ regularisers instead")
     ap.add_argument("--faces", type=int, default=10)
+    ap.add_argument("--photos-only", action="store_true",
+                    help="invert only the photos (the --faces generated faces still set the edit yardstick)")
     ap.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     ap.add_argument("--preset", default="fast", help="editability mode: the preset the configs derive from")
     ap.add_argument("--seed0", type=int, default=5000)

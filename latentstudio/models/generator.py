@@ -107,14 +107,18 @@ class Generator:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
         w_plus = as_w_plus(code).to(self.device)
         with torch.set_grad_enabled(grad):
-            if size == 1024:
-                img = self.synthesis(w_plus)
-            else:
-                if self.heads is None or size not in self.heads.available:
-                    raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
-                blocks = PREVIEW_SIZES[size]
-                img = self.heads(self.synthesis.features(w_plus, blocks), size)
+            img = self.render(w_plus, size)
         return img.clamp(-1, 1) if clip else img
+
+    def render(self, w_plus: Tensor, size: int = 1024) -> Tensor:
+        """The networks alone: W+ (n,23,512) float32 on this device → (n,3,size,size), unclipped.
+        No checks of the code's values (they would wait for the GPU, which a CUDA graph capture
+        forbids): ``synthesize`` is the checked entry point."""
+        if size == 1024:
+            return self.synthesis(w_plus)
+        if self.heads is None or size not in self.heads.available:
+            raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
+        return self.heads(self.synthesis.features(w_plus, PREVIEW_SIZES[size]), size)
 
 
 def to_uint8(img: Tensor) -> np.ndarray:

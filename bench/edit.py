@@ -3,12 +3,14 @@
     python bench/edit.py [--faces 50] [--seed 1000000] [--out bench/out/edit] [--results bench/RESULTS.md]
     python bench/edit.py --layer-scan [--faces 10]      # choose default slot ranges
     python bench/edit.py --faces 100 --names yaw,smile,gender,age,eyeglasses   # main five, more faces
+    python bench/edit.py --alphas -3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3   # finer α grid for ρ
 
 Faces: seeds ``seed … seed+faces-1`` (held out from training, which uses seeds from 0), ψ = 0.7,
 one w broadcast to W+, rendered at 256² (preview route) and scored with ``predict_all``.
 Every render's scores are cached under ``--out`` (per predictor version) so an interrupted run resumes.
 
-Per boundary, α ∈ {−3, −1.5, 0, 1.5, 3} on each boundary's default slot range:
+Per boundary, α ∈ {−3, −1.5, 0, 1.5, 3} (``--alphas``: another grid; it must hold −3, 0 and 3) on each
+boundary's default slot range:
 
 * **Spearman**: rank correlation of α with the own predictor's change (score(α) − score(0)),
   pooled over faces and α (``rho``), and the mean of the per-face correlations (``rho_face``).
@@ -109,10 +111,12 @@ def _keep_edit(codes: np.ndarray, name: str, alpha: float, bs: dict[str, Boundar
 
 
 def _tag(name: str, alpha: float, bs: dict[str, Boundary], keep=(), layers=None) -> str:  # noqa: ANN001
-    """Cache name of one edit; includes the slot range and a fingerprint of the boundary vector."""
+    """Cache name of one edit; includes the slot range and a fingerprint of the boundary vector.
+    α is written with one decimal when that is exact (the names of the existing caches), else in full."""
     a, b = layers or bs[name].layers
     digest = hashlib.sha1(np.round(bs[name].normal, 4).astype(np.float32).tobytes()).hexdigest()[:8]
-    t = f"{name}_a{alpha:+.1f}_L{a}-{b}_v{digest}"
+    al = f"{alpha:+.1f}" if float(f"{alpha:.1f}") == alpha else f"{alpha:+}"
+    t = f"{name}_a{al}_L{a}-{b}_v{digest}"
     if keep:
         t += "_keep-" + "-".join(keep)
     return t
@@ -189,16 +193,16 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
     for name in bs:
         by_alpha = {0.0: base[name]}
         res = {0.0: base}
-        for al in ALPHAS:
+        for al in args.alphas:
             if al == 0.0:
                 continue
             res[al] = render(_tag(name, al, bs), _edit(codes, name, al, bs))
             by_alpha[al] = res[al][name]
-        rho, rho_face, rho_mean = spearman(list(ALPHAS), by_alpha, base[name])
-        viol = violations(list(ALPHAS), by_alpha, 0.05 * std[name])
+        rho, rho_face, rho_mean = spearman(list(args.alphas), by_alpha, base[name])
+        viol = violations(list(args.alphas), by_alpha, 0.05 * std[name])
         matrix[name] = effect(res[3.0], res[-3.0], std)
         res_by_name[name] = res
-        if "id" in base:
+        if "id" in base and all("id" in res.get(a, {}) for a in (-3.0, -1.5, 1.5, 3.0)):
             ident[name] = (float(np.mean([id_dist(res[a], base).mean() for a in (-1.5, 1.5)])),
                            float(np.mean([id_dist(res[a], base).mean() for a in (-3.0, 3.0)])),
                            float(np.mean([(id_dist(res[a], base) < 0.6).mean() for a in (-3.0, 3.0)])))
@@ -262,13 +266,15 @@ def reference_cosines(g: Generator, bs: dict[str, Boundary]) -> list[str]:
 def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows, matrix, keep_rows,  # noqa: ANN001
            ident, faces: int) -> str:
     cpu = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch threads {torch.get_num_threads()}"
+    grid = ", ".join(f"{a:g}".replace("-", "−") for a in args.alphas)
+    alphas_arg = "" if args.alphas == ALPHAS else " --alphas " + ",".join(f"{a:g}" for a in args.alphas)
     out = ["## Editing (issue 4)", "",
            f"Machine: {cpu}, shared with other jobs; no GPU. `python bench/edit.py --faces {faces} "
-           f"--seed {args.seed}` ({faces} generated faces, seeds {args.seed}…, ψ 0.7, W broadcast to W+, "
+           f"--seed {args.seed}{alphas_arg}` ({faces} generated faces, seeds {args.seed}…, ψ 0.7, W broadcast to W+, "
            "256² preview renders, scores from `latentstudio.edit.predictors`). Boundaries: shipped set "
            "(`boundaries/index.json`), each on its default slot range.", "",
            "### Per boundary", "",
-           "ρ = Spearman(α, own score change), α ∈ {−3, −1.5, 0, 1.5, 3}, pooled over faces; ρ_face = mean "
+           f"ρ = Spearman(α, own score change), α ∈ {{{grid}}}, pooled over faces; ρ_face = mean "
            "per-face ρ; ρ_mean = ρ(α, mean score over the faces); drops = share of α steps where a face's own "
            "score falls by more than 0.05 population std (ρ is also lowered by ties where a predictor saturates, "
            "e.g. a closed mouth; smile, surprise and gender are log-odds, which do not saturate). own = effect of α −3 → +3 on the own predictor in population stds (std over the training samples); off = sum of |effect| "
@@ -345,6 +351,14 @@ def run_scan(args: argparse.Namespace, render: Renderer, bs: dict[str, Boundary]
     return text
 
 
+def _alphas(text: str) -> tuple[float, ...]:
+    """--alphas: sorted, without repeats; −3, 0 and +3 are needed (base, off-target matrix, --keep)."""
+    alphas = tuple(sorted({float(a) + 0.0 for a in text.split(",")}))  # + 0.0: no −0
+    if not {-3.0, 0.0, 3.0} <= set(alphas):
+        raise argparse.ArgumentTypeError("the grid must hold -3, 0 and 3")
+    return alphas
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=int, default=50)
@@ -356,7 +370,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--boundaries", type=Path, default=SHIPPED_DIR, help="boundary folder to measure")
     ap.add_argument("--names", help="measure only these boundaries (comma-separated), e.g. the five main ones on more faces")
-    args = ap.parse_args()
+    ap.add_argument("--alphas", type=_alphas, default=ALPHAS,
+                    help="α grid of the per-boundary columns (comma-separated; must hold -3, 0 and 3), e.g. "
+                         "-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3")
+    argv = sys.argv[1:]
+    if "--alphas" in argv[:-1]:  # "--alphas -3,…" would read as an option: glue the value on
+        i = argv.index("--alphas")
+        argv[i:i + 2] = [f"--alphas={argv[i + 1]}"]
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = Generator.load("cpu")
     bs = {k: b for k, b in load_index(args.boundaries).items() if k in SCORE_NAMES}  # predictor-trained only

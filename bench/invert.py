@@ -136,7 +136,7 @@ def measure(g: Generator, code: np.ndarray, target: np.ndarray, lp, idnet, openf
 
 def overridden(preset: str, args: argparse.Namespace) -> Preset:
     """The preset with ``--start`` and every ``--set FIELD=VALUE`` applied (VALUE read as the
-    field's type: ``--set delta_weight=5e-4``, ``--set amp=true``)."""
+    field's type: ``--set delta_weight=5e-4``, ``--set lr=0.03``)."""
     p = replace(PRESETS[preset], start=args.start) if args.start else PRESETS[preset]
     for item in args.set:
         key, _, value = item.partition("=")
@@ -176,10 +176,10 @@ def run_presets(args: argparse.Namespace) -> None:
     print("edit +%g on true codes, mean predictor change: %s" % (ALPHA, mean_move), flush=True)
     rows = []
     for preset in args.presets.split(","):
-        if g.device.type == "cuda":  # untimed warm-up: CUDA context, cuDNN algorithm choice, allocator
-            invert(next(iter(targets.values())), preset=overridden(preset, args), steps=5, generator=g,
-                   cuda_graphs=not args.eager)
         chosen = overridden(preset, args)
+        if g.device.type == "cuda":  # untimed warm-up: CUDA context, cuDNN algorithm choice, allocator
+            invert(next(iter(targets.values())), preset=chosen, steps=5, generator=g,
+                   cuda_graphs=not args.eager)
         name0 = preset + "".join(f" {kv}" for kv in args.set) + (" eager" if args.eager else "") + \
             (f" {args.steps} steps" if args.steps else "")
         labels = [name0] + ([f"{name0}+tune{args.tune}@{args.tune_size}"] if args.tune else [])

@@ -21,8 +21,8 @@ so the presets start from w_avg. Optimisation runs in two phases (three in the f
 Losses: LPIPS + ``pixel_weight`` · MSE on the [-1, 1] image, + ``id_weight`` · dlib identity
 distance when the identity net is installed. ``quality`` renders 1024² and downsamples for the
 losses (LPIPS-VGG); it is meant for a GPU, where each step replays a CUDA graph (:class:`CodeLoss`):
-800 steps took 6.9 s a photo on an H200 and reached LPIPS-VGG 0.138 on five real photos, where
-500 steps took 4.3 s and stopped at 0.156 (bench/RESULTS.md). ``fast`` is built for a 2-core CPU (measured per step there: 256² route
+800 steps took 6.9 s a photo on an H200 and reached LPIPS-VGG 0.138–0.141 on five real photos
+(three runs), where 500 steps took 4.3 s and stopped at 0.156–0.157 (bench/RESULTS.md). ``fast`` is built for a 2-core CPU (measured per step there: 256² route
 fwd+bwd 0.14 s, 512² 0.40 s, 1024² 1.39 s; LPIPS-VGG at 256² 0.79 s, LPIPS-Alex 0.05 s): it uses
 AlexNet LPIPS, runs most steps on the cheap 256² route (blocks up to 256² + distilled preview
 head), and the last ``refine_steps`` on the 512² route, so that the code fits the real network's
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentstudio.models.generator import SIZES, Generator, from_uint8, resize, to_uint8
+from latentstudio.models.generator import Generator, from_uint8, resize, to_uint8
 
 NUM_SLOTS, W_DIM = 23, 512
 
@@ -214,8 +214,6 @@ class CodeLoss:
     def __init__(self, g: Generator, losses: Losses, p: Preset, size: int, start: Tensor,
                  graph: bool = True) -> None:
         self.g, self.losses, self.p, self.size = g, losses, p, size
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {SIZES}, got {size}")
         self.code = start.detach().clone().requires_grad_(True)  # (1,23,512), the static input
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out: Tensor | None = None

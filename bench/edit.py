@@ -4,6 +4,7 @@
     python bench/edit.py --layer-scan [--faces 10]      # choose default slot ranges
     python bench/edit.py --faces 100 --names yaw,smile,gender,age,eyeglasses   # main five, more faces
     python bench/edit.py --alphas -3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3   # finer α grid for ρ
+    python bench/edit.py --faces 100 --names smile,gender --no-keep   # ρ only
 
 Faces: seeds ``seed … seed+faces-1`` (held out from training, which uses seeds from 0), ψ = 0.7,
 one w broadcast to W+, rendered at 256² (preview route) and scored with ``predict_all``.
@@ -215,7 +216,8 @@ def run_main(args: argparse.Namespace, g: Generator, render: Renderer, bs: dict[
     keep_rows = []
     table = Responses.load(args.boundaries)
     scorer = predictor_scorer(g)
-    for name, method in [(m, k) for k in ("projection", "measured") for m in MAIN if m in bs]:
+    methods = () if args.no_keep else ("projection", "measured")
+    for name, method in [(m, k) for k in methods for m in MAIN if m in bs]:
         kept = [m for m in MAIN if m != name and m in bs]
         if method == "measured" and (table is None or not table.covers(bs, [name, *kept])):
             continue
@@ -316,8 +318,7 @@ def report(args: argparse.Namespace, g: Generator, bs: dict[str, Boundary], rows
             "them out removes "
             "only part of an attribute, and (b) some predictors are confounded in image space: the eyeglasses "
             "score (edge energy under the eyes) also rises with the wrinkles and raised cheeks of smiling and "
-            "ageing faces, which no W-space condition can remove. Checked by eye on contact sheets: age +3 adds "
-            "glasses and drifts towards male without --keep, and neither with it."]
+            "ageing faces, which no W-space condition can remove."]
     scan = Path(args.out) / "layer_scan.md"
     if scan.is_file():
         out += ["", scan.read_text().rstrip("\n")]
@@ -367,6 +368,7 @@ def main() -> int:
     ap.add_argument("--results", help="replace/append the '## Editing (issue 4)' section of this file")
     ap.add_argument("--layer-scan", action="store_true")
     ap.add_argument("--no-identity", action="store_true")
+    ap.add_argument("--no-keep", action="store_true", help="skip the --keep rows (e.g. for ρ on more faces)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--boundaries", type=Path, default=SHIPPED_DIR, help="boundary folder to measure")
     ap.add_argument("--names", help="measure only these boundaries (comma-separated), e.g. the five main ones on more faces")

@@ -100,7 +100,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _train_command(args: argparse.Namespace, names: list[str]) -> str:
     return (f"latentstudio boundaries train --attributes {','.join(names)} --n {args.n} "
-            f"--seed {args.seed} --psi {args.psi:g} --size {args.size} --ratio {args.ratio:g}")
+            f"--seed {args.seed} --psi {args.psi:g} --size {args.size} --ratio {args.ratio:g}"
+            + ("" if args.whiten == "auto" else f" --whiten {args.whiten}"))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -121,14 +122,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_predictors(args: argparse.Namespace) -> list[Boundary]:
-    from latentstudio.edit.train import ATTRIBUTES, SampleSpec, predictor_version, train_attributes
+    from latentstudio.edit.train import ATTRIBUTES, SampleSpec, predictor_version, train_attributes, whitened
 
     names = list(ATTRIBUTES) if args.attributes == "all" else [a.strip() for a in args.attributes.split(",") if a.strip()]
     spec = SampleSpec(n=args.n, seed=args.seed, psi=args.psi, size=args.size)
     fits = train_attributes(names, spec, ratio=args.ratio, val_fraction=args.val_fraction,
                             device=args.device, batch=args.batch, workers=args.workers,
                             cache_dir=Path(args.cache) if args.cache else None,
-                            keep_images=args.keep_images, progress=_printer("train"))
+                            keep_images=args.keep_images, whiten=args.whiten, progress=_printer("train"))
     command = _train_command(args, names)
     out = []
     for name, fit in fits.items():
@@ -140,7 +141,7 @@ def _train_predictors(args: argparse.Namespace) -> list[Boundary]:
             details={"psi": args.psi, "render_size": args.size, "ratio": args.ratio,
                      "positives": fit.n_pos, "negatives": fit.n_neg, "validation_samples": fit.n_val,
                      "train_accuracy": round(fit.train_accuracy, 4), "svm_c": fit.c, "seed": args.seed,
-                     "predictor_version": predictor_version()}))
+                     "whitened": whitened(name, args.whiten), "predictor_version": predictor_version()}))
     return out
 
 
@@ -378,6 +379,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--size", type=int, choices=(256, 512, 1024), default=256, help="render size for scoring")
     tr.add_argument("--ratio", type=float, default=0.02, help="top/bottom fraction kept as positives/negatives")
     tr.add_argument("--val-fraction", type=float, default=0.3)
+    tr.add_argument("--whiten", choices=("auto", "all", "none"), default="auto",
+                    help="fit the SVM on whitened codes: auto = for the attributes where it was measured to "
+                         "help (gender, age, smile, eyes open), all, or none (raw W, as InterFaceGAN)")
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
     tr.add_argument("--batch", type=int, default=None, help="renders per synthesis call")
     tr.add_argument("--workers", type=int, default=0, help="predictor processes (use on many-core machines)")

@@ -355,6 +355,8 @@ def paste_into(photo_path: Path, aligned: np.ndarray, extras: dict[str, np.ndarr
 # ------------------------------------------------------------------------------- register
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``boundaries`` and ``edit`` command groups to the ``latentstudio`` parser."""
+    from latentstudio.edit.train import ATTRIBUTES, WHITEN_CHOICES
+
     bnd = sub.add_parser("boundaries", help="list, import, train editing boundaries").add_subparsers(dest="boundaries_cmd")
 
     ls = bnd.add_parser("list", help="installed boundaries with validation accuracy")
@@ -379,9 +381,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--size", type=int, choices=(256, 512, 1024), default=256, help="render size for scoring")
     tr.add_argument("--ratio", type=float, default=0.02, help="top/bottom fraction kept as positives/negatives")
     tr.add_argument("--val-fraction", type=float, default=0.3)
-    tr.add_argument("--whiten", choices=("auto", "all", "none"), default="auto",
-                    help="fit the SVM on whitened codes: auto = for the attributes where it was measured to "
-                         "help (gender, age, smile, eyes open), all, or none (raw W, as InterFaceGAN)")
+    tr.add_argument("--whiten", choices=WHITEN_CHOICES, default="auto",
+                    help="fit the SVM on whitened codes: auto = for the attributes where it was measured to help ("
+                         + ", ".join(n for n, info in ATTRIBUTES.items() if info.whiten)
+                         + "), all, or none (raw W, as InterFaceGAN)")
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
     tr.add_argument("--batch", type=int, default=None, help="renders per synthesis call")
     tr.add_argument("--workers", type=int, default=0, help="predictor processes (use on many-core machines)")

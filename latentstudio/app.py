@@ -20,6 +20,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     from latentstudio.gui.main_window import MainWindow
     from latentstudio.gui.session import EditorSession
     from latentstudio.project import recoverable
+    from latentstudio.safety import explain
 
     args = list(argv or [])
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "latentstudio"])
@@ -34,7 +35,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     def excepthook(kind, exc, tb) -> None:  # noqa: ANN001 - a bug must not take the work with it
         details = "".join(traceback.format_exception(kind, exc, tb))
         sys.stderr.write(details)
-        window.show_error("Unexpected error", f"{kind.__name__}: {exc}", details)
+        window.show_error("Unexpected error", explain(exc).message, details)
 
     sys.excepthook = excepthook
     window.show()

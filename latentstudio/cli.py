@@ -1,6 +1,8 @@
 """The ``latentstudio`` command. Thin: every command calls the headless core.
 
-Exit codes: 0 success, 2 bad input (bad file, bad latent, no face, bad option), 1 other failures.
+Exit codes: 0 success, 2 bad input (bad file, bad latent, no face, bad option, unusable output
+path), 1 other failures (missing models, internal errors: one line and a hint to rerun with
+``--debug``, which shows the traceback), 130 cancelled.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from latentstudio.models.fetch import FetchError
+from latentstudio.atomic import output_set
+from latentstudio.safety import InputError, check_output, explain
 
 DEMO_SEED = 42
 
 
-class UserError(Exception):
+class UserError(InputError):
     """A problem with what the user asked for; printed as one line, exit code 2."""
 
 
@@ -176,6 +179,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="latentstudio", description="LatentStudio face editor")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="command")
 
     models = sub.add_parser("models", help="fetch or list model weights").add_subparsers(dest="models_cmd")
@@ -257,22 +261,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-def _input_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean "bad input": reported in one line with exit code 2."""
-    from latentstudio.codes import LatentError
-    from latentstudio.face.detect import FaceError
-    from latentstudio.face.image_io import ImageError
-
-    errors: list[type[Exception]] = [FaceError, ImageError, LatentError]
-    try:
-        from latentstudio.edit.boundaries import BoundaryError
-
-        errors.append(BoundaryError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def _is_document_path(argv: list[str], parser: argparse.ArgumentParser) -> bool:
     """``latentstudio FILE`` (the desktop launcher's ``Exec=latentstudio %f``): one argument that
     is no command or option but an existing file or a name with an extension."""
@@ -288,8 +276,40 @@ def _default_psi(args: argparse.Namespace) -> None:
         args.psi = 0.7 if args.code is None else 1.0
 
 
+# commands that write results (-o, --save-code): their outputs are checked first and appear together
+RESULT_COMMANDS = ("render", "align", "invert", "edit", "transfer", "deidentify")
+INPUT_ARGS = ("photo", "code", "paste_back", "identity", "attributes", "face", "file")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """UserError when a result would overwrite an input file or a non-regular file, or land in a
+    missing folder; and when a folder option (``--out``) names a file."""
+    out_dir = getattr(args, "out", None)
+    if isinstance(out_dir, str) and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"{out_dir}: --out must be a folder, but it is a file")
+    if getattr(args, "command", None) not in RESULT_COMMANDS:
+        return
+    inputs = [v for v in (getattr(args, a, None) for a in INPUT_ARGS) if isinstance(v, str) and v]
+    outputs = [v for v in (getattr(args, "output", None), getattr(args, "save_code", None)) if v]
+    for i, out in enumerate(outputs):
+        check_output(out, inputs + outputs[:i], UserError)
+        if any(Path(out).absolute() == Path(o).absolute() for o in outputs[:i]):
+            raise UserError(f"{out}: given as two outputs")
+
+
+def _reconfigure_streams() -> None:
+    """File names with undecodable bytes must not crash printing (``wrote …``, errors)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere, not only before the command
+    argv = [a for a in argv if a != "--debug"]
+    _reconfigure_streams()
     parser = build_parser()
     if not argv or _is_document_path(argv, parser):
         from latentstudio.app import run_app
@@ -301,16 +321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _default_psi(args)
     try:
+        check_outputs(args)
+        if args.command in RESULT_COMMANDS:
+            with output_set():  # the image and the code appear together, or neither
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
-    except (UserError, *_input_errors()) as exc:
-        print(f"latentstudio: error: {exc}", file=sys.stderr)
-        return 2
-    except FetchError as exc:
-        print(f"latentstudio: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("latentstudio: cancelled", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line (or a traceback with --debug)
+        if debug:
+            raise
+        told = explain(exc)
+        hint = " (rerun with --debug for the traceback)" if told.internal else ""
+        print(f"latentstudio: error: {told.message}{hint}", file=sys.stderr)
+        return told.exit_code
 
 
 if __name__ == "__main__":

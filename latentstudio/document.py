@@ -32,13 +32,14 @@ import numpy as np
 
 from latentstudio import __version__
 from latentstudio.models.fetch import sha256_of
+from latentstudio.safety import InputError
 
 NUM_SLOTS, W_DIM = 23, 512
 ROLES = ("identity", "attributes")  # what the second face contributes
 Direction = Any  # latentstudio.edit.boundaries.Boundary (imported lazily)
 
 
-class DocumentError(ValueError):
+class DocumentError(InputError):
     """An edit or export the document cannot do; the message says why."""
 
 

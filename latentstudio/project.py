@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,13 +38,24 @@ from latentstudio.document import (
     make_direction,
 )
 from latentstudio.models.fetch import sha256_of
+from latentstudio.safety import (
+    MAX_ARRAYS_BYTES,
+    MAX_JSON_BYTES,
+    MAX_LATENT_ABS,
+    InputError,
+    check_amount,
+    check_finite,
+    first_line,
+    load_npz,
+    loads_json,
+)
 
 SCHEMA = "latentstudio-project"
 VERSION = 2  # the newest schema this version reads; 2 adds tuned generator weights
 PROJECT_SUFFIX = ".lsproj"
 
 
-class ProjectError(ValueError):
+class ProjectError(InputError):
     """A project file that cannot be read (damaged, foreign, newer schema)."""
 
 
@@ -142,11 +154,17 @@ def load_project(path: str | Path, directions: Iterable[Direction] = ()) -> Docu
         return _build(p, meta, arrays, list(directions))
     except ProjectError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ProjectError(f"{p}: damaged project file ({type(exc).__name__}: {exc})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise ProjectError(f"{p}: damaged project file ({type(exc).__name__}: {first_line(exc)})") from exc
+
+
+ARRAY_NAME = re.compile(r"^(base|quad|landmarks|code|other|repair_direction|dir\d{1,4}|tuned/.+)$")
+MAX_AMOUNT = 100.0  # identity blend amounts and repair strengths (the sliders go to ±2 or so)
 
 
 def _read_members(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """project.json and the known arrays of arrays.npz, each bounded by its declared size before
+    it is read (unknown arrays are skipped unread)."""
     if not p.is_file():
         raise ProjectError(f"{p}: no such project file")
     try:
@@ -155,48 +173,54 @@ def _read_members(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             missing = {"project.json", "arrays.npz"} - names
             if missing:
                 raise ProjectError(f"{p}: not a LatentStudio project (missing {', '.join(sorted(missing))})")
+            sizes = {"project.json": MAX_JSON_BYTES, "arrays.npz": MAX_ARRAYS_BYTES}
+            for name, limit in sizes.items():
+                if z.getinfo(name).file_size > limit:
+                    raise ProjectError(f"{p}: {name} too large ({z.getinfo(name).file_size >> 20} MiB declared)")
             raw = z.read("project.json")
             npz = z.read("arrays.npz")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        raise ProjectError(f"{p}: damaged or not a LatentStudio project ({exc})") from exc
-    except (ValueError, RuntimeError) as exc:  # zlib errors, CRC mismatches
-        raise ProjectError(f"{p}: damaged project file ({exc})") from exc
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProjectError(f"{p}: project.json is not valid JSON ({exc})") from exc
+        raise ProjectError(f"{p}: damaged or not a LatentStudio project ({first_line(exc)})") from exc
+    except (ValueError, RuntimeError, NotImplementedError) as exc:  # zlib errors, CRC mismatches
+        if isinstance(exc, ProjectError):
+            raise
+        raise ProjectError(f"{p}: damaged project file ({first_line(exc)})") from exc
+    meta = loads_json(raw, f"{p}: project.json", ProjectError)
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        raise ProjectError(f"{p}: not a LatentStudio project (schema {meta.get('schema')!r})"
+        raise ProjectError(f"{p}: not a LatentStudio project (schema {str(meta.get('schema'))[:40]!r})"
                            if isinstance(meta, dict) else f"{p}: project.json is not an object")
     version = meta.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ProjectError(f"{p}: invalid schema version {version!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProjectError(f"{p}: invalid schema version {str(version)[:20]!r}")
     if version > VERSION:
         raise ProjectError(f"{p}: written by a newer LatentStudio (project version {version}; "
                            f"this one reads up to {VERSION})")
-    import io
-
-    try:
-        with np.load(io.BytesIO(npz), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ProjectError(f"{p}: arrays.npz is damaged ({exc})") from exc
+    arrays = load_npz(npz, f"{p}: arrays.npz", ProjectError, lambda name: bool(ARRAY_NAME.match(name)))
     return meta, arrays
 
 
-def _array(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...], p: Path) -> np.ndarray:
-    if key not in arrays:
-        raise ProjectError(f"{p}: damaged project file (array {key!r} is missing)")
+def _array(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...], p: Path,
+           limit: float = 1e6) -> np.ndarray:
+    if not isinstance(key, str) or key not in arrays:
+        raise ProjectError(f"{p}: damaged project file (array {str(key)[:40]!r} is missing)")
     a = arrays[key]
-    if a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
+    if a.shape != shape or a.dtype.kind != "f":
         raise ProjectError(f"{p}: damaged project file (array {key!r} should be finite {shape}, "
                            f"got {a.dtype} {a.shape})")
-    return a
+    return check_finite(a, f"{p}: damaged project file (array {key!r})", ProjectError, limit)
+
+
+def _amount(raw: Any, what: str, p: Path) -> float:
+    """A finite number within ±MAX_AMOUNT from project.json."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not abs(raw) <= MAX_AMOUNT:
+        raise ProjectError(f"{p}: damaged project file ({what} must be a number within ±{MAX_AMOUNT:g}, "
+                           f"got {str(raw)[:20]})")
+    return float(raw)
 
 
 def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
            installed: list[Direction]) -> Document:
-    base = _array(arrays, "base", (NUM_SLOTS, W_DIM), p)
+    base = _array(arrays, "base", (NUM_SLOTS, W_DIM), p, MAX_LATENT_ABS)
     s = meta["source"]
     warnings: list[str] = []
     kind = s["kind"]
@@ -260,28 +284,27 @@ def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Docu
     raw_values = st.get("values", {})
     if not isinstance(raw_values, dict):
         raise ProjectError(f"{p}: damaged project file (slider values are not a mapping)")
-    values = {n: float(raw_values[n]) for n in known_only(raw_values, "values")}
-    if not all(math.isfinite(v) for v in values.values()):
-        raise ProjectError(f"{p}: damaged project file (non-finite slider value)")
+    values = {n: check_amount(n, raw_values[n], doc.directions[n].range, ProjectError)
+              for n in known_only(raw_values, "values")}
     keep = frozenset(known_only(st.get("keep", []), "locks"))
     raw_layers = st.get("layers", {})
     layers = {n: _check_layers(n, raw_layers[n]) for n in known_only(raw_layers, "slot ranges")}
     i = st.get("identity", {})
     other = None
     if i.get("other") is not None:
-        other = OtherFace(_array(arrays, "other", (NUM_SLOTS, W_DIM), p), str(i["other"]["label"]),
+        other = OtherFace(_array(arrays, "other", (NUM_SLOTS, W_DIM), p, MAX_LATENT_ABS), str(i["other"]["label"]),
                           dict(i["other"].get("origin") or {}))
     role = i.get("role", "identity")
     if role not in ROLES:
         raise ProjectError(f"{p}: damaged project file (unknown identity role {role!r})")
-    ident = IdentityState(other, role, float(i.get("id_alpha", 0.0)), float(i.get("attr_alpha", 0.0)),
-                          float(i.get("deid_strength", 0.0)), int(i.get("deid_seed", 0)))
+    ident = IdentityState(other, role, *(_amount(i.get(k, 0.0), k, p) for k in ("id_alpha", "attr_alpha", "deid_strength")),
+                          int(i.get("deid_seed", 0)))
     rep = st.get("repair")
     repair = None
     if rep is not None:
         direction = _array(arrays, "repair_direction", (W_DIM,), p)
         try:
-            alpha = float(rep["alpha"])
+            alpha = _amount(rep["alpha"], "repair strength", p)
             notes = [float("nan") if rep.get(k) is None else float(rep[k]) for k in ("score_before", "score_after")]
             repair = RepairOffset(alpha, direction, *notes)
         except (KeyError, TypeError, ValueError, DocumentError) as exc:

@@ -423,9 +423,12 @@ def test_cli_edit_code_and_errors(tmp_path: Path, generator, capsys) -> None:  #
     assert main(["edit", "--code", str(code), "--set", "smile", "-o", str(out)]) == 2
     assert main(["edit", "--code", str(code), "--set", "nonexistent=1", "-o", str(out)]) == 2
     assert main(["edit", "--code", str(code), "--set", "smile=1", "--paste-back", str(out),
-                 "-o", str(out)]) == 2  # the code holds no quad
+                 "-o", str(tmp_path / "pasted.png")]) == 2  # the code holds no quad
+    assert main(["edit", "--code", str(code), "--set", "smile=1", "--paste-back", str(out),
+                 "-o", str(out)]) == 2  # the output would replace an input
     err = capsys.readouterr().err
     assert "NAME=NUMBER" in err and "unknown direction 'nonexistent'" in err and "quad" in err
+    assert "refusing to overwrite" in err
     bad = tmp_path / "bad.npy"
     bad.write_bytes(b"garbage")
     assert main(["boundaries", "import", str(bad), "--name", "x", "--space", "w"]) == 2

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from latentstudio.atomic import atomic_write
+from latentstudio.safety import MAX_ARRAY_BYTES, InputError, first_line, load_npy, loads_json
 
 W_DIM = 512
 NUM_SLOTS = 23
@@ -42,7 +44,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "boundaries"
 
 
-class BoundaryError(ValueError):
+class BoundaryError(InputError):
     """A boundary file, index entry or request is unusable; the message says what and where."""
 
 
@@ -121,6 +123,8 @@ def unit_vector(vec: Any, what: str = "boundary") -> np.ndarray:
     a = np.asarray(vec)
     if a.dtype.kind not in "fiu":
         raise BoundaryError(f"{what}: boundary must be numeric, got dtype {a.dtype}")
+    if a.dtype.kind == "b" or a.size > 64 * W_DIM:
+        raise BoundaryError(f"{what}: boundary must be (512,) numbers, got {a.dtype} {a.shape}")
     a = a.astype(np.float64)
     if a.ndim >= 2 and a.shape[-1] == W_DIM:
         rows = a.reshape(-1, W_DIM)
@@ -132,10 +136,11 @@ def unit_vector(vec: Any, what: str = "boundary") -> np.ndarray:
         raise BoundaryError(f"{what}: boundary must have shape (512,) or (1,512), got {a.shape}")
     if not np.all(np.isfinite(a)):
         raise BoundaryError(f"{what}: boundary contains NaN or infinite values")
-    norm = float(np.linalg.norm(a))
-    if norm < 1e-8:
+    top = float(np.abs(a).max())
+    if top == 0.0:
         raise BoundaryError(f"{what}: boundary is the zero vector")
-    return (a / norm).astype(np.float32)
+    a = a / top  # scaled first, so huge or tiny (but finite) vectors keep their direction
+    return (a / np.linalg.norm(a)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------ files
@@ -146,10 +151,7 @@ def read_vector(path: str | Path) -> np.ndarray:
         raise BoundaryError(f"{p}: no such boundary file")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise BoundaryError(f"{p}: not a readable .npy array ({exc})") from exc
+        arr = load_npy(p, BoundaryError)
     elif suffix in (".pt", ".pth"):
         arr = _read_torch(p)
     else:
@@ -162,12 +164,22 @@ def _read_torch(p: Path) -> np.ndarray:
 
     import torch
 
+    if not zipfile.is_zipfile(p):
+        raise BoundaryError(f"{p}: not a readable torch tensor file (expected the zip format of torch 1.6 or later; save it again, or as .npy)")
+    try:
+        with zipfile.ZipFile(p) as z:
+            declared = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise BoundaryError(f"{p}: not a readable torch tensor file ({first_line(exc)})") from exc
+    if declared > MAX_ARRAY_BYTES:
+        raise BoundaryError(f"{p}: too large for a boundary ({declared >> 20} MiB declared)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt file can fail anywhere inside the unpickler
-        raise BoundaryError(f"{p}: not a readable torch tensor file ({exc})") from exc
+        why = "it holds more than plain tensors" if "weights_only" in str(exc) else first_line(exc)
+        raise BoundaryError(f"{p}: not a readable torch tensor file ({why})") from exc
     if isinstance(obj, dict):
         tensors = [v for v in obj.values() if isinstance(v, torch.Tensor)]
         if len(tensors) != 1:
@@ -185,9 +197,10 @@ def load_index(folder: str | Path) -> dict[str, Boundary]:
     if not index.is_file():
         return {}
     try:
-        doc = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BoundaryError(f"{index}: not a readable JSON file ({exc})") from exc
+        data = index.read_bytes()
+    except OSError as exc:
+        raise BoundaryError(f"{index}: cannot read ({exc.strerror or exc})") from exc
+    doc = loads_json(data, str(index), BoundaryError)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("boundaries"), list):
         raise BoundaryError(f"{index}: not a boundary index (expected format {FORMAT!r} and a 'boundaries' list)")
     out: dict[str, Boundary] = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from latentstudio.edit.boundaries import Boundary, BoundaryError
+from latentstudio.safety import check_amount, check_output
 
 
 def user_error(msg: str) -> Exception:
@@ -86,6 +87,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else user_dir()
     with as_user_errors():
+        if args.space == "z" and not 100 <= args.samples <= 10_000_000:
+            raise BoundaryError(f"--samples must be between 100 and 10000000, got {args.samples}")
         if args.name in load_all() and not args.force:
             raise BoundaryError(f"a boundary named {args.name!r} exists; pick another --name or pass --force")
         command = "latentstudio boundaries import " + " ".join(
@@ -238,6 +241,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         layers = parse_layers(args.layers) if args.layers else None
         directions = all_directions()
         apply_edits(np.zeros((23, 512), np.float32), alphas, directions, keep=keep, layers=layers)  # validate first
+        for name, alpha in alphas.items():
+            check_amount(name, alpha, directions[name].range, BoundaryError)
         w_plus, extras, photo = _source_code(args)
         table = keep_table(args.keep_method, alphas, keep, layers, directions)
         from latentstudio.models.generator import Generator, to_uint8
@@ -270,6 +275,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             target = args.paste_back or photo
             if not target:
                 raise BoundaryError("--paste-back needs the photo the code came from: --paste-back PHOTO")
+            check_output(args.output, [target], BoundaryError)  # the photo the code names is an input too
             rgb = paste_into(Path(target), rgb, extras)
         meta = {"latentstudio": "edit " + " ".join(f"{k}={v:g}" for k, v in alphas.items())
                 + (f" repair={args.repair:g}" if args.repair is not None else "")

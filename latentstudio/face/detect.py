@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from latentstudio.safety import InputError
+
 # Long side of the copy the detector sees. With one upsampling step dlib finds faces down to about
 # 40 px there, i.e. faces of >= 40 * (long side / 1024) px in the photo (312 px in an 8000 px
 # photo); detecting at 1024 costs ~0.4 s on a 2-core CPU.
@@ -37,7 +39,7 @@ MIN_EYE_DISTANCE = 20.0
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 
 
-class FaceError(ValueError):
+class FaceError(InputError):
     """No usable face in the photo; the message says why and what to try."""
 
 

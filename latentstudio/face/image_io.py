@@ -19,15 +19,23 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-from latentstudio.atomic import atomic_write
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from struct import error as struct_error
 
-# Pillow refuses images above 2 * Image.MAX_IMAGE_PIXELS (about 179 MP with its default) as
-# possible decompression bombs; we keep that guard and only turn it into a clear message.
-# Between MAX_IMAGE_PIXELS and twice that Pillow merely warns: such photos (e.g. 100 MP medium
-# format) decode fine, so that warning is silenced.
+from latentstudio.safety import MAX_PIXELS, InputError, check_pixels, first_line, header_size, literal_text
+
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))  # OpenCV's own guard, as ours
+
+import cv2  # noqa: E402 - after its pixel limit is set
+import numpy as np  # noqa: E402
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError  # noqa: E402
+
+from latentstudio.atomic import atomic_write  # noqa: E402
+
+# Every decoder is bounded by safety.MAX_PIXELS, checked from the header before decoding: Pillow's
+# lazily opened image tells its size; the formats only OpenCV reads (Radiance HDR, PFM) have their
+# header parsed here, and any other format Pillow cannot identify is refused unread. Pillow's own
+# bomb warning (above Image.MAX_IMAGE_PIXELS, below our limit) is silenced: such photos decode fine.
+ROWS_PER_CHUNK = 512  # rows converted at a time when a float conversion is needed (bounds memory)
 
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
@@ -36,7 +44,7 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _WHITE = 255.0
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """A file could not be read or written as an image; the message names the file and cause."""
 
 
@@ -52,6 +60,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
+                check_pixels(im.width, im.height, p, ImageError)
                 if _high_bit_depth(im, p):
                     rgb = _load_with_opencv(p)
                     if rgb is not None:
@@ -60,14 +69,26 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     except Image.DecompressionBombError as e:
         raise ImageError(f"{p}: image too large to open safely ({e})") from e
     except UnidentifiedImageError as e:
-        rgb = _load_with_opencv(p)
+        rgb = _load_other(p)
         if rgb is not None:
             return rgb
         raise ImageError(f"{p}: not an image, or an unsupported image format") from e
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, OverflowError, TypeError,
+            IndexError, KeyError, ZeroDivisionError, struct_error) as e:
         if isinstance(e, ImageError):
             raise
-        raise ImageError(f"{p}: cannot decode: corrupt, truncated or unsupported image ({e})") from e
+        raise ImageError(f"{p}: cannot decode: corrupt, truncated or unsupported image ({first_line(e)})") from e
+
+
+def _load_other(p: Path) -> np.ndarray | None:
+    """A format Pillow cannot identify: decoded by OpenCV when its header can be read here (so
+    its size is checked before decoding), None otherwise."""
+    with open(p, "rb") as f:
+        size = header_size(f.read(65536))
+    if size is None:
+        return None
+    check_pixels(*size, p, ImageError)
+    return _load_with_opencv(p)
 
 
 def _check_readable(p: Path) -> None:
@@ -173,8 +194,19 @@ def _pillow_to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
-    """Grey / RGB / RGBA array of any depth -> RGB uint8 (alpha composited over white)."""
-    x = _to_unit_float(arr)
+    """Grey / RGB / RGBA array of any depth -> RGB uint8 (alpha composited over white), converted
+    ROWS_PER_CHUNK rows at a time so the float copy stays small."""
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    top = _nominal_top(arr)
+    out = np.empty((*arr.shape[:2], 3), np.uint8)
+    for r in range(0, arr.shape[0], ROWS_PER_CHUNK):
+        out[r:r + ROWS_PER_CHUNK] = _rows_to_rgb(arr[r:r + ROWS_PER_CHUNK], top)
+    return out
+
+
+def _rows_to_rgb(arr: np.ndarray, top: float) -> np.ndarray:
+    x = _to_unit_float(arr, top)
     if x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=2)
     if x.shape[2] == 2:  # grey + alpha
@@ -186,18 +218,24 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _to_unit_float(arr: np.ndarray) -> np.ndarray:
-    """Scale integer or float samples to [0, 1] float32 by their nominal range."""
+def _nominal_top(arr: np.ndarray) -> float:
+    """The value that means full intensity: the dtype's nominal range, or the peak of float data."""
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
+        return 255.0
     if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
+        return 65535.0
     if np.issubdtype(arr.dtype, np.integer):  # Pillow's "I": 16-bit data widened to int32
-        top = 65535.0 if arr.max(initial=0) <= 65535 else float(np.iinfo(arr.dtype).max)
-        return np.clip(arr.astype(np.float64) / top, 0.0, 1.0).astype(np.float32)
-    x = np.nan_to_num(arr.astype(np.float32))
-    peak = float(x.max(initial=0.0))
-    return x / peak if peak > 1.0 else x
+        return 65535.0 if arr.max(initial=0) <= 65535 else float(np.iinfo(arr.dtype).max)
+    with np.errstate(all="ignore"):
+        peak = float(np.nanmax(np.where(np.isfinite(arr), arr, 0), initial=0.0))
+    return peak if peak > 1.0 else 1.0
+
+
+def _to_unit_float(arr: np.ndarray, top: float) -> np.ndarray:
+    """Scale samples to [0, 1] float32 by ``top`` (see ``_nominal_top``)."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.clip(arr.astype(np.float32) / np.float32(top), 0.0, 1.0)
+    return np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=top, neginf=0.0) / np.float32(top)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,6 +280,7 @@ def _save_options(fmt: str, metadata: dict[str, str]) -> dict[str, Any]:
     for k, v in metadata.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise ImageError(f"metadata must map str to str, got {k!r}: {type(v).__name__}")
+    metadata = {literal_text(k): literal_text(v) for k, v in metadata.items()}
     if fmt == "PNG":
         info = PngImagePlugin.PngInfo()
         for k, v in metadata.items():

@@ -78,7 +78,10 @@ def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
     from latentstudio.models.fetch import FetchError
     from latentstudio.project import ProjectError
 
-    text = str(exc) or type(exc).__name__
+    from latentstudio.safety import explain
+
+    told = explain(exc)  # the same one-line wording as the command line
+    text = told.message
     if isinstance(exc, FaceError):
         return "No usable face", text, details
     if isinstance(exc, ImageError):
@@ -94,4 +97,6 @@ def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return "Out of memory", (f"{text}\n\nClose other programs, or switch the render device "
                                  "to CPU (View ▸ Render device)."), details
-    return "Something went wrong", f"{type(exc).__name__}: {text}", details or repr(exc)
+    if not told.internal:
+        return "Cannot do that", text, details
+    return "Something went wrong", text, details or repr(exc)

@@ -34,6 +34,8 @@ MANIFEST = "manifest.json"
 class FetchError(RuntimeError):
     """A fetch step failed; the message says why and how to retry."""
 
+    exit_code = 1  # the CLI's exit status (latentstudio.safety.explain)
+
 
 @dataclass(frozen=True)
 class ModelStatus:
@@ -252,6 +254,11 @@ def require(key: str) -> Path:
     from latentstudio.models.registry import spec as get_spec
 
     s = get_spec(key)
+    folder = model_dir(key)
+    unreadable = [f for f in (folder / MANIFEST, *(folder / n for n in s.outputs))
+                  if f.exists() and not os.access(f, os.R_OK)]
+    if unreadable:
+        raise FetchError(f"model {key!r}: {unreadable[0]} exists but cannot be read (check its permissions)")
     if not is_present(s):
         raise FetchError(f"model {key!r} is not installed; run: latentstudio models fetch")
-    return model_dir(key)
+    return folder

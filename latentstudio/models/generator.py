@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from latentstudio.codes import LatentError
+from latentstudio.safety import MAX_LATENT_ABS
 from latentstudio.models.fetch import require
 from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM, Mapping, Synthesis
 from latentstudio.models.preview import PREVIEW_SIZES, PreviewHeads, load_preview_heads
@@ -36,7 +37,7 @@ def pick_device(device: str | None = None) -> torch.device:
 def as_w_plus(code: Tensor | np.ndarray) -> Tensor:
     """Accept w (512,), (N,512) or W+ (23,512), (N,23,512); return (N,23,512) float32.
 
-    Raises LatentError on any other shape or on NaN/inf.
+    Raises LatentError on any other shape, on NaN/inf, or on values beyond ±MAX_LATENT_ABS.
     """
     t = torch.as_tensor(np.asarray(code) if isinstance(code, np.ndarray) else code)
     if not t.is_floating_point():
@@ -51,6 +52,9 @@ def as_w_plus(code: Tensor | np.ndarray) -> Tensor:
         raise LatentError(f"W+ code must have {NUM_SLOTS} slots, got {t.shape[1]}")
     if not torch.isfinite(t).all():
         raise LatentError("latent code contains NaN or infinite values")
+    top = float(t.detach().abs().max())
+    if top > MAX_LATENT_ABS:  # not a face: the generator renders black or NaN from such codes
+        raise LatentError(f"latent code values up to {top:.3g} are out of range (at most ±{MAX_LATENT_ABS:g})")
     return t.float()
 
 

@@ -38,8 +38,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     else:
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file; refusing to replace it", str(p))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}-", suffix=p.suffix, dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}-", suffix=p.suffix, dir=p.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(p)) from exc  # the target's name, not the temp's
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -52,6 +55,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             os.replace(tmp, p)
         else:
             pending.append((tmp, p))
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(p)) from exc  # e.g. a full disk: say which output
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

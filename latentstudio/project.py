@@ -284,8 +284,11 @@ def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Docu
     raw_values = st.get("values", {})
     if not isinstance(raw_values, dict):
         raise ProjectError(f"{p}: damaged project file (slider values are not a mapping)")
-    values = {n: check_amount(n, raw_values[n], doc.directions[n].range, ProjectError)
-              for n in known_only(raw_values, "values")}
+    try:
+        values = {n: check_amount(n, raw_values[n], doc.directions[n].range, ProjectError)
+                  for n in known_only(raw_values, "values")}
+    except ProjectError as exc:
+        raise ProjectError(f"{p}: damaged project file (slider {exc})") from exc
     keep = frozenset(known_only(st.get("keep", []), "locks"))
     raw_layers = st.get("layers", {})
     layers = {n: _check_layers(n, raw_layers[n]) for n in known_only(raw_layers, "slot ranges")}

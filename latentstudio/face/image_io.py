@@ -113,13 +113,11 @@ def _exif_orientation(im: Image.Image) -> int:
 def _upright(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation (a broken EXIF block is ignored, not fatal)."""
     try:
-        out = ImageOps.exif_transpose(im)
+        ImageOps.exif_transpose(im, in_place=True)  # in place: a large photo is not copied
     except Exception:
-        out = None
-    if out is None:
-        im.load()
-        return im
-    return out
+        pass
+    im.load()
+    return im
 
 
 def _orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
@@ -157,10 +155,13 @@ def _high_bit_depth(im: Image.Image, p: Path) -> bool:
 
 def _load_with_opencv(p: Path) -> np.ndarray | None:
     """Decode with OpenCV (``IMREAD_UNCHANGED``: keeps 16 bits and alpha); None if it can't."""
-    data = np.fromfile(p, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII paths
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if str(p).isascii():  # straight from the file: the encoded bytes are not held in memory
+            arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        else:  # np.fromfile + imdecode copes with non-ASCII paths
+            data = np.fromfile(p, dtype=np.uint8)
+            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if arr is None or arr.size == 0:
         return None
     if arr.ndim == 3 and arr.shape[2] == 4:
@@ -190,7 +191,7 @@ def _pillow_to_rgb(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         return _array_to_rgb(np.asarray(im))
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8))
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:

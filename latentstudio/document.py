@@ -32,7 +32,7 @@ import numpy as np
 
 from latentstudio import __version__
 from latentstudio.models.fetch import sha256_of
-from latentstudio.safety import InputError
+from latentstudio.safety import InputError, check_output
 
 NUM_SLOTS, W_DIM = 23, 512
 ROLES = ("identity", "attributes")  # what the second face contributes
@@ -548,6 +548,7 @@ class Document:
 
         if mode not in ("aligned", "photo"):
             raise DocumentError(f"export mode must be 'aligned' or 'photo', got {mode!r}")
+        check_output(path, [self.source.path], DocumentError)  # never over the photo or code it came from
         face = aligned_rgb if aligned_rgb is not None else self.render(generator, 1024, state)
         out = face if mode == "aligned" else self.compose(face)
         try:
@@ -565,6 +566,7 @@ class Document:
         p = Path(path)
         if p.suffix != ".npz":
             raise DocumentError(f"{p}: a code file is saved as .npz")
+        check_output(p, [self.source.path], DocumentError)
         s = self.state if state is None else state
         code = self.code(s)
         src = self.source

@@ -1,190 +1,297 @@
-"""Identity-transfer benchmark: the mapper against naive W+ slot swapping, on generated pairs.
+"""Identity-transfer benchmark on real photos (and generated pairs), judged by recognisers no loss uses.
 
-    python bench/transfer.py [--pairs 100] [--seed 1000000] [--weights assets/mapper.safetensors]
-                             [--out bench/out/transfer] [--results bench/RESULTS.md] [--device cpu]
+    python bench/transfer.py [--codes DIR] [--refine STEPS] [--generated 20] [--weights FILE]
+                             [--results bench/RESULTS.md] [--sheet bench/contact_sheets/transfer_real.jpg]
 
-Faces: seeds ``seed … seed+2·pairs-1`` (held out: the mapper trains on seeds 0 … faces-1), ψ 0.7,
-one w per face; pair i = (A = face i, B = face pairs+i). Every image is rendered at 256² (the
-preview route) and measured with ``latentstudio.edit.predictors.predict_all`` (dlib's 68
-landmarks and the head pose from them). Identity is measured with **dlib itself**
-(``dlib.face_recognition_model_v1`` on a 5-point chip of the predict_all landmarks, not the fixed
-FFHQ chip of the torch port that trained the mapper); same person ⇔ distance < 0.6.
+Real photos: ``bench/photos.py`` (the astronaut, Obama ×3, Biden); each is aligned and inverted with
+the ``fast`` preset once (cached under ``--codes``, default bench/out/transfer/codes). Pairs: every
+ordered pair (A = identity, B = attributes) of photos of different people. Every code is rendered
+at 1024² and measured there:
 
-Methods (A = identity source, B = attribute source):
+- identity: OpenFace nn4.small2 distance (``latentstudio.face.openface``; no loss uses it; same
+  person < 1.0) and dlib's own descriptor (``dlib.face_recognition_model_v1`` on a chip of the
+  measured landmarks; same person < 0.6), both to A's and to B's aligned *photos*;
+- attributes: yaw / pitch from dlib's 68 landmarks (``predict_all``), and the mouth (points 48–67,
+  mean point distance / inter-ocular distance), all against B's reconstruction (B's own code);
+  background: LPIPS-VGG at 256² against B's reconstruction with the face hull (B's landmarks,
+  jaw + brows + forehead) blanked in both;
+- id amount sweep 0, 0.25, …, 1 (``blend(B, A, t, 0)``): Spearman(t, −OpenFace distance to A);
+- de-identification of every photo (strength 1, seed 0): OpenFace / dlib distance to the photo,
+  yaw and mouth against the photo's reconstruction;
+- the feed-forward blend's cost (median of 50 calls, 2 threads).
 
-* ``mapper``: ``transfer(A, B, anchored=False)`` — the network's raw output, B + Δ(e_A, B)
-* ``mapper-anchored``: ``transfer(A, B)`` — B + Δ(e_A, B) − Δ(e_B, B), what the app uses
-* ``swap k``: W+ slots 0 … k−1 from B (coarse: pose, face shape), slots k … 22 from A
-
-Per method: mean dlib distance of the result to A and to B, the share of pairs closer to A,
-landmark error to B (points 17–67 and mouth 48–67, mean point distance / inter-ocular distance
-of B), |yaw − yaw_B| and |pitch − pitch_B| in degrees; and LPIPS (VGG) of transfer(A, A) (raw) to A.
-Targets: distance to A ≤ 0.5 with yaw error ≤ 5° and mouth error ≤ 3 % of the inter-ocular
-distance, better than the slot swap on both axes.
+Methods: ``mapper`` (the shipped feed-forward transfer), ``mix 0-3`` (slots 0–3 from B, 4–22 from
+A: the plain style mix the mapper must beat), ``B`` (B's own code: the attribute reference) and,
+with ``--refine N``, ``mapper + refine N``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import itertools
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from dlib_reference import DlibIdentity
+from latentstudio.edit.predictors import load_models as load_predictors
 from latentstudio.edit.predictors import predict_all
+from latentstudio.face.openface import OpenFaceIdentity
 from latentstudio.identity import api
-from latentstudio.models.generator import Generator, from_uint8, to_uint8
+from latentstudio.identity.train import hull_masks
+from latentstudio.models.generator import from_uint8, to_uint8
+from photos import real_photos
 
-SWAPS = (4, 7, 8, 10)
-SECTION = "## Identity transfer (issue 5)"
-
-
-class Measure:
-    """Render W+ codes at 256² and measure them (cached per tag under ``folder``)."""
-
-    def __init__(self, g: Generator, folder: Path, ident: DlibIdentity) -> None:
-        self.g, self.folder, self.ident = g, folder, ident
-
-    def images(self, codes: np.ndarray) -> np.ndarray:
-        return np.concatenate([to_uint8(self.g.synthesize(torch.from_numpy(codes[i:i + 8]), size=256))
-                               for i in range(0, len(codes), 8)])
-
-    def __call__(self, tag: str, codes: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:
-        """Measurements of ``codes()`` (N,23,512), computed only when not cached."""
-        path = self.folder / f"{tag}.npz"
-        if path.is_file():
-            with np.load(path) as d:
-                return {k: d[k] for k in d.files}
-        images = self.images(codes())
-        s = predict_all(images)
-        out = {"yaw": s["yaw"], "pitch": s["pitch"], "valid": s["valid"], "landmarks": s["landmarks"],
-               "id": self.ident.embed(images, s["landmarks"])}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **out)
-        os.replace(tmp, path)
-        return out
+SECTION = "## Identity transfer on real photos (issue 21)"
+PERSON = {"astronaut": "collins", "obama": "obama", "obama2": "obama", "obama3": "obama", "biden": "biden"}
+SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
+TARGETS = {"of_a": 0.90, "dl_a": 0.50, "yaw": 5.0, "pitch": 5.0, "mouth": 0.04, "bg": 0.15}
 
 
-def interocular(lm: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
+class Judge:
+    """Renders codes at 1024² and measures them with nets no loss uses (OpenFace, dlib's own)."""
+
+    def __init__(self, models: api.IdentityModels) -> None:
+        from latentstudio.losses.lpips import load_lpips
+
+        self.m = models
+        self.openface = OpenFaceIdentity.load(models.device)
+        self.dlib = DlibIdentity()
+        self.pred = load_predictors()
+        self.lpips = load_lpips("vgg", models.device)
+
+    def render(self, codes: np.ndarray) -> np.ndarray:
+        g = self.m.generator
+        with g.lock, torch.no_grad():
+            return np.concatenate([to_uint8(g.synthesize(torch.from_numpy(np.asarray(c[None], np.float32)), size=1024))
+                                   for c in codes])
+
+    def measure(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        s = predict_all(images, self.pred)
+        small = np.stack([cv2.resize(im, (256, 256), interpolation=cv2.INTER_AREA) for im in images])
+        with torch.no_grad():
+            of = self.openface.embed_aligned(from_uint8(images).to(self.m.device)).cpu().numpy()
+        return {"yaw": s["yaw"], "pitch": s["pitch"], "valid": s["valid"], "lm": s["landmarks"] / images.shape[1],
+                "of": of, "dlib": self.dlib.embed(images, s["landmarks"]), "small": small}
+
+    def codes(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        return self.measure(self.render(codes))
+
+    def background(self, out_small: np.ndarray, ref_small: np.ndarray, ref_lm: np.ndarray) -> np.ndarray:
+        """LPIPS-VGG at 256² outside the reference's face hull → (N,)."""
+        mask = hull_masks(ref_lm, 256).to(self.m.device)
+        a = from_uint8(out_small).to(self.m.device) * mask
+        b = from_uint8(ref_small).to(self.m.device) * mask
+        with torch.no_grad():
+            return self.lpips(a, b).reshape(-1).cpu().numpy()
 
 
-def score(m: dict[str, np.ndarray], a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
-    """Metrics of results ``m`` against identity sources ``a`` and attribute sources ``b``."""
-    to_a = np.linalg.norm(m["id"] - a["id"], axis=1)
-    to_b = np.linalg.norm(m["id"] - b["id"], axis=1)
-    err = np.linalg.norm(m["landmarks"] - b["landmarks"], axis=-1) / interocular(b["landmarks"])[:, None]
-    ok = m["valid"] & b["valid"]
-    return {"id_to_a": float(to_a.mean()), "id_to_b": float(to_b.mean()),
-            "closer_to_a": float((to_a < to_b).mean()),
-            "same_person_a": float((to_a < 0.6).mean()),
-            "lm_17_67": float(err[:, 17:].mean()), "lm_mouth": float(err[:, 48:].mean()),
-            "yaw_err": float(np.abs(m["yaw"] - b["yaw"])[ok].mean()),
-            "pitch_err": float(np.abs(m["pitch"] - b["pitch"])[ok].mean()),
-            "valid": float(ok.mean())}
+def iod(lm: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(lm[..., 36:42, :].mean(-2) - lm[..., 42:48, :].mean(-2), axis=-1)
+
+
+def scores(m: dict[str, np.ndarray], i: int, a_ref: dict[str, np.ndarray], b_ref: dict[str, np.ndarray],
+           b_rec: dict[str, np.ndarray]) -> dict[str, float]:
+    """One result (row i of m) against A's photo, B's photo and B's reconstruction (row 0 each)."""
+    return {"of_a": float(np.linalg.norm(m["of"][i] - a_ref["of"][0])),
+            "of_b": float(np.linalg.norm(m["of"][i] - b_ref["of"][0])),
+            "dl_a": float(np.linalg.norm(m["dlib"][i] - a_ref["dlib"][0])),
+            "dl_b": float(np.linalg.norm(m["dlib"][i] - b_ref["dlib"][0])),
+            "yaw": float(abs(m["yaw"][i] - b_rec["yaw"][0])), "pitch": float(abs(m["pitch"][i] - b_rec["pitch"][0])),
+            "mouth": float(np.linalg.norm(m["lm"][i, 48:] - b_rec["lm"][0, 48:], axis=-1).mean() / iod(b_rec["lm"][0])),
+            "valid": float(m["valid"][i] and b_rec["valid"][0])}
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    if np.std(rx) == 0 or np.std(ry) == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def photo_codes(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Path]]:
+    """Per real photo: its fast-preset code (cached), its aligned 1024² crop, its path."""
+    from latentstudio.codes import load_code, save_code
+    from latentstudio.invert import align_photo, invert_photo
+
+    codes, aligned, paths = {}, {}, {}
+    for p in real_photos():
+        name = p.stem
+        cache = folder / f"{name}.npz"
+        if cache.is_file():
+            codes[name] = load_code(cache)
+        else:
+            t = time.monotonic()
+            inv = invert_photo(p, preset="fast")
+            codes[name] = np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512)
+            save_code(cache, codes[name], photo=str(p), quad=np.asarray(inv.alignment.quad, np.float64),
+                      landmarks=np.asarray(inv.landmarks, np.float64))
+            print(f"inverted {name} in {time.monotonic() - t:.0f} s", file=sys.stderr)
+        aligned[name] = align_photo(p)[0].image
+        paths[name] = p
+    return codes, aligned, paths
 
 
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
     models = api.load_models(args.device, args.weights)
-    g = models.generator
-    n = args.pairs
-    w = g.map(g.sample_z(args.seed, 2 * n), 0.7).cpu().numpy()
-    codes = np.repeat(w[:, None], 23, 1).astype(np.float32)
-    a_codes, b_codes = codes[:n], codes[n:]
-    meas = Measure(g, Path(args.out), DlibIdentity())
-    weights_tag = hashlib.sha1(Path(args.weights or api.ASSET).read_bytes()).hexdigest()[:10]
-    a, b = meas(f"a_{args.seed}_{n}", lambda: a_codes), meas(f"b_{args.seed}_{n}", lambda: b_codes)
-    base = np.linalg.norm(a["id"] - b["id"], axis=1).mean()
+    judge = Judge(models)
+    codes, aligned, paths = photo_codes(Path(args.codes))
+    names = list(codes)
+    photo = {n: judge.measure(aligned[n][None]) for n in names}
+    rec = {n: judge.codes(codes[n][None]) for n in names}
+    pairs = [(a, b) for a, b in itertools.permutations(names, 2) if PERSON.get(a, a) != PERSON.get(b, b)]
 
-    def mapped(anchored: bool) -> Callable[[], np.ndarray]:
-        return lambda: np.stack([api.transfer(x, y, anchored=anchored, models=models)
-                                 for x, y in zip(a_codes, b_codes)])
+    methods: dict[str, Callable[[str, str], np.ndarray]] = {
+        "mapper": lambda a, b: api.transfer(codes[a], codes[b], models=models),
+        "mix 0-3": lambda a, b: np.concatenate([codes[b][:4], codes[a][4:]]),
+        "B": lambda a, b: codes[b]}
+    methods = {k: f for k, f in methods.items() if k in args.methods or k == "mapper"}
+    if args.refine:
+        methods[f"mapper + refine {args.refine}"] = lambda a, b: api.refine_transfer(
+            api.transfer(codes[a], codes[b], models=models), codes[b], identity_code=codes[a],
+            identity_embedding=api.embed_aligned_photo(aligned[a], models=models), steps=args.refine, models=models)
+    per_pair: dict[str, list[dict[str, float]]] = {}
+    results: dict[str, np.ndarray] = {}
+    for name, f in methods.items():
+        outs = np.stack([f(a, b) for a, b in pairs])
+        m = judge.codes(outs)
+        rows = []
+        for i, (a, b) in enumerate(pairs):
+            r = scores(m, i, photo[a], photo[b], rec[b])
+            r["bg"] = float(judge.background(m["small"][i:i + 1], rec[b]["small"], rec[b]["lm"])[0])
+            rows.append(r)
+        per_pair[name] = rows
+        results[name] = outs
+        print(f"{name}: done ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
 
-    def swapped(k: int) -> Callable[[], np.ndarray]:
-        def codes() -> np.ndarray:
-            out = a_codes.copy()
-            out[:, :k] = b_codes[:, :k]
-            return out
-        return codes
+    sweep = []
+    for a, b in pairs:
+        m = judge.codes(np.stack([api.blend(codes[b], codes[a], t, 0.0, models=models) for t in SWEEP]))
+        d = [float(np.linalg.norm(m["of"][i] - photo[a]["of"][0])) for i in range(len(SWEEP))]
+        sweep.append((spearman(list(SWEEP), [-x for x in d]), d))
 
-    results: dict[str, dict[str, float]] = {}
-    results["mapper"] = score(meas(f"mapper_{weights_tag}_{args.seed}_{n}", mapped(False)), a, b)
-    results["mapper-anchored"] = score(meas(f"anchored_{weights_tag}_{args.seed}_{n}", mapped(True)), a, b)
-    for k in SWAPS:
-        results[f"swap {k}"] = score(meas(f"swap{k}_{args.seed}_{n}", swapped(k)), a, b)
-    lpips_self = self_lpips(meas, models, a_codes, Path(args.out) / f"lpips_{weights_tag}_{args.seed}_{n}.npy")
-    return report(args, results, base, lpips_self, time.monotonic() - t0, models)
+    deid = {}
+    for n in names:
+        out = api.deidentify(codes[n], 1.0, 0, models=models)
+        m = judge.codes(out[None])
+        r = scores(m, 0, photo[n], photo[n], rec[n])
+        deid[n] = {"of": r["of_a"], "dl": r["dl_a"], "yaw": r["yaw"], "mouth": r["mouth"], "code": out}
 
-
-def self_lpips(meas: Measure, models: api.IdentityModels, a_codes: np.ndarray, cache: Path) -> float:
-    """Mean LPIPS (VGG) of the raw transfer(A, A) to A (cached in ``cache``)."""
-    if cache.is_file():
-        return float(np.load(cache).mean())
-    from latentstudio.losses.lpips import load_lpips
-
-    dev = models.device
-    lp = load_lpips("vgg", dev)
-    self_codes = np.stack([api.transfer(x, x, anchored=False, models=models) for x in a_codes])
-    with torch.no_grad():
-        d = np.concatenate([lp(from_uint8(meas.images(self_codes[i:i + 8])).to(dev),
-                               from_uint8(meas.images(a_codes[i:i + 8])).to(dev)).cpu().numpy()
-                            for i in range(0, len(a_codes), 8)])
-    np.save(cache, d)
-    return float(d.mean())
-
-
-def dominated(results: dict[str, dict[str, float]], name: str) -> list[str]:
-    """The swaps that ``name`` beats on identity (distance to A), mouth error and yaw error at once."""
-    r = results[name]
-    return [k for k, s in results.items() if k.startswith("swap") and r["id_to_a"] < s["id_to_a"]
-            and r["lm_mouth"] < s["lm_mouth"] and r["yaw_err"] < s["yaw_err"]]
+    timing = blend_ms(models, codes[names[0]], codes[names[-1]])
+    if args.sheet:
+        contact_sheet(Path(args.sheet), judge, pairs, Path(args.codes), aligned, paths, results["mapper"],
+                      {n: d["code"] for n, d in deid.items()})
+    return report(args, pairs, per_pair, sweep, deid, timing, time.monotonic() - t0, models)
 
 
-def report(args: argparse.Namespace, results: dict[str, dict[str, float]], base: float,
-           lpips_self: float, seconds: float, models: api.IdentityModels) -> str:
+def blend_ms(models: api.IdentityModels, a: np.ndarray, b: np.ndarray) -> float:
+    """Median ms of one feed-forward blend call (what a panel slider move costs before rendering)."""
+    api.blend(a, b, 0.5, 0.3, models=models)
+    ts = []
+    for i in range(50):
+        t = time.perf_counter()
+        api.blend(a, b, 0.5 + i / 1000, 0.3, models=models)
+        ts.append(time.perf_counter() - t)
+    return 1000 * statistics.median(ts)
+
+
+def contact_sheet(path: Path, judge: Judge, pairs: list[tuple[str, str]], codes_folder: Path,
+                  aligned: dict[str, np.ndarray], paths: dict[str, Path], transfers: np.ndarray,
+                  deid: dict[str, np.ndarray]) -> None:
+    """Rows: A's photo | B's photo | transfer | transfer pasted into B's photo | B de-identified."""
+    from latentstudio.codes import load_code_extras
+    from latentstudio.face.image_io import load_image
+    from latentstudio.face.pasteback import paste_back
+
+    size = 192
+    rows = []
+    for (a, b), out in zip(pairs, transfers):
+        img_t, img_d = judge.render(np.stack([out, deid[b]]))
+        extras = load_code_extras(codes_folder / f"{b}.npz")
+        pasted = paste_back(load_image(paths[b]), img_t, np.asarray(extras["quad"], np.float64),
+                            np.asarray(extras["landmarks"], np.float64))
+        quad = np.asarray(extras["quad"], np.float64)
+        x0, y0 = np.floor(quad.min(0)).astype(int)
+        x1, y1 = np.ceil(quad.max(0)).astype(int)
+        h, w = pasted.shape[:2]
+        crop = pasted[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+        tiles = [aligned[a], aligned[b], img_t, crop, img_d]
+        row = np.concatenate([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles], 1)
+        cv2.putText(row, f"{a} -> {b}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        rows.append(row)
+    sheet = np.concatenate(rows, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
+    return float(np.mean([r[key] for r in rows]))
+
+
+def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dict[str, list[dict[str, float]]],
+           sweep: list[tuple[float, list[float]]], deid: dict[str, dict], timing: float, seconds: float,
+           models: api.IdentityModels) -> str:
     from latentstudio.identity.mapper import mapper_info
 
     info = mapper_info(args.weights or api.ASSET)
     load = os.getloadavg()
     lines = [SECTION, "",
-             f"`python bench/transfer.py --pairs {args.pairs} --seed {args.seed}`: {args.pairs} generated pairs "
-             f"(seeds {args.seed} …, ψ 0.7, held out from training), 256² renders, landmarks and pose from "
-             "`predict_all`, identity = dlib's own `face_recognition_model_v1` (L2; same person < 0.6). "
-             "Landmark errors are mean point distances / inter-ocular distance of B.", "",
-             f"{time.strftime('%Y-%m-%d %H:%M')}: {models.device}, {os.cpu_count()} CPUs visible, "
-             f"{args.threads} torch thread(s), load average {load[0]:.1f} (shared machine), Python "
-             f"{platform.python_version()}; this run {seconds:.0f} s (measurements cached under --out are reused). Mapper: {args.weights or 'assets/mapper.safetensors'} "
-             f"(trained: {info.get('machine', 'machine not recorded')}, {info.get('train_seconds', '?')} s).", "",
-             f"Distance between the two sources A and B: {base:.3f}. LPIPS(VGG) of transfer(A, A) (raw mapper) "
-             f"to A: **{lpips_self:.4f}**.", "",
-             "| method | dist to A ↓ | dist to B | closer to A | same person as A | landmarks 17–67 / IOD | "
-             "mouth / IOD | yaw err (°) | pitch err (°) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['id_to_a']:.3f} | {r['id_to_b']:.3f} | {r['closer_to_a']:.0%} | "
-                     f"{r['same_person_a']:.0%} | {r['lm_17_67']:.1%} | {r['lm_mouth']:.1%} | "
-                     f"{r['yaw_err']:.2f} | {r['pitch_err']:.2f} |")
-    lines += ["", "`swap k`: W+ slots 0…k−1 from B, k…22 from A (k = 4: B gives 4²–8²; 7: up to 16²; "
-              "8: + 32² up-sampling; 10: up to 32²).", ""]
-    m = results["mapper-anchored"]
-    targets = {"distance to A ≤ 0.5": m["id_to_a"] <= 0.5, "yaw error ≤ 5°": m["yaw_err"] <= 5,
-               "mouth error ≤ 3 % IOD": m["lm_mouth"] <= 0.03}
-    beaten = dominated(results, "mapper-anchored")
-    lines += ["Targets (anchored mapper, the form the app uses): "
-              + ", ".join(f"{k} {'met' if ok else 'NOT met'}" for k, ok in targets.items()) + ". "
-              + (f"Better than {', '.join(beaten)} on identity, mouth and yaw at once; "
-                 if beaten else "Better than no slot swap on identity, mouth and yaw at once; ")
-              + "the other swaps trade one axis for the other (see the table).", ""]
+             f"`python bench/transfer.py{' --refine ' + str(args.refine) if args.refine else ''}`, "
+             f"{time.strftime('%Y-%m-%d %H:%M')}: {models.device}, {os.cpu_count()} CPUs, {args.threads} torch "
+             f"thread(s), load average {load[0]:.1f}, Python {platform.python_version()}; {seconds:.0f} s. "
+             f"Mapper: {args.weights or 'assets/mapper.safetensors'} (trained: {info.get('machine', '?')}, "
+             f"{info.get('train_seconds', '?')} s). {len(pairs)} ordered pairs of real photos of different "
+             "people, fast-preset inversions, 1024² renders. OpenFace and dlib distances are to the aligned "
+             "*photos*; yaw, pitch, mouth (/ IOD) and background LPIPS are against B's reconstruction.", "",
+             "| method | OpenFace to A ↓ | to B | dlib to A ↓ | to B | closer to A (both) | yaw err ° | "
+             "pitch err ° | mouth / IOD | background LPIPS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in per_pair.items():
+        closer = np.mean([(r["of_a"] < r["of_b"]) and (r["dl_a"] < r["dl_b"]) for r in rows])
+        lines.append(f"| {name} | {_mean(rows, 'of_a'):.3f} | {_mean(rows, 'of_b'):.3f} | {_mean(rows, 'dl_a'):.3f} | "
+                     f"{_mean(rows, 'dl_b'):.3f} | {closer:.0%} | {_mean(rows, 'yaw'):.2f} | {_mean(rows, 'pitch'):.2f} | "
+                     f"{_mean(rows, 'mouth'):.1%} | {_mean(rows, 'bg'):.3f} |")
+    lines += ["", "Per pair (mapper, feed-forward): OpenFace to A / to B, dlib to A / to B, yaw, pitch, mouth, "
+              "background, Spearman of the id-amount sweep:", "",
+              "| A → B | OpenFace A / B | dlib A / B | yaw ° | pitch ° | mouth | bg | sweep ρ |", "|---|---|---|---|---|---|---|---|"]
+    for (a, b), r, (rho, _) in zip(pairs, per_pair["mapper"], sweep):
+        lines.append(f"| {a} → {b} | {r['of_a']:.2f} / {r['of_b']:.2f} | {r['dl_a']:.2f} / {r['dl_b']:.2f} | "
+                     f"{r['yaw']:.1f} | {r['pitch']:.1f} | {r['mouth']:.1%} | {r['bg']:.3f} | {rho:.2f} |")
+    lines += ["", "De-identification (strength 1, seed 0) against each photo:", "",
+              "| photo | OpenFace to photo ↑ | dlib to photo ↑ | yaw err ° | mouth / IOD |", "|---|---|---|---|---|"]
+    for n, d in deid.items():
+        lines.append(f"| {n} | {d['of']:.3f} | {d['dl']:.3f} | {d['yaw']:.1f} | {d['mouth']:.1%} |")
+    rows = per_pair["mapper"]
+    closer = np.mean([(r["of_a"] < r["of_b"]) and (r["dl_a"] < r["dl_b"]) for r in rows])
+    checks = {
+        "closer to A by both on ≥ 90 % of pairs": closer >= 0.9,
+        "mean OpenFace to A ≤ 0.90": _mean(rows, "of_a") <= TARGETS["of_a"],
+        "mean dlib to A ≤ 0.50": _mean(rows, "dl_a") <= TARGETS["dl_a"],
+        "yaw ≤ 5°": _mean(rows, "yaw") <= TARGETS["yaw"],
+        "pitch ≤ 5°": _mean(rows, "pitch") <= TARGETS["pitch"],
+        "mouth ≤ 4 % IOD": _mean(rows, "mouth") <= TARGETS["mouth"],
+        "background LPIPS ≤ 0.15": _mean(rows, "bg") <= TARGETS["bg"],
+        "sweep ρ ≥ 0.95 on every pair": min(s[0] for s in sweep) >= 0.95,
+        "de-identify OpenFace ≥ 1.15 and dlib ≥ 0.60 on every photo":
+            all(d["of"] >= 1.15 and d["dl"] >= 0.60 for d in deid.values()),
+        "de-identify yaw ≤ 3° and mouth ≤ 4 % on every photo":
+            all(d["yaw"] <= 3 and d["mouth"] <= 0.04 for d in deid.values()),
+        "blend ≤ 50 ms": timing <= 50}
+    if args.refine:
+        r2 = per_pair[f"mapper + refine {args.refine}"]
+        checks["refine: OpenFace to A ≤ 0.75"] = _mean(r2, "of_a") <= 0.75
+    lines += ["", f"Feed-forward blend: {timing:.1f} ms median (2 threads).", "",
+              "Targets: " + "; ".join(f"{k}: {'met' if ok else '**not met**'}" for k, ok in checks.items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -204,16 +311,16 @@ def write_section(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=1_000_000)
+    ap.add_argument("--codes", default="bench/out/transfer/codes", help="cache of the photos' inversions")
+    ap.add_argument("--refine", type=int, default=0, help="also measure the refined transfer (steps)")
     ap.add_argument("--weights", help="mapper file (default assets/mapper.safetensors)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="bench/out/transfer", help="cache of measurements")
-    ap.add_argument("--results", help="replace/append the identity section of this file")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--methods", default="mapper,mix 0-3,B", type=lambda t: t.split(","),
+                    help="comma-separated subset of: mapper, mix 0-3, B")
+    ap.add_argument("--sheet", default="bench/contact_sheets/transfer_real.jpg", help="'' for none")
+    ap.add_argument("--results", help="replace/append the section of this file")
     args = ap.parse_args(argv)
-    if args.pairs < 1:
-        ap.error("--pairs must be at least 1")
     text = run(args)
     print(text)
     if args.results:

@@ -153,6 +153,29 @@ class OtherFace:
     origin: dict[str, Any] = field(default_factory=dict)  # {"kind": "seed"|"photo", ...}
 
 
+@dataclass(frozen=True, eq=False)
+class IdentityRefinement:
+    """What "Refine" (``latentstudio.identity.refine``) added to the mapper's output for the panel
+    settings it was computed for: ``offset`` (23, 512) float32, read-only, and its step count."""
+
+    offset: np.ndarray
+    steps: int
+
+    def __post_init__(self) -> None:
+        d = np.array(self.offset, np.float32)
+        if d.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(d).all():
+            raise DocumentError(f"a refinement needs a finite ({NUM_SLOTS}, {W_DIM}) offset")
+        d.setflags(write=False)
+        object.__setattr__(self, "offset", d)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdentityRefinement) and (other is self or (
+            self.steps == other.steps and np.array_equal(self.offset, other.offset)))
+
+    def __hash__(self) -> int:
+        return hash((self.steps, self.offset.tobytes()))
+
+
 @dataclass(frozen=True)
 class IdentityState:
     other: OtherFace | None = None
@@ -161,6 +184,7 @@ class IdentityState:
     attr_alpha: float = 0.0  # how much of the other face's attributes
     deid_strength: float = 0.0
     deid_seed: int = 0
+    refined: IdentityRefinement | None = None  # valid for exactly these settings
 
     @property
     def active(self) -> bool:
@@ -233,6 +257,8 @@ class EditState:
         return replace(self, layers=rest)
 
     def with_identity(self, **changes: Any) -> EditState:
+        """Change panel settings; any change but the refinement itself drops the refinement."""
+        changes.setdefault("refined", None)
         ident = replace(self.identity, **changes)
         if ident.role not in ROLES:
             raise DocumentError(f"role must be one of {ROLES}, got {ident.role!r}")
@@ -631,6 +657,8 @@ def identity_stage(base: np.ndarray, ident: IdentityState) -> np.ndarray:
             w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed))
     except ValueError as exc:  # the mapper's own errors (missing weights, bad input)
         raise DocumentError(f"identity mapper: {exc}") from exc
+    if ident.refined is not None:
+        w = w + ident.refined.offset
     return w
 
 

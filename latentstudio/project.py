@@ -30,6 +30,7 @@ from latentstudio.document import (
     Document,
     DocumentError,
     EditState,
+    IdentityRefinement,
     IdentityState,
     OtherFace,
     RepairOffset,
@@ -80,6 +81,8 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
     ident = st.identity
     if ident.other is not None:
         arrays["other"] = np.asarray(ident.other.code, np.float32)
+    if ident.refined is not None:
+        arrays["identity_refined"] = ident.refined.offset
     if st.repair is not None:
         arrays["repair_direction"] = st.repair.direction
     arrays.update(tuned_arrays(doc.tuning))
@@ -99,7 +102,9 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
                                "attr_alpha": ident.attr_alpha,
                                "deid_strength": ident.deid_strength, "deid_seed": ident.deid_seed,
                                "other": None if ident.other is None else
-                               {"label": ident.other.label, "origin": ident.other.origin}},
+                               {"label": ident.other.label, "origin": ident.other.origin},
+                               "refined": None if ident.refined is None else
+                               {"steps": ident.refined.steps, "array": "identity_refined"}},
                   "repair": None if st.repair is None else
                   {"alpha": st.repair.alpha, "score_before": _json_float(st.repair.score_before),
                    "score_after": _json_float(st.repair.score_after), "array": "repair_direction"}},
@@ -300,8 +305,15 @@ def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Docu
     role = i.get("role", "identity")
     if role not in ROLES:
         raise ProjectError(f"{p}: damaged project file (unknown identity role {role!r})")
+    refined = None
+    if i.get("refined") is not None:
+        try:
+            refined = IdentityRefinement(_array(arrays, "identity_refined", (NUM_SLOTS, W_DIM), p, MAX_LATENT_ABS),
+                                         int(i["refined"]["steps"]))
+        except (KeyError, TypeError, ValueError, DocumentError) as exc:
+            raise ProjectError(f"{p}: damaged project file (identity refinement: {exc})") from exc
     ident = IdentityState(other, role, *(_amount(i.get(k, 0.0), k, p) for k in ("id_alpha", "attr_alpha", "deid_strength")),
-                          int(i.get("deid_seed", 0)))
+                          int(i.get("deid_seed", 0)), refined)
     rep = st.get("repair")
     repair = None
     if rep is not None:

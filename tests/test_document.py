@@ -16,6 +16,7 @@ from latentstudio.document import (
     Document,
     DocumentError,
     EditState,
+    IdentityRefinement,
     OtherFace,
     RepairOffset,
     Source,
@@ -107,6 +108,11 @@ def test_identity_state_roles_and_missing_mapper(doc: Document) -> None:
         with pytest.raises(DocumentError, match=re.escape(reason)):
             doc.code(st)
     assert not EditState().identity.active and st.identity.active
+    refined = st.with_identity(refined=IdentityRefinement(np.full((23, 512), 0.01, np.float32), 40))
+    assert refined.identity.refined.steps == 40
+    assert refined.with_identity(id_alpha=0.5).identity.refined is None  # any panel change drops it
+    with pytest.raises(DocumentError):
+        IdentityRefinement(np.full((23, 512), np.nan, np.float32), 40)
 
 
 def test_project_round_trip(doc: Document, tmp_path: Path, folder: Path) -> None:

@@ -341,6 +341,13 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     fake.available = lambda: None
     fake.blend = lambda base, other, ia, aa: base + (0.3 * ia + 0.7 * aa) * (other - base)
     fake.deidentify = lambda code, strength, seed: code + strength * 0.01 * (seed % 7 + 1)
+
+    def refine_transfer(start, attrs, *, identity_code, steps, progress, cancelled):  # noqa: ANN001, ANN202
+        for i in range(steps):
+            progress(types.SimpleNamespace(step=i + 1, total=steps))
+        return start + 0.02 * (identity_code - attrs)
+
+    fake.refine_transfer = refine_transfer
     monkeypatch.setitem(sys.modules, "latentstudio.identity.api", fake)
     import latentstudio.identity
 
@@ -362,7 +369,21 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     panel.swap.click()
     ident = s.doc.state.identity
     assert (ident.role, ident.id_alpha, ident.attr_alpha) == ("attributes", 0.5, 1.0)
+    # Refine: a background task, one undo step, dropped when the panel changes
+    before = s.doc.code()
+    assert panel.refine.isEnabled()
+    with qtbot.waitSignal(s.taskEnded, timeout=WAIT, check_params_cb=lambda how: how == "done"):
+        panel.refine.click()
+    qtbot.waitUntil(lambda: s.doc.state.identity.refined is not None, timeout=WAIT)
+    assert "refined (40 steps)" in panel.refined.text()
+    who, attrs = base + 0.5 * (other - base), other  # id_alpha 0.5, attr_alpha 1
+    np.testing.assert_allclose(s.doc.code(), before + 0.02 * (who - attrs), atol=1e-5)
+    window.act_undo.trigger()
+    assert s.doc.state.identity.refined is None
+    window.act_redo.trigger()
+    assert s.doc.state.identity.refined is not None
     panel.deid.click()
+    assert s.doc.state.identity.refined is None
     assert s.doc.state.identity.deid_strength == 1.0
     wait_full_frame(qtbot, window)
     np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)

@@ -23,6 +23,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=80, help="inversion steps for the photo")
     ap.add_argument("--e4e", type=Path, help="folder with e4e age.npy / smile.npy / pose.npy")
     ap.add_argument("--only-repair", action="store_true", help="only the artifact-repair screenshot")
+    ap.add_argument("--identity", nargs=2, type=Path, metavar=("PHOTO_CODE", "IDENTITY_CODE"),
+                    help="only the identity panel: open PHOTO_CODE (an `invert` code whose photo is "
+                         "still there), take the identity of IDENTITY_CODE, show it in the photo")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ls-shots-"))
@@ -74,6 +77,10 @@ def main() -> int:
         print("wrote", OUT / name)
 
     until(settled)
+    if args.identity:
+        _identity_shot(args.identity, session, win, until, settled, shot)
+        win.close()
+        return 0
     if not args.only_repair:
         _main_shots(args, tmp, session, win, until, settled, shot)
     # artifact repair on a broken ψ = 1 sample, split view: before (left) / repaired (right)
@@ -130,6 +137,19 @@ def _main_shots(args, tmp, session, win, until, settled, shot) -> None:  # noqa:
     shot("identity_panel.png")
     win.tabs.setCurrentIndex(0)
     win.view_box.setCurrentIndex(0)
+
+
+def _identity_shot(codes, session, win, until, settled, shot) -> None:  # noqa: ANN001
+    """Two real photos through the identity panel, shown pasted back into the first."""
+    photo_code, identity_code = codes
+    win.open_path(photo_code)
+    until(lambda: session.doc is not None and session.doc.source.kind != "seed" and settled())
+    win.tabs.setCurrentIndex(1)
+    session.open_other(identity_code)
+    until(lambda: session.doc.state.identity.other is not None and settled())
+    win.view_box.setCurrentIndex(1)  # in the photo
+    until(settled)
+    shot("identity_panel.png")
 
 
 def _import_e4e(src: Path, dest: Path) -> None:

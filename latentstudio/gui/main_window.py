@@ -251,6 +251,7 @@ class MainWindow(QMainWindow):
         i.swapRequested.connect(s.swap_roles)
         i.clearRequested.connect(s.clear_other)
         i.deidentifyRequested.connect(s.deidentify)
+        i.refineRequested.connect(lambda: s.refine_identity())
         i.amountEdited.connect(s.set_amount)
         i.dragStarted.connect(s.begin_drag)
         i.dragFinished.connect(s.end_drag)

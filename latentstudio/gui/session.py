@@ -25,9 +25,11 @@ from latentstudio.document import (
     Document,
     DocumentError,
     EditState,
+    IdentityRefinement,
     OtherFace,
     RepairOffset,
     identity_available,
+    identity_stage,
     import_directions,
     load_default_directions,
 )
@@ -591,6 +593,55 @@ class EditorSession(QObject):
         if self.doc is not None:
             seed = int(np.random.default_rng().integers(1, 2**31 - 1))
             self.set_identity("De-identify", deid_strength=1.0, deid_seed=seed)
+
+    def can_refine_identity(self) -> str | None:
+        """None when "Refine" can run on the identity panel's blend, else why not."""
+        if self.doc is None:
+            return "no face is open"
+        ident = self.doc.state.identity
+        if ident.other is None or not (ident.id_alpha or ident.attr_alpha):
+            return "load a second face and blend it first"
+        if ident.deid_strength:
+            return "refine works on a blend; set De-identify's strength to 0 first"
+        return None
+
+    def refine_identity(self, steps: int = 40) -> None:
+        """Optimise the panel's blend against the real identity loss and the attribute face's
+        landmarks and surroundings (a task: progress and Cancel); one undoable step."""
+        reason = self.can_refine_identity()
+        if reason is not None:
+            self.error.emit("Cannot refine", reason, "")
+            return
+        doc = self.doc
+        assert doc is not None
+        ident = doc.state.identity
+        state = doc.state.with_identity()  # the same settings, unrefined
+        other = ident.other
+        assert other is not None
+        base = doc.base
+
+        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
+            from latentstudio.identity import api
+            from latentstudio.identity.data import TrainingCancelled
+
+            start = identity_stage(base, state.identity)
+            ia, aa = ident.id_alpha, ident.attr_alpha
+            who = ((1 - ia) * base + ia * other.code).astype(np.float32)
+            attrs = ((1 - aa) * base + aa * other.code).astype(np.float32)
+            try:
+                out = api.refine_transfer(start, attrs, identity_code=who, steps=steps, cancelled=cancelled,
+                                          progress=lambda p: report((p.step, p.total, None)))
+            except TrainingCancelled:
+                raise _Cancelled() from None
+            return out - start
+
+        def done(offset: Any) -> None:
+            if self.doc is not doc or doc.state.with_identity() != state:
+                self.status.emit("Refinement dropped: the identity panel changed meanwhile")
+                return
+            self.set_identity(f"Refine identity ({steps} steps)", refined=IdentityRefinement(offset, steps))
+
+        self._run_task("Refining the identity blend", work, done)
 
     def set_other(self, other: OtherFace | None) -> None:
         if self.doc is None:

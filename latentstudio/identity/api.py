@@ -1,23 +1,20 @@
-"""Identity transfer, disentangled blending and de-identification (no Qt).
+"""Identity transfer, disentangled blending, de-identification and refinement (no Qt).
 
 All codes are W+ (23, 512) float32 numpy arrays ((512,) w codes are accepted and broadcast).
-Identity embeddings are dlib descriptors (128,) of the 256² render of a code (cached per code),
-or of an aligned photo (``embed_aligned_photo``).
+The mapper M(A, B) (``latentstudio.identity.mapper``) gives A's person with B's attributes and
+M(X, X) = X exactly. On top of it:
 
-Two forms of the mapper's output, with M(e, a) = a + Δ(e, a) (``latentstudio.identity.mapper``):
+* ``transfer(A, B)``            = M(A, B)
+* ``blend(base, other, i, a)``  = M(I, T) with I = lerp(base, other, i) (whose identity) and
+                                  T = lerp(base, other, a) (whose attributes); so blend(·,·,0,0)
+                                  = base, (1,1) = other, (1,0) = other's identity on base's
+                                  attributes, and the amounts move each independently
+* ``deidentify(X, s, seed)``    = M(lerp(X, R, s), X) with R a generated face (seeded) whose
+                                  identity is far from X's
+* ``refine_transfer``           a short optimisation of one result (``latentstudio.identity.refine``)
 
-* raw:       transfer(A, B) = M(e_A, B) = B + Δ(e_A, B)                    (the paper's output)
-* anchored:  transfer(A, B) = B + Δ(e_A, B) − Δ(e_B, B)
-
-The anchored form subtracts what the mapper does when asked for B's own identity, so
-transfer(B, B) = B exactly and the mapper's bias cancels. ``blend`` is anchored at both ends:
-
-    e   = (1 − id_alpha) · e_base + id_alpha · e_other
-    a   = (1 − attr_alpha) · base + attr_alpha · other
-    out = M(e, a) + (1 − attr_alpha) · (base − M(e_base, base)) + attr_alpha · (other − M(e_other, other))
-
-so blend(base, other, 0, 0) = base, blend(base, other, 1, 1) = other, blend(base, other, 1, 0)
-= base with other's identity and blend(base, other, 0, 1) = other's attributes with base's identity.
+Identity descriptors (dlib, 128-d) are only needed for de-identification (choosing R) and for
+refinement (the target); they are computed from the 256² render of a code, or from a photo.
 """
 
 from __future__ import annotations
@@ -33,21 +30,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentstudio.identity.mapper import ASSET, EMB_DIM, NUM_SLOTS, W_DIM, Mapper, MapperError, load_mapper
+from latentstudio.identity.data import CancelFn, ProgressFn
+from latentstudio.identity.mapper import ASSET, NUM_SLOTS, W_DIM, Mapper, MapperError, load_mapper
 
-EMBED_SIZE = 256  # render size for identity embeddings of codes
+EMBED_SIZE = 256  # render size for identity descriptors of codes
+EMB_DIM = 128
 DEID_SEED_BASE = 7_000_000  # de-identification identities: generated faces from these seeds
 DEID_PSI = 0.7
+DEID_CANDIDATES = 16  # of these, the one farthest from the face's identity is used
 _CACHE_SIZE = 64
 
 
 class IdentityError(MapperError):
-    """Bad input to the identity functions (amounts, codes, embeddings)."""
+    """Bad input to the identity functions (amounts, codes, descriptors)."""
 
 
 @dataclass
 class IdentityModels:
-    """The frozen generator, dlib identity net and mapper, plus a per-code embedding cache."""
+    """The frozen generator, dlib identity net and mapper, plus a per-code descriptor cache.
+    The landmark net (refinement only) is loaded on first use."""
 
     generator: object  # latentstudio.models.generator.Generator
     identity_net: object  # latentstudio.face.chip.IdentityNet
@@ -56,10 +57,22 @@ class IdentityModels:
     def __post_init__(self) -> None:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._landmark_net: object | None = None
 
     @property
     def device(self) -> torch.device:
         return self.generator.device  # type: ignore[attr-defined]
+
+    @property
+    def landmark_net(self):  # noqa: ANN201 - LandmarkNet
+        if self._landmark_net is None:
+            from latentstudio.face.landmark_net import LandmarkNetError, load_landmark_net
+
+            try:
+                self._landmark_net = load_landmark_net(self.device)
+            except LandmarkNetError as exc:
+                raise IdentityError(str(exc)) from exc
+        return self._landmark_net
 
     def embedding(self, code: np.ndarray) -> np.ndarray:
         """dlib descriptor (128,) of the 256² render of a W+ code (cached)."""
@@ -73,7 +86,6 @@ class IdentityModels:
         g = self.generator
         with g.lock, torch.no_grad():  # type: ignore[attr-defined]
             img = g.synthesize(torch.from_numpy(code[None]), size=EMBED_SIZE)  # type: ignore[attr-defined]
-            # the training faces were measured on uint8 renders: quantise the same way
             emb = self.identity_net.embed_aligned(from_uint8(to_uint8(img)))  # type: ignore[attr-defined]
         out = emb[0].cpu().numpy().astype(np.float32)
         with self._lock:
@@ -82,12 +94,12 @@ class IdentityModels:
                 self._cache.popitem(last=False)
         return out
 
-    def delta(self, emb: np.ndarray, attr: np.ndarray) -> np.ndarray:
-        """Δ(e, a) for one embedding (128,) and W+ code (23,512) → (23,512) (0 outside the slots)."""
+    def map(self, identity: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+        """M(A, B) for one pair of W+ codes → (23, 512) float32."""
         with torch.no_grad():
-            e = torch.from_numpy(emb[None]).to(self.device)
-            a = torch.from_numpy(attr[None]).to(self.device)
-            return (self.mapper(e, a) - a)[0].cpu().numpy()
+            a = torch.from_numpy(identity[None]).to(self.device)
+            b = torch.from_numpy(attributes[None]).to(self.device)
+            return self.mapper(a, b)[0].cpu().numpy().astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,9 +147,7 @@ def _amount(value: float, name: str, lo: float = 0.0, hi: float = 1.0) -> float:
     return v
 
 
-def _embedding(emb: np.ndarray | None, code: np.ndarray, m: IdentityModels, name: str) -> np.ndarray:
-    if emb is None:
-        return m.embedding(code)
+def _descriptor(emb: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(emb, dtype=np.float32).reshape(-1)
     if arr.shape != (EMB_DIM,) or not np.isfinite(arr).all():
         raise IdentityError(f"{name} must be a finite ({EMB_DIM},) dlib descriptor, got {np.shape(emb)}")
@@ -162,22 +172,13 @@ def embed_aligned_photo(aligned_rgb: np.ndarray, *, models: IdentityModels | Non
         return m.identity_net.embed_aligned(from_uint8(rgb))[0].cpu().numpy()  # type: ignore[attr-defined]
 
 
-def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *, anchored: bool = True,
-             identity_embedding: np.ndarray | None = None, models: IdentityModels | None = None) -> np.ndarray:
-    """The face of ``identity_code`` with the pose, expression, lighting and hair of
-    ``attribute_code`` → W+ (23,512) float32 (forms: see the module docstring).
-
-    ``identity_embedding`` (128,) replaces the identity code's own descriptor (e.g. the descriptor
-    of the original photo rather than of its inversion).
-    """
-    m = models or load_models()
-    a = _code(attribute_code, "attribute_code")
-    ident = _code(identity_code, "identity_code") if identity_embedding is None else None
-    e = _embedding(identity_embedding, ident, m, "identity_embedding")  # type: ignore[arg-type]
-    out = a + m.delta(e, a)
-    if anchored:
-        out = out - m.delta(m.embedding(a), a)
-    return out.astype(np.float32)
+def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *,
+             models: IdentityModels | None = None) -> np.ndarray:
+    """The person of ``identity_code`` with the pose, expression, lighting, hair and background
+    of ``attribute_code`` → W+ (23, 512) float32."""
+    a = _code(identity_code, "identity_code")
+    b = _code(attribute_code, "attribute_code")
+    return (models or load_models()).map(a, b)
 
 
 def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *,
@@ -191,35 +192,68 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
     if ia == 0.0 and aa == 0.0:
         return b
     m = models or load_models()
-    e_b, e_o = m.embedding(b), m.embedding(o)
-    e = (1 - ia) * e_b + ia * e_o
-    a = (1 - aa) * b + aa * o
-    out = a + m.delta(e, a)
-    out -= (1 - aa) * m.delta(e_b, b) + aa * m.delta(e_o, o)
-    return out.astype(np.float32)
+    ident = ((1 - ia) * b + ia * o).astype(np.float32)
+    attrs = ((1 - aa) * b + aa * o).astype(np.float32)
+    return m.map(ident, attrs)
 
 
-def random_identity(seed: int | None, *, models: IdentityModels | None = None) -> np.ndarray:
-    """The descriptor (128,) of a random generated face (seeded), or the mean identity (None)."""
+def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels | None = None) -> np.ndarray:
+    """A generated face (W+ (23,512)) to take the identity of when de-identifying ``code``: of
+    ``DEID_CANDIDATES`` seeded faces, the one whose dlib descriptor is farthest from ``code``'s."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise IdentityError(f"seed must be a non-negative integer, got {seed!r}")
     m = models or load_models()
-    if seed is None:
-        return m.mapper.emb_mean.cpu().numpy().astype(np.float32)
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise IdentityError(f"seed must be a non-negative integer or None, got {seed!r}")
+    c = _code(code, "code")
+    e_c = m.embedding(c)
     g = m.generator
-    w = g.seed_w(DEID_SEED_BASE + int(seed), DEID_PSI).cpu().numpy()  # type: ignore[attr-defined]
-    return m.embedding(_code(w, "seed code"))
+    best, best_d = c, -1.0
+    for k in range(DEID_CANDIDATES):
+        w = g.seed_w(DEID_SEED_BASE + DEID_CANDIDATES * int(seed) + k, DEID_PSI).cpu().numpy()  # type: ignore[attr-defined]
+        r = _code(w, "seed code")
+        d = float(np.linalg.norm(m.embedding(r) - e_c))
+        if d > best_d:
+            best, best_d = r, d
+    return best
 
 
 def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
                models: IdentityModels | None = None) -> np.ndarray:
-    """Replace the identity of ``code`` by a random one (``seed``; None = the mean identity),
-    keeping its attributes → W+ (23,512). ``strength`` in [0, 1]: 0 = unchanged, 1 = full."""
+    """Replace the identity of ``code`` by another person's (``seed``; None = the average face),
+    keeping its pose, expression, lighting and surroundings → W+ (23,512).
+    ``strength`` in [0, 1]: 0 = unchanged, 1 = the other identity in full."""
     s = _amount(strength, "strength")
     c = _code(code, "code")
     if s == 0.0:
         return c
     m = models or load_models()
-    e_c = m.embedding(c)
-    e = (1 - s) * e_c + s * random_identity(seed, models=m)
-    return (c + m.delta(e, c) - m.delta(e_c, c)).astype(np.float32)
+    if seed is None:
+        r = np.repeat(m.generator.w_avg.cpu().numpy().reshape(1, W_DIM), NUM_SLOTS, 0)  # type: ignore[attr-defined]
+    else:
+        r = random_identity(c, seed, models=m)
+    return m.map(((1 - s) * c + s * r).astype(np.float32), c)
+
+
+def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,
+                    identity_embedding: np.ndarray | None = None, steps: int = 40,
+                    progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
+                    models: IdentityModels | None = None) -> np.ndarray:
+    """Refine a transfer result ``code`` for the best result on one pair (module
+    ``latentstudio.identity.refine``): identity towards ``identity_embedding`` (a photo's
+    descriptor; else that of ``identity_code``'s render), landmarks and surroundings towards
+    ``attribute_code``. TrainingCancelled when ``cancelled()`` turns True."""
+    from latentstudio.identity.refine import RefineConfig, refine
+    from latentstudio.identity.train import Nets
+
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
+        raise IdentityError(f"refine steps must be a whole number from 1 to 1000, got {steps!r}")
+    m = models or load_models()
+    c, b = _code(code, "code"), _code(attribute_code, "attribute_code")
+    if identity_embedding is not None:
+        target = _descriptor(identity_embedding, "identity_embedding")
+    elif identity_code is not None:
+        target = m.embedding(_code(identity_code, "identity_code"))
+    else:
+        raise IdentityError("refine needs the identity face: a code or a descriptor")
+    nets = Nets(m.generator, m.identity_net, m.landmark_net)
+    with m.generator.lock:  # type: ignore[attr-defined]
+        return refine(c, target, b, nets, RefineConfig(steps=steps), progress=progress, cancelled=cancelled)

@@ -107,21 +107,57 @@ def _write(args: argparse.Namespace, code: np.ndarray, models, paste_into: Face 
 
 
 # ----------------------------------------------------------------------------- commands
+def _identity_target(face: Face, models) -> np.ndarray | None:  # noqa: ANN001
+    """The dlib descriptor of the identity face's photo (aligned again), or None for a bare code."""
+    from latentstudio.identity import api
+
+    if face.photo is None or not face.photo.is_file():
+        return None
+    from latentstudio.invert import align_photo
+
+    try:
+        alignment, _, _ = align_photo(face.photo, int(face.extras["face_index"]) if "face_index" in face.extras else None)
+    except Exception:  # noqa: BLE001 - the photo changed since the code was written: use the code
+        return None
+    return api.embed_aligned_photo(alignment.image, models=models)
+
+
+def _refined(code: np.ndarray, ident: Face, attrs: Face, steps: int, models) -> np.ndarray:  # noqa: ANN001
+    from latentstudio.identity import api
+    from latentstudio.identity.data import TrainingCancelled
+
+    def show(p) -> None:  # noqa: ANN001 - Progress
+        print(f"\rrefining: step {p.step}/{p.total} {p.message}", end="\n" if p.step == p.total else "",
+              file=sys.stderr, flush=True)
+
+    try:
+        return api.refine_transfer(code, attrs.code, identity_code=ident.code,
+                                   identity_embedding=_identity_target(ident, models), steps=steps,
+                                   progress=show, models=models)
+    except TrainingCancelled as exc:
+        raise _user_error(str(exc)) from exc
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
     from latentstudio.identity import api
 
     with _as_user_errors():
         for name in ("id_alpha", "attr_alpha"):
             api._amount(getattr(args, name), "--" + name.replace("_", "-"))
+        if args.refine is not None and not 1 <= args.refine <= 1000:
+            raise _user_error(f"--refine takes 1 to 1000 steps, got {args.refine}")
         models = _models(args)
         ident = load_face(args.identity, args.preset, args.device)
         attrs = load_face(args.attributes, args.preset, args.device)
-        # base = identity face: its identity moves by (1 − id_alpha) towards the attribute face's,
-        # its attributes by attr_alpha towards the attribute face's
-        code = api.blend(ident.code, attrs.code, 1.0 - args.id_alpha, args.attr_alpha, models=models)
+        # base = the attribute face; other = the identity face: id_alpha of its identity, and
+        # (1 − attr_alpha) of its attributes
+        code = api.blend(attrs.code, ident.code, args.id_alpha, 1.0 - args.attr_alpha, models=models)
+        if args.refine:
+            code = _refined(code, ident, attrs, args.refine, models)
         _write(args, code, models, attrs if args.paste_back else None,
                f"transfer identity={ident.label} attributes={attrs.label} "
-               f"id_alpha={args.id_alpha:g} attr_alpha={args.attr_alpha:g}")
+               f"id_alpha={args.id_alpha:g} attr_alpha={args.attr_alpha:g}"
+               + (f" refine={args.refine}" if args.refine else ""))
     return 0
 
 
@@ -150,42 +186,92 @@ def _train_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
         raise _user_error(f"bad training option: {exc}") from exc
 
 
-def cmd_identity_train(args: argparse.Namespace) -> int:
-    from latentstudio.identity.data import TrainingCancelled
-    from latentstudio.identity.train import train_mapper, write_result
+class _StopFlag:
+    """Ctrl-C once: stop after the current step (checkpoint kept); twice: abort now."""
 
-    cfg = _train_config(args)
-    stop = {"flag": False}
+    def __init__(self) -> None:
+        self.flag = False
 
-    def on_sigint(signum, frame) -> None:  # noqa: ANN001
-        if stop["flag"]:
+    def __call__(self) -> bool:
+        return self.flag
+
+    def on_sigint(self, signum, frame) -> None:  # noqa: ANN001
+        if self.flag:
             raise KeyboardInterrupt
-        stop["flag"] = True
-        print("\nstopping after this step (checkpoint kept; Ctrl-C again to abort now)…",
-              file=sys.stderr, flush=True)
+        self.flag = True
+        print("\nstopping after this step (work kept; Ctrl-C again to abort now)…", file=sys.stderr, flush=True)
 
+
+def _run_interruptible(job) -> int:  # noqa: ANN001 - job(progress, cancelled) -> None
+    from latentstudio.identity.data import TrainingCancelled
+
+    stop = _StopFlag()
     start = time.monotonic()
 
     def show(p) -> None:  # noqa: ANN001 - Progress
         print(f"[{time.monotonic() - start:7.1f}s] {p.stage} {p.step}/{p.total} {p.message}",
               file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, stop.on_sigint)
     try:
         with _as_user_errors():
-            result = train_mapper(cfg, workdir=Path(args.workdir) if args.workdir else None,
-                                  device=args.device, restart=args.restart,
-                                  checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                                  progress=show, cancelled=lambda: stop["flag"])
+            job(show, stop)
     except TrainingCancelled as exc:
         print(f"latentstudio: {exc}", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)
-    write_result(result, cfg, Path(args.output), {"machine": args.machine} if args.machine else None)
-    print(f"wrote {args.output} (surrogate errors: "
-          + ", ".join(f"{k} {v:.4f}" for k, v in result.surrogate_errors.items()) + ")")
     return 0
+
+
+def _nets(device: str | None):  # noqa: ANN202 - Nets
+    from latentstudio.face.chip import IdentityNet
+    from latentstudio.face.landmark_net import LandmarkNetError, load_landmark_net
+    from latentstudio.identity.train import Nets
+    from latentstudio.models.generator import Generator
+
+    g = Generator.load(device)
+    try:
+        return Nets(g, IdentityNet.load(g.device), load_landmark_net(g.device))
+    except LandmarkNetError as exc:
+        raise _user_error(str(exc)) from exc
+
+
+def cmd_identity_data(args: argparse.Namespace) -> int:
+    from latentstudio.face.chip import IdentityNet
+    from latentstudio.identity.data import build
+    from latentstudio.models.generator import Generator
+
+    if args.chunks < 1:
+        raise _user_error(f"--chunks must be at least 1, got {args.chunks}")
+
+    def job(progress, cancelled) -> None:  # noqa: ANN001
+        g = Generator.load(args.device)
+        folder = build(args.chunks, folder=Path(args.data) if args.data else None, generator=g,
+                       identity_net=IdentityNet.load(g.device), progress=progress, cancelled=cancelled)
+        print(f"training faces in {folder}")
+
+    return _run_interruptible(job)
+
+
+def cmd_identity_train(args: argparse.Namespace) -> int:
+    from latentstudio.identity.data import DataError
+    from latentstudio.identity.train import train_mapper, write_result
+
+    cfg = _train_config(args)
+
+    def job(progress, cancelled) -> None:  # noqa: ANN001
+        try:
+            result = train_mapper(cfg, _nets(args.device), data_folder=Path(args.data) if args.data else None,
+                                  workdir=Path(args.workdir) if args.workdir else None, restart=args.restart,
+                                  progress=progress, cancelled=cancelled)
+        except DataError as exc:
+            raise _user_error(str(exc)) from exc
+        write_result(result, cfg, Path(args.output), {"machine": args.machine} if args.machine else None)
+        print(f"wrote {args.output} (last losses: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items()) + ")")
+
+    return _run_interruptible(job)
 
 
 def cmd_identity_info(args: argparse.Namespace) -> int:
@@ -221,6 +307,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="attribute source (pose, expression, lighting, hair): photo or code")
     t.add_argument("--id-alpha", type=float, default=1.0, help="how much of A's identity (0..1)")
     t.add_argument("--attr-alpha", type=float, default=1.0, help="how much of B's attributes (0..1)")
+    t.add_argument("--refine", type=int, nargs="?", const=40, default=None, metavar="STEPS",
+                   help="optimise the result for this pair against the real identity loss and B's "
+                        "landmarks and surroundings (default 40 steps, ~1 s a step on 2 CPU cores)")
     _common(t)
     t.set_defaults(func=cmd_transfer)
 
@@ -233,25 +322,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_deidentify)
 
     ident = sub.add_parser("identity", help="train or inspect the identity mapper").add_subparsers(dest="identity_cmd")
+    data = ident.add_parser("data", help="render and measure the training faces (resumable)")
+    data.add_argument("--chunks", type=int, default=40, help="chunks of 200 faces (default 40)")
+    data.add_argument("--data", help="folder (default in $LATENTSTUDIO_HOME/cache)")
+    data.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    data.set_defaults(func=cmd_identity_data)
+
     tr = ident.add_parser("train", help="train the mapper (resumable: rerun the same command)")
-    tr.add_argument("--faces", type=int, help="generated training faces (default 5000)")
-    tr.add_argument("--psi", type=float, help="truncation of the training faces (default 0.7)")
-    tr.add_argument("--surrogate-epochs", dest="surrogate_epochs", type=int)
-    tr.add_argument("--latent-steps", dest="latent_steps", type=int, help="steps without rendering")
-    tr.add_argument("--latent-batch", dest="latent_batch", type=int)
-    tr.add_argument("--render-steps", dest="render_steps", type=int, help="steps with 256² renders")
-    tr.add_argument("--render-batch", dest="render_batch", type=int)
-    tr.add_argument("--lr", type=float, help="latent-stage learning rate")
-    tr.add_argument("--render-lr", dest="render_lr", type=float, help="render-stage learning rate")
+    tr.add_argument("--steps", type=int, help="optimiser steps (default 400)")
+    tr.add_argument("--batch", type=int, help="pairs per step (default 4)")
+    tr.add_argument("--size", type=int, choices=(128, 256, 512), help="render size of the losses (default 128)")
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--bands", type=int, help="bands of principal axes with one gate per slot (default 16)")
+    tr.add_argument("--rank", type=int, help="rank of the cross-slot correction (default 32)")
+    tr.add_argument("--lr-rank", dest="lr_rank", type=float, help="learning rate of the correction")
+    tr.add_argument("--noise", type=float, help="per-slot noise on the training codes (× W's spread)")
+    tr.add_argument("--augment", type=float, help="random moves along yaw/pitch/smile/mouth-open (± α)")
     tr.add_argument("--w-id", dest="w_id", type=float, help="identity loss weight")
     tr.add_argument("--w-lm", dest="w_lm", type=float, help="landmark loss weight")
-    tr.add_argument("--w-adv", dest="w_adv", type=float, help="latent discriminator weight")
+    tr.add_argument("--w-bg", dest="w_bg", type=float, help="background loss weight")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
-    tr.add_argument("--workdir", help="checkpoints and caches (default in $LATENTSTUDIO_HOME/cache)")
+    tr.add_argument("--data", help="training faces (default: `identity data`'s folder)")
+    tr.add_argument("--workdir", help="checkpoints (default in $LATENTSTUDIO_HOME/cache)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    tr.add_argument("--checkpoint-every", type=int, default=500)
-    tr.add_argument("--log-every", type=int, default=100)
     tr.add_argument("--machine", help="note stored in the weight file (e.g. 'H200, 16 cores')")
     tr.add_argument("-o", "--output", default="assets/mapper.safetensors")
     tr.set_defaults(func=cmd_identity_train)

@@ -1,110 +1,87 @@
-"""Train the identity mapper (Nitzan et al. 2020 recipe, adapted to a CPU budget).
+"""Train the identity mapper (gates and low-rank correction) through the generator.
 
-Stages (each reports ``Progress`` and polls ``cancelled()``; a cancelled run raises
-``TrainingCancelled`` after writing a checkpoint, and the same call resumes it):
+Each step draws identity sources A and attribute sources B from the training codes
+(``latentstudio.identity.data``: broadcast and style-mixed W+), moves each at random along the
+yaw, pitch, smile and mouth-open boundaries (``augment``: real pairs differ more in pose and
+expression than two samples do), adds per-slot noise so they look like inversions (``noise`` ×
+W's per-axis spread, independently per slot), renders A, B
+and the output at ``size``² (the preview route) and minimises
 
-1. **faces** — ``data.build_faces``: seeded samples (ψ 0.7) rendered at 256² and measured with
-   the dlib identity net, dlib's 68 landmarks and the head pose (cached per chunk).
-2. **surrogates** — two MLPs on w fitted to those measurements: ``lm`` (w → 68 landmarks) and
-   ``id`` (w → 128-d dlib descriptor), with a held-out split whose errors are reported. dlib's
-   landmarks are not differentiable; the landmark surrogate is the differentiable landmark loss
-   of both training stages. The identity surrogate is only used by the cheap latent stage.
-3. **latent** — mapper steps without rendering: identity = ‖id(out) − e_A‖ (e_A = the real
-   descriptor of face A), landmarks = MSE of points 17–67 between lm(out) and lm(w_B), and on
-   every ``same_every``-th step A = B with a latent reconstruction ‖out − w_A‖² standing in for
-   the pixel loss; a latent discriminator on w (non-saturating + R1) keeps outputs in W.
-   Attribute sources B are fresh samples of the mapping network (free), identity sources A come
-   from the face table (their descriptors cost a render each).
-4. **render** — the same losses with the real thing where it is affordable: the output is rendered
-   at 256² (``g.synthesize(..., grad=True)``) and identity is the dlib net's distance on the
-   render; on same-face steps the pixel loss is 0.84·(1 − MS-SSIM) + 0.16·L1 against the render of
-   w_A. Landmarks stay on the surrogate, the discriminator stays on.
+    w_id · ‖E(out) − E(A)‖              dlib's ResNet (torch port) on the renders
+  + w_lm · mean ‖L(out) − L(B)‖² / IOD² our landmark net, all 68 points, in inter-ocular units
+  + w_bg · L1(out, B) outside B's face hull (background, hair, clothes)
 
-Checkpoints (``workdir/checkpoint.pt``: mapper, discriminator, optimiser states, stage and step;
-``workdir/surrogates.safetensors``) make runs resumable: the same config continues where it
-stopped, a different config starts over (``restart=True`` forces that).
+with Adam. Every ``same_every``-th step uses A = B with a different noise draw, which the anchored
+form already maps to B exactly; it is skipped (nothing to learn). Checkpoints (``workdir/
+checkpoint.pt``) make the run resumable; ``cancelled()`` stops it after writing one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from latentstudio.identity import losses
 from latentstudio.identity.data import (
     CancelFn,
-    FaceTable,
     Progress,
     ProgressFn,
     TrainingCancelled,
-    build_faces,
+    load_chunks,
+    mixed_codes,
 )
-from latentstudio.identity.mapper import EMB_DIM, Mapper, MapperConfig, Normalisation, save_mapper
+from latentstudio.identity.mapper import NUM_SLOTS, Mapper, MapperConfig, pca_basis, save_mapper
 
-LM_POINTS = slice(17, 68)  # paper: landmarks 17-67 (no jaw line)
-LM_SIZE = 256.0  # landmarks are regressed as fractions of the 256² render
+HULL = list(range(17)) + list(range(26, 16, -1))  # jaw line, then the brows right to left
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (hashed to decide whether a checkpoint fits)."""
 
-    faces: int = 5000
-    psi: float = 0.7
-    hidden: tuple[int, ...] = (1024, 1024, 512)
-    slots: tuple[int, int] = (0, 22)
-    surrogate_epochs: int = 40
-    latent_steps: int = 10000
-    latent_batch: int = 64
-    render_steps: int = 0
-    render_batch: int = 2
-    lr: float = 1e-4
-    render_lr: float = 1e-5  # render stage: 1e-4 wrecked landmarks in a CPU trial (module doc)
-    d_lr: float = 1e-4
-    same_every: int = 3
+    bands: int = 16
+    rank: int = 32
+    steps: int = 400
+    batch: int = 4
+    size: int = 128
+    lr: float = 0.05  # gates
+    lr_rank: float = 0.002  # the low-rank correction
+    noise: float = 0.3
     w_id: float = 1.0
-    w_lm: float = 0.2
-    w_rec: float = 1.0
-    w_pix: float = 1.0
-    w_adv: float = 0.1
-    r1_gamma: float = 1.0
+    w_lm: float = 20.0
+    w_bg: float = 1.0
+    fine_gate: float = 0.5  # σ(gate) of the slots the training route never renders
+    augment: float = 2.5  # each code moves up to ± this along yaw, pitch, smile and mouth-open
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.faces < 20:
-            raise ValueError(f"need at least 20 training faces, got {self.faces}")
-        if min(self.same_every, self.latent_batch, self.render_batch) < 1:
-            raise ValueError("same_every and batch sizes must be at least 1")
-        if min(self.latent_steps, self.render_steps, self.surrogate_epochs) < 0:
-            raise ValueError("step and epoch counts must not be negative")
-        if self.surrogate_epochs < 1:
-            raise ValueError("surrogate_epochs must be at least 1")
-        if not 0.0 < self.psi <= 1.0:
-            raise ValueError(f"psi must be in (0, 1], got {self.psi}")
+        if self.steps < 0 or self.batch < 1:
+            raise ValueError("steps must be >= 0 and batch >= 1")
+        if self.size not in (128, 256, 512):
+            raise ValueError(f"size must be 128, 256 or 512, got {self.size}")
+        if not 0.0 < self.fine_gate < 1.0:
+            raise ValueError(f"fine_gate must be in (0, 1), got {self.fine_gate}")
 
     def digest(self) -> str:
-        """Hash of the settings a checkpoint depends on; stage lengths are left out, so a run
-        can be extended (more steps) and still resume."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("latent_steps", "render_steps")}
+        """Hash of the settings a checkpoint depends on (``steps`` left out: a run can be extended)."""
+        d = {k: v for k, v in asdict(self).items() if k != "steps"}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+#: W+ slots each training route renders (the preview heads stop after block 4 / 5 / 6)
+ROUTE_SLOTS = {128: 13, 256: 16, 512: 19}
 
 
 @dataclass
 class TrainResult:
-    """What a run produced: the mapper, surrogate validation errors, last logged losses."""
-
     mapper: Mapper
-    surrogate_errors: dict[str, float] = field(default_factory=dict)
     last_losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -115,318 +92,152 @@ def default_workdir() -> Path:
     return paths.home() / "cache" / "identity_train"
 
 
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def hull_masks(landmarks: np.ndarray, size: int) -> Tensor:
+    """1 outside the face hull (jaw + brows, grown by 10 %), 0 inside → (N, 1, size, size)."""
+    out = np.ones((len(landmarks), size, size), np.float32)
+    for m, pts in zip(out, landmarks):
+        p = pts[HULL] * size
+        c = p.mean(0)
+        p = c + 1.1 * (p - c)
+        top = p[:, 1].min() - 0.25 * (p[:, 1].max() - p[:, 1].min())  # forehead above the brows
+        p = np.vstack([p, [[p[-1, 0], top], [p[17, 0], top]]])
+        cv2.fillPoly(m, [cv2.convexHull(p.astype(np.int32))], 0.0)
+    return torch.from_numpy(out)[:, None]
 
 
-# ----------------------------------------------------------------------------- surrogates
+def interocular(lm: Tensor) -> Tensor:
+    """(N, 68, 2) → (N,) distance between the eye centres."""
+    return torch.linalg.vector_norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), dim=1)
+
+
 @dataclass
-class Surrogates:
-    """Differentiable stand-ins: ``lm`` w (N,512) → (N,68,2) fractions of the side; ``id`` → (N,128)."""
+class Nets:
+    """The frozen networks a step needs."""
 
-    lm: losses.LatentNet
-    id: losses.LatentNet
-    errors: dict[str, float]
-
-    def landmarks(self, w: Tensor) -> Tensor:
-        return self.lm(w).view(-1, 68, 2)
+    generator: object
+    identity: object  # latentstudio.face.chip.IdentityNet
+    landmarks: object  # latentstudio.face.landmark_net.LandmarkNet
 
 
-def _fit_latent_net(x: np.ndarray, y: np.ndarray, norm: Normalisation, *, epochs: int, seed: int,
-                    val: np.ndarray, cancelled: CancelFn | None, report) -> losses.LatentNet:  # noqa: ANN001
-    """Regress y (N,k) on w (N,512) with an MLP (AdamW, dropout-free, best held-out epoch kept)."""
-    torch.manual_seed(seed)
-    net = losses.LatentNet(y.shape[1], w_mean=norm.w_mean, w_scale=norm.w_scale)
-    yt = torch.from_numpy(y).float()
-    net.out_mean.copy_(yt[~val].mean(0))
-    net.out_scale.copy_(yt[~val].std(0).mean())
-    xt = torch.from_numpy(x).float()
-    tr_idx = torch.from_numpy(np.flatnonzero(~val))
-    opt = torch.optim.AdamW(net.net.parameters(), 1e-3, weight_decay=1e-2)
-    best, best_state = math.inf, None
-    for epoch in range(epochs):
-        net.train()
-        perm = tr_idx[torch.randperm(len(tr_idx))]
-        for i in range(0, len(perm), 64):
-            b = perm[i:i + 64]
-            loss = ((net(xt[b]) - yt[b]) / net.out_scale).pow(2).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if cancelled and cancelled():
-            raise TrainingCancelled("surrogate fitting cancelled")
-        with torch.no_grad():
-            err = float(((net(xt[val]) - yt[val]) / net.out_scale).pow(2).sum(1).mean()) if val.any() else -epoch
-        if err < best:
-            best, best_state = err, {k: v.clone() for k, v in net.state_dict().items()}
-        report(epoch + 1)
-    assert best_state is not None
-    net.load_state_dict(best_state)
-    return net.eval().requires_grad_(False)
-
-
-def _interocular(lm: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
-
-
-def fit_surrogates(faces: FaceTable, norm: Normalisation, *, epochs: int, seed: int = 0,
-                   progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> Surrogates:
-    """Fit the landmark and identity surrogates on the detected faces; 10 % held out for errors."""
-    ok = faces.detected
-    w, lm, emb = faces.w[ok], faces.landmarks[ok] / LM_SIZE, faces.emb[ok]
-    val = np.random.default_rng(seed).random(len(w)) < 0.1
-    total = 2 * epochs
-
-    def report(offset: int):  # noqa: ANN202
-        return lambda e: progress and progress(Progress("surrogates", offset + e, total,
-                                                        f"surrogate epoch {offset + e}/{total}"))
-
-    lm_net = _fit_latent_net(w, lm.reshape(len(w), -1), norm, epochs=epochs, seed=seed, val=val,
-                             cancelled=cancelled, report=report(0))
-    id_net = _fit_latent_net(w, emb, norm, epochs=epochs, seed=seed + 1, val=val,
-                             cancelled=cancelled, report=report(epochs))
+def attribute_targets(nets: Nets, img_b: Tensor) -> tuple[Tensor, Tensor]:
+    """What the attribute face's render (N, 3, S, S) fixes: its landmarks (N, 68, 2) from our
+    landmark net, and the mask outside its face hull (N, 1, S, S)."""
     with torch.no_grad():
-        wt = torch.from_numpy(w[val])
-        lm_pred = lm_net(wt).view(-1, 68, 2).numpy()
-        id_pred = id_net(wt).numpy()
-    iod = _interocular(lm[val])
-    point_err = np.linalg.norm(lm_pred - lm[val], axis=-1)
-    errors = {
-        "val_faces": float(val.sum()),
-        "lm_err_iod": float((point_err[:, LM_POINTS].mean(1) / iod).mean()),
-        "lm_mouth_err_iod": float((point_err[:, 48:68].mean(1) / iod).mean()),
-        "id_err": float(np.linalg.norm(id_pred - emb[val], axis=1).mean()),
-        "id_err_mean_predictor": float(np.linalg.norm(emb[val] - emb[~val].mean(0), axis=1).mean()),
-    }
-    return Surrogates(lm_net, id_net, errors)
+        lm_b = nets.landmarks(img_b)  # type: ignore[operator]
+        return lm_b, hull_masks(lm_b.cpu().numpy(), img_b.shape[-1]).to(img_b.device)
 
 
-def save_surrogates(s: Surrogates, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"lm.{k}": v.contiguous() for k, v in s.lm.state_dict().items()}
-    tensors.update({f"id.{k}": v.contiguous() for k, v in s.id.state_dict().items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".surrogates-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"errors": json.dumps(s.errors)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def image_losses(nets: Nets, out: Tensor, e_target: Tensor, img_b: Tensor, lm_b: Tensor,
+                 mask: Tensor) -> dict[str, Tensor]:
+    """The three terms on a rendered output (N, 3, S, S): identity distance to ``e_target``
+    (N, 128), landmark error to ``lm_b`` in inter-ocular units², L1 to ``img_b`` outside the face."""
+    e = nets.identity.embed_aligned(out)  # type: ignore[attr-defined]
+    lm = nets.landmarks(out)  # type: ignore[operator]
+    iod = interocular(lm_b)[:, None]
+    return {"id": torch.linalg.vector_norm(e - e_target, dim=1).mean(),
+            "lm": (torch.linalg.vector_norm(lm - lm_b, dim=-1) / iod).pow(2).mean(),
+            "bg": ((out - img_b).abs() * mask).sum() / (mask.sum() * 3 + 1e-6)}
 
 
-def load_surrogates(path: Path) -> Surrogates:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), "pt") as f:
-        errors = json.loads((f.metadata() or {}).get("errors", "{}"))
-    lm, idn = losses.LatentNet(68 * 2), losses.LatentNet(EMB_DIM)
-    lm.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("lm.")})
-    idn.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("id.")})
-    return Surrogates(lm.eval().requires_grad_(False), idn.eval().requires_grad_(False), errors)
+def step_losses(mapper: Mapper, nets: Nets, a: Tensor, b: Tensor, cfg: TrainConfig) -> dict[str, Tensor]:
+    """The three loss terms for identity sources a and attribute sources b (N, 23, 512)."""
+    g = nets.generator
+    with torch.no_grad():
+        e_a = nets.identity.embed_aligned(g.synthesize(a, size=cfg.size))  # type: ignore[attr-defined]
+        img_b = g.synthesize(b, size=cfg.size)  # type: ignore[attr-defined]
+    lm_b, mask = attribute_targets(nets, img_b)
+    out = g.synthesize(mapper(a, b), size=cfg.size, grad=True)  # type: ignore[attr-defined]
+    return image_losses(nets, out, e_a, img_b, lm_b, mask)
 
 
-# ----------------------------------------------------------------------------- steps
-@dataclass
-class _State:
-    mapper: Mapper
-    disc: losses.LatentNet
-    opt: torch.optim.Optimizer
-    d_opt: torch.optim.Optimizer
-    stage: str = "latent"
-    step: int = 0
+AUGMENT = ("yaw", "pitch", "smile", "mouth_open")  # attributes real pairs differ in most
 
 
-def _landmark_loss(s: Surrogates, out_w: Tensor, attr_w: Tensor) -> Tensor:
-    """Mean squared error of points 17-67, in percent of the image side, surrogate vs surrogate."""
-    a = s.landmarks(out_w)[:, LM_POINTS]
-    b = s.landmarks(attr_w)[:, LM_POINTS].detach()
-    return ((a - b) * 100).pow(2).sum(-1).mean()
+def _augmentations() -> list[tuple[np.ndarray, int, int]]:
+    """(unit normal (512,), first slot, last slot) of the shipped AUGMENT boundaries."""
+    from latentstudio.edit.boundaries import load_all
+
+    found = load_all()
+    return [(found[n].normal, *found[n].layers) for n in AUGMENT if n in found]
 
 
-def _fresh_w(g, n: int, psi: float, gen: torch.Generator) -> Tensor:  # noqa: ANN001
-    z = torch.randn(n, 512, generator=gen)
-    return g.map(z, psi)
+def _codes(data: dict[str, np.ndarray], idx: np.ndarray, rng: np.random.Generator, spread: np.ndarray,
+           cfg: TrainConfig, moves: list[tuple[np.ndarray, int, int]]) -> Tensor:
+    """Training codes: mixed W+ codes, moved at random along ``moves`` (pose and expression
+    vary far more between two photos than between two ψ 0.7 samples), plus per-slot noise."""
+    codes = mixed_codes(data["w1"][idx], data["w2"][idx], data["cross"][idx])
+    for normal, lo, hi in moves:
+        alpha = rng.uniform(-cfg.augment, cfg.augment, len(idx)) * (rng.random(len(idx)) < 0.5)
+        codes[:, lo:hi + 1] += (alpha[:, None, None] * normal[None, None]).astype(np.float32)
+    codes += cfg.noise * spread * rng.standard_normal(codes.shape).astype(np.float32)
+    return torch.from_numpy(codes)
 
 
-def _d_step(st: _State, real: Tensor, fake: Tensor, cfg: TrainConfig) -> float:
-    loss = losses.d_loss(st.disc, real, fake, cfg.r1_gamma)
-    st.d_opt.zero_grad()
-    loss.backward()
-    st.d_opt.step()
-    return float(loss.detach())
-
-
-def _pairs(faces: FaceTable, n: int, same: bool, g, cfg: TrainConfig,  # noqa: ANN001
-           gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """(identity descriptors e_A (n,128), identity sources w_A (n,512), attribute w_B (n,512))."""
-    idx = torch.randint(len(faces), (n,), generator=gen).numpy()
-    emb = torch.from_numpy(faces.emb[idx]).to(g.device)
-    w_a = torch.from_numpy(faces.w[idx]).to(g.device)
-    w_b = w_a.clone() if same else _fresh_w(g, n, cfg.psi, gen)
-    return emb, w_a, w_b
-
-
-def latent_step(st: _State, s: Surrogates, faces: FaceTable, g, cfg: TrainConfig) -> dict[str, float]:  # noqa: ANN001
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + st.step)
-    same = st.step % cfg.same_every == 0
-    emb, w_a, w_b = _pairs(faces, cfg.latent_batch, same, g, cfg, gen)
-    out = st.mapper(emb, w_b).mean(1)  # W inputs stay W: one w per sample
-    terms = {"lm": _landmark_loss(s, out, w_b), "adv": losses.g_adv_loss(st.disc, out)}
-    if same:
-        terms["rec"] = ((out - w_a) / st.mapper.w_scale).pow(2).sum(1).mean()
-    else:
-        terms["id"] = torch.linalg.vector_norm(s.id(out) - emb, dim=1).mean()
-    loss = (cfg.w_lm * terms["lm"] + cfg.w_adv * terms["adv"] + cfg.w_rec * terms.get("rec", 0)
-            + cfg.w_id * terms.get("id", 0))
-    st.opt.zero_grad()
-    loss.backward()
-    st.opt.step()
-    terms_f = {k: float(v.detach()) for k, v in terms.items()}
-    terms_f["d"] = _d_step(st, _fresh_w(g, cfg.latent_batch, cfg.psi, gen), out, cfg)
-    return terms_f
-
-
-def render_step(st: _State, s: Surrogates, faces: FaceTable, g, idn, cfg: TrainConfig) -> dict[str, float]:  # noqa: ANN001
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 500_000_000 + st.step)
-    same = st.step % cfg.same_every == 0
-    emb, w_a, w_b = _pairs(faces, cfg.render_batch, same, g, cfg, gen)
-    out_plus = st.mapper(emb, w_b)
-    out = out_plus.mean(1)
-    img = g.synthesize(out_plus, size=256, grad=True)
-    terms = {"lm": _landmark_loss(s, out, w_b), "adv": losses.g_adv_loss(st.disc, out)}
-    if same:
-        with torch.no_grad():
-            target = g.synthesize(w_a, size=256)
-        terms["pix"] = losses.pixel_loss(img, target).mean()
-    else:
-        terms["id"] = torch.linalg.vector_norm(idn.embed_aligned(img) - emb, dim=1).mean()
-    loss = (cfg.w_lm * terms["lm"] + cfg.w_adv * terms["adv"] + cfg.w_pix * terms.get("pix", 0)
-            + cfg.w_id * terms.get("id", 0))
-    st.opt.zero_grad()
-    loss.backward()
-    st.opt.step()
-    terms_f = {k: float(v.detach()) for k, v in terms.items()}
-    terms_f["d"] = _d_step(st, _fresh_w(g, cfg.render_batch * 8, cfg.psi, gen), out, cfg)
-    return terms_f
-
-
-# ----------------------------------------------------------------------------- driver
-def _new_state(cfg: TrainConfig, norm: Normalisation, device: torch.device) -> _State:
-    torch.manual_seed(cfg.seed)
-    mapper = Mapper(MapperConfig(hidden=tuple(cfg.hidden), slots=tuple(cfg.slots)), norm).to(device)
-    disc = losses.LatentNet(1, w_mean=norm.w_mean, w_scale=norm.w_scale).to(device)
-    return _State(mapper, disc,
-                  torch.optim.Adam(mapper.net.parameters(), cfg.lr, betas=(0.9, 0.999)),
-                  torch.optim.Adam(disc.net.parameters(), cfg.d_lr, betas=(0.5, 0.999)))
-
-
-def _save_checkpoint(st: _State, cfg: TrainConfig, path: Path) -> None:
-    _atomic_torch_save({"config": cfg.digest(), "stage": st.stage, "step": st.step,
-                        "mapper": st.mapper.state_dict(), "disc": st.disc.state_dict(),
-                        "opt": st.opt.state_dict(), "d_opt": st.d_opt.state_dict()}, path)
-
-
-def _load_checkpoint(st: _State, cfg: TrainConfig, path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        ck = torch.load(path, map_location=st.mapper.w_mean.device, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError):
-        return False  # damaged: start over
-    if ck.get("config") != cfg.digest():
-        return False
-    st.mapper.load_state_dict(ck["mapper"])
-    st.disc.load_state_dict(ck["disc"])
-    st.opt.load_state_dict(ck["opt"])
-    st.d_opt.load_state_dict(ck["d_opt"])
-    st.stage, st.step = ck["stage"], int(ck["step"])
-    return True
-
-
-def train_mapper(cfg: TrainConfig, *, workdir: Path | None = None, device: str | None = None,
-                 restart: bool = False, checkpoint_every: int = 500, log_every: int = 100,
-                 progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> TrainResult:
-    """Run (or resume) the training described in the module docstring; returns the mapper."""
-    from latentstudio.face.chip import IdentityNet
-    from latentstudio.models.generator import Generator
-
+def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = None, workdir: Path | None = None,
+                 restart: bool = False, progress: ProgressFn | None = None,
+                 cancelled: CancelFn | None = None, log_every: int = 10) -> TrainResult:
+    """Run (or resume) the training described in the module docstring."""
     t0 = time.monotonic()
+    data = load_chunks(data_folder)
+    w = np.concatenate([data["w1"], data["w2"]])
+    spread = w.std(0).astype(np.float32)
+    torch.manual_seed(cfg.seed)
+    mapper = Mapper(MapperConfig(bands=cfg.bands, rank=cfg.rank), pca_basis(w))
+    fine = ROUTE_SLOTS[cfg.size]
+    with torch.no_grad():
+        mapper.gate[fine:] = float(np.log(cfg.fine_gate / (1 - cfg.fine_gate)))
+    opt = torch.optim.Adam([{"params": [mapper.gate], "lr": cfg.lr},
+                            {"params": [mapper.down, mapper.up], "lr": cfg.lr_rank}])
     workdir = workdir or default_workdir()
-    workdir.mkdir(parents=True, exist_ok=True)
-    g = Generator.load(device)
-    idn = IdentityNet.load(g.device)
-    faces = build_faces(cfg.faces, psi=cfg.psi, generator=g, identity_net=idn,
-                        progress=progress, cancelled=cancelled)
-    faces = faces.subset(np.flatnonzero(faces.detected))
-    norm = Normalisation.fit(faces.w, faces.emb)
-
-    sur_path = workdir / f"surrogates-{cfg.digest()}.safetensors"
-    if sur_path.is_file() and not restart:
-        sur = load_surrogates(sur_path)
-    else:
-        sur = fit_surrogates(faces, norm, epochs=cfg.surrogate_epochs, seed=cfg.seed,
-                             progress=progress, cancelled=cancelled)
-        save_surrogates(sur, sur_path)
-    sur.lm.to(g.device)
-    sur.id.to(g.device)
-
-    st = _new_state(cfg, norm, g.device)
     ck_path = workdir / "checkpoint.pt"
-    if not restart:
-        _load_checkpoint(st, cfg, ck_path)
-    log_path = workdir / "log.jsonl"
+    step = 0
+    if ck_path.is_file() and not restart:
+        ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+        if ck.get("config") == cfg.digest():
+            mapper.load_state_dict(ck["mapper"])
+            opt.load_state_dict(ck["opt"])
+            step = int(ck["step"])
+    dev = nets.identity.device  # type: ignore[attr-defined]
+    mapper.to(dev)
+    moves = _augmentations() if cfg.augment > 0 else []
+    acc: dict[str, list[float]] = {}
     last: dict[str, float] = {}
-    plan = [("latent", cfg.latent_steps), ("render", cfg.render_steps)]
-    for stage, total in plan:
-        if plan.index((stage, total)) < [p[0] for p in plan].index(st.stage):
-            continue  # finished in an earlier run
-        if st.stage != stage:
-            st.stage, st.step = stage, 0
-        for group in st.opt.param_groups:
-            group["lr"] = cfg.lr if stage == "latent" else cfg.render_lr
-        acc: dict[str, list[float]] = {}
-        while st.step < total:
-            if cancelled and cancelled():
-                _save_checkpoint(st, cfg, ck_path)
-                raise TrainingCancelled(f"training cancelled at {stage} step {st.step}/{total} "
-                                        f"(checkpoint kept; run again to resume)")
-            st.mapper.train()
-            terms = (latent_step(st, sur, faces, g, cfg) if stage == "latent"
-                     else render_step(st, sur, faces, g, idn, cfg))
-            st.step += 1
-            for k, v in terms.items():
-                acc.setdefault(k, []).append(v)
-            if st.step % log_every == 0 or st.step == total:
-                last = {k: float(np.mean(v)) for k, v in acc.items()}
-                acc = {}
-                with open(log_path, "a") as f:
-                    f.write(json.dumps({"stage": stage, "step": st.step, **last}) + "\n")
-                if progress:
-                    progress(Progress(stage, st.step, total,
-                                      " ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()))))
-            if st.step % checkpoint_every == 0 or st.step == total:
-                _save_checkpoint(st, cfg, ck_path)
-    return TrainResult(st.mapper.eval(), sur.errors, last, time.monotonic() - t0)
+    while step < cfg.steps:
+        if cancelled and cancelled():
+            _checkpoint(mapper, opt, cfg, step, ck_path)
+            raise TrainingCancelled(f"training cancelled at step {step}/{cfg.steps} (checkpoint kept; run again)")
+        rng = np.random.default_rng([cfg.seed, step])
+        ia, ib = rng.integers(0, len(data["w1"]), (2, cfg.batch))
+        a = _codes(data, ia, rng, spread, cfg, moves).to(dev)
+        b = _codes(data, ib, rng, spread, cfg, moves).to(dev)
+        terms = step_losses(mapper, nets, a, b, cfg)
+        loss = cfg.w_id * terms["id"] + cfg.w_lm * terms["lm"] + cfg.w_bg * terms["bg"]
+        opt.zero_grad()
+        loss.backward()
+        mapper.gate.grad[fine:] = 0.0  # type: ignore[index]
+        opt.step()
+        step += 1
+        for k, v in terms.items():
+            acc.setdefault(k, []).append(float(v.detach()))
+        if step % log_every == 0 or step == cfg.steps:
+            last = {k: float(np.mean(v)) for k, v in acc.items()}
+            acc = {}
+            if progress:
+                progress(Progress("train", step, cfg.steps, " ".join(f"{k} {v:.4f}" for k, v in last.items())))
+            _checkpoint(mapper, opt, cfg, step, ck_path)
+    return TrainResult(mapper.eval().requires_grad_(False), last, time.monotonic() - t0)
+
+
+def _checkpoint(mapper: Mapper, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, path: Path) -> None:
+    from latentstudio.atomic import atomic_write
+
+    state = {"config": cfg.digest(), "step": step, "mapper": mapper.state_dict(), "opt": opt.state_dict()}
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def write_result(result: TrainResult, cfg: TrainConfig, out: Path, extra: dict[str, str] | None = None) -> None:
     """Save the trained mapper with its training description in the file's metadata."""
-    info = {"train_config": json.dumps(asdict(cfg)),
-            "surrogate_errors": json.dumps(result.surrogate_errors),
-            "last_losses": json.dumps(result.last_losses),
-            "train_seconds": f"{result.seconds:.0f}"}
+    info = {"train_config": json.dumps(asdict(cfg)), "last_losses": json.dumps(result.last_losses),
+            "train_seconds": f"{result.seconds:.0f}", "slots": str(NUM_SLOTS)}
     info.update(extra or {})
     save_mapper(result.mapper, out, info)

@@ -141,6 +141,8 @@ def _main_shots(args, tmp, session, win, until, settled, shot) -> None:  # noqa:
 
 def _identity_shot(codes, session, win, until, settled, shot) -> None:  # noqa: ANN001
     """Two real photos through the identity panel, shown pasted back into the first."""
+    import time
+
     photo_code, identity_code = codes
     win.open_path(photo_code)
     until(lambda: session.doc is not None and session.doc.source.kind != "seed" and settled())
@@ -148,7 +150,8 @@ def _identity_shot(codes, session, win, until, settled, shot) -> None:  # noqa: 
     session.open_other(identity_code)
     until(lambda: session.doc.state.identity.other is not None and settled())
     win.view_box.setCurrentIndex(1)  # in the photo
-    until(settled)
+    end = time.monotonic() + 5  # the full-size frame follows the preview
+    until(lambda: time.monotonic() > end and settled())
     shot("identity_panel.png")
 
 

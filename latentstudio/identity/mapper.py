@@ -7,11 +7,14 @@ an inverted photo keeps its identity in the per-slot detail of its code, so a ma
 small offset to B's code (the previous design, after Nitzan et al. 2020) gives back B's person.
 Here the output is B plus a learned linear map of the whole difference A − B, slot by slot:
 
-    d    = A − B                                        (N, 23, 512)
+    d    = (A − B) − ((A − B)·K)·Kᵀ                     (N, 23, 512); K (512, k): orthonormal
+                                                        basis of attribute boundaries whose
+                                                        components always stay B's (expression)
     g    = ((d · U) ⊙ σ(gate)) · Uᵀ                     per slot, on W's principal axes U (512, 512),
                                                         one learned gate per slot and band of axes
-    out  = B + g + Σᵣ ⟨g, downᵣ⟩ · upᵣ                  a learned rank-R correction across slots
-                                                        (down, up: (R, 23, 512))
+    out  = B + P(g + Σᵣ ⟨g, downᵣ⟩ · upᵣ)               a learned rank-R correction across slots
+                                                        (down, up: (R, 23, 512)); P removes the
+                                                        components along K again
 
 The gates decide, per slot and band of axes, whether a difference is identity (taken from A) or
 attribute (kept from B); the low-rank correction removes what the gated difference would still do
@@ -51,6 +54,7 @@ class MapperConfig:
 
     bands: int = 16
     rank: int = 32
+    keep: int = 0  # number of attribute directions always kept from B (the ``keep`` basis)
 
     def __post_init__(self) -> None:
         if self.bands < 1 or W_DIM % self.bands:
@@ -69,6 +73,7 @@ class Mapper(nn.Module):
         self.gate = nn.Parameter(torch.zeros(NUM_SLOTS, config.bands))
         self.down = nn.Parameter(torch.randn(config.rank, NUM_SLOTS, W_DIM) / (NUM_SLOTS * W_DIM) ** 0.5)
         self.up = nn.Parameter(torch.zeros(config.rank, NUM_SLOTS, W_DIM))
+        self.register_buffer("keep", torch.zeros(W_DIM, config.keep))
 
     def gates(self) -> Tensor:
         """σ(gate) expanded to every axis → (23, 512)."""
@@ -80,9 +85,14 @@ class Mapper(nn.Module):
                 raise MapperError(f"{name} codes must be (N, 23, 512), got {tuple(x.shape)}")
         if a.shape[0] != b.shape[0]:
             raise MapperError(f"identity and attribute batches differ: {a.shape[0]} vs {b.shape[0]}")
-        g = (self.gates() * ((a - b) @ self.basis)) @ self.basis.T
+        d = a - b
+        if self.config.keep:  # B's own components along the kept attribute directions
+            d = d - (d @ self.keep) @ self.keep.T
+        g = (self.gates() * (d @ self.basis)) @ self.basis.T
         if self.config.rank:
             g = g + torch.einsum("nr,rsd->nsd", torch.einsum("nsd,rsd->nr", g, self.down), self.up)
+        if self.config.keep:  # and none of the change along them
+            g = g - (g @ self.keep) @ self.keep.T
         return b + g
 
 
@@ -125,7 +135,7 @@ def load_mapper(path: str | Path = ASSET, device: str | torch.device = "cpu") ->
                           f"{meta.get('format')!r}, version {meta.get('version')!r})")
     try:
         cfg = json.loads(meta["config"])
-        config = MapperConfig(bands=int(cfg["bands"]), rank=int(cfg["rank"]))
+        config = MapperConfig(bands=int(cfg["bands"]), rank=int(cfg["rank"]), keep=int(cfg.get("keep", 0)))
         mapper = Mapper(config)
         mapper.load_state_dict(load_file(str(p)))
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as exc:

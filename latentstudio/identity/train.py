@@ -31,6 +31,7 @@ from torch import Tensor
 
 from latentstudio.identity.data import (
     CancelFn,
+    DataError,
     Progress,
     ProgressFn,
     TrainingCancelled,
@@ -40,6 +41,10 @@ from latentstudio.identity.data import (
 from latentstudio.identity.mapper import NUM_SLOTS, Mapper, MapperConfig, pca_basis, save_mapper
 
 HULL = list(range(17)) + list(range(26, 16, -1))  # jaw line, then the brows right to left
+
+
+#: attribute boundaries the mapper never takes from A (pose and expression)
+KEEP = ("yaw", "pitch", "smile", "mouth_open", "surprise", "eyes_open")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class TrainConfig:
     w_bg: float = 1.0
     fine_gate: float = 0.5  # σ(gate) of the slots the training route never renders
     augment: float = 2.5  # each code moves up to ± this along yaw, pitch, smile and mouth-open
+    keep: tuple[str, ...] = KEEP  # boundaries whose components the mapper always takes from B
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -153,6 +159,20 @@ def step_losses(mapper: Mapper, nets: Nets, a: Tensor, b: Tensor, cfg: TrainConf
 AUGMENT = ("yaw", "pitch", "smile", "mouth_open")  # attributes real pairs differ in most
 
 
+def keep_basis(names: tuple[str, ...]) -> Tensor:
+    """Orthonormal basis (512, k) of the shipped boundaries ``names`` (DataError if one is missing)."""
+    from latentstudio.edit.boundaries import load_all
+
+    if not names:
+        return torch.zeros(512, 0)
+    found = load_all()
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise DataError(f"no boundary for {', '.join(missing)} (needed by the mapper's keep list)")
+    q, _ = np.linalg.qr(np.stack([found[n].normal for n in names]).T)
+    return torch.from_numpy(np.ascontiguousarray(q)).float()
+
+
 def _augmentations() -> list[tuple[np.ndarray, int, int]]:
     """(unit normal (512,), first slot, last slot) of the shipped AUGMENT boundaries."""
     from latentstudio.edit.boundaries import load_all
@@ -182,7 +202,9 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
     w = np.concatenate([data["w1"], data["w2"]])
     spread = w.std(0).astype(np.float32)
     torch.manual_seed(cfg.seed)
-    mapper = Mapper(MapperConfig(bands=cfg.bands, rank=cfg.rank), pca_basis(w))
+    keep = keep_basis(cfg.keep)
+    mapper = Mapper(MapperConfig(bands=cfg.bands, rank=cfg.rank, keep=keep.shape[1]), pca_basis(w))
+    mapper.keep.copy_(keep)
     fine = ROUTE_SLOTS[cfg.size]
     with torch.no_grad():
         mapper.gate[fine:] = float(np.log(cfg.fine_gate / (1 - cfg.fine_gate)))

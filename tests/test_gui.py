@@ -348,6 +348,9 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
         return start + 0.02 * (identity_code - attrs)
 
     fake.refine_transfer = refine_transfer
+    from latentstudio.identity.api import blend_sources
+
+    fake.blend_sources = blend_sources  # plain numpy: the real one
     monkeypatch.setitem(sys.modules, "latentstudio.identity.api", fake)
     import latentstudio.identity
 

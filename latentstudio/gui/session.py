@@ -625,9 +625,7 @@ class EditorSession(QObject):
             from latentstudio.identity.data import TrainingCancelled
 
             start = identity_stage(base, state.identity)
-            ia, aa = ident.id_alpha, ident.attr_alpha
-            who = ((1 - ia) * base + ia * other.code).astype(np.float32)
-            attrs = ((1 - aa) * base + aa * other.code).astype(np.float32)
+            who, attrs = api.blend_sources(base, other.code, ident.id_alpha, ident.attr_alpha)
             try:
                 out = api.refine_transfer(start, attrs, identity_code=who, steps=steps, cancelled=cancelled,
                                           progress=lambda p: report((p.step, p.total, None)))

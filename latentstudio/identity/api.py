@@ -193,10 +193,15 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
     b, o = _code(base, "base"), _code(other, "other")
     if ia == 0.0 and aa == 0.0:
         return b
-    m = models or load_models()
-    ident = ((1 - ia) * b + ia * o).astype(np.float32)
-    attrs = ((1 - aa) * b + aa * o).astype(np.float32)
-    return m.map(ident, attrs)
+    return (models or load_models()).map(*blend_sources(b, o, ia, aa))
+
+
+def blend_sources(base: np.ndarray, other: np.ndarray, id_alpha: float,
+                  attr_alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The codes ``blend`` maps: (whose identity, whose attributes), each (23, 512) float32."""
+    ident = (1 - id_alpha) * base + id_alpha * other
+    attrs = (1 - attr_alpha) * base + attr_alpha * other
+    return ident.astype(np.float32), attrs.astype(np.float32)
 
 
 def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels | None = None) -> np.ndarray:

@@ -29,6 +29,7 @@ class Face:
     label: str
     photo: Path | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # quad, landmarks
+    aligned: np.ndarray | None = None  # the aligned photo, when this command aligned it
 
 
 def load_face(path: str, preset: str, device: str | None) -> Face:
@@ -51,7 +52,8 @@ def load_face(path: str, preset: str, device: str | None) -> Face:
                        progress=_progress_printer(f"inverting {p.name} ({preset})"))
     extras = {"quad": np.asarray(inv.alignment.quad, np.float64),
               "landmarks": np.asarray(inv.landmarks, np.float64)}
-    return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512), p.name, p, extras)
+    return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512), p.name, p, extras,
+                inv.alignment.image)
 
 
 def _models(args: argparse.Namespace):  # noqa: ANN202 - IdentityModels
@@ -108,34 +110,33 @@ def _write(args: argparse.Namespace, code: np.ndarray, models, paste_into: Face 
 
 # ----------------------------------------------------------------------------- commands
 def _identity_target(face: Face, models) -> np.ndarray | None:  # noqa: ANN001
-    """The dlib descriptor of the identity face's photo (aligned again), or None for a bare code."""
+    """The dlib descriptor of the identity face's photo, or None for a bare code (or a code whose
+    photo is gone or no longer shows the face)."""
     from latentstudio.identity import api
+    from latentstudio.safety import InputError
 
-    if face.photo is None or not face.photo.is_file():
-        return None
-    from latentstudio.invert import align_photo
+    aligned = face.aligned
+    if aligned is None and face.photo is not None and face.photo.is_file():
+        from latentstudio.invert import align_photo
 
-    try:
-        alignment, _, _ = align_photo(face.photo, int(face.extras["face_index"]) if "face_index" in face.extras else None)
-    except Exception:  # noqa: BLE001 - the photo changed since the code was written: use the code
-        return None
-    return api.embed_aligned_photo(alignment.image, models=models)
+        index = int(face.extras["face_index"]) if "face_index" in face.extras else None
+        try:
+            aligned = align_photo(face.photo, index)[0].image
+        except (InputError, OSError):
+            return None
+    return None if aligned is None else api.embed_aligned_photo(aligned, models=models)
 
 
 def _refined(code: np.ndarray, ident: Face, attrs: Face, steps: int, models) -> np.ndarray:  # noqa: ANN001
     from latentstudio.identity import api
-    from latentstudio.identity.data import TrainingCancelled
 
     def show(p) -> None:  # noqa: ANN001 - Progress
         print(f"\rrefining: step {p.step}/{p.total} {p.message}", end="\n" if p.step == p.total else "",
               file=sys.stderr, flush=True)
 
-    try:
-        return api.refine_transfer(code, attrs.code, identity_code=ident.code,
-                                   identity_embedding=_identity_target(ident, models), steps=steps,
-                                   progress=show, models=models)
-    except TrainingCancelled as exc:
-        raise _user_error(str(exc)) from exc
+    return api.refine_transfer(code, attrs.code, identity_code=ident.code,
+                               identity_embedding=_identity_target(ident, models), steps=steps,
+                               progress=show, models=models)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:

@@ -73,7 +73,7 @@ def mixed_codes(w1: np.ndarray, w2: np.ndarray, cross: np.ndarray) -> np.ndarray
     return np.where(take_first, w1[:, None], w2[:, None]).astype(np.float32)
 
 
-def build(chunks: int, *, folder: Path | None = None, generator=None, identity_net=None,  # noqa: ANN001
+def build(chunks: int, *, generator, identity_net, folder: Path | None = None,  # noqa: ANN001
           progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> Path:
     """Render and measure ``chunks`` chunks (those already on disk are kept) → the folder."""
     from latentstudio.edit.predictors import find_landmarks, head_pose, load_models

@@ -14,6 +14,10 @@ M(X, X) = X exactly. On top of it:
                                   1 at R itself left two of five photos "the same person" to OpenFace)
 * ``refine_transfer``           a short optimisation of one result (``latentstudio.identity.refine``)
 
+``transfer``, ``blend`` and ``deidentify`` then apply the attribute lock by default
+(``latentstudio.identity.lock``: the head pose and the mouth measured and put back along our
+boundaries, ~1.5 s once per pair on 2 CPU cores, cached; ``lock=False`` skips it).
+
 Identity descriptors (dlib, 128-d) are only needed for de-identification (choosing R) and for
 refinement (the target); they are computed from the 256² render of a code, or from a photo.
 """
@@ -76,25 +80,37 @@ class IdentityModels:
                 raise IdentityError(str(exc)) from exc
         return self._landmark_net
 
-    def embedding(self, code: np.ndarray) -> np.ndarray:
-        """dlib descriptor (128,) of the 256² render of a W+ code (cached)."""
-        from latentstudio.models.generator import from_uint8, to_uint8
-
-        key = hashlib.sha1(np.ascontiguousarray(code, np.float32).tobytes()).hexdigest()
+    def _cached(self, key: str, compute) -> np.ndarray:  # noqa: ANN001 - () -> np.ndarray
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        g = self.generator
-        with g.lock, torch.no_grad():  # type: ignore[attr-defined]
-            img = g.synthesize(torch.from_numpy(code[None]), size=EMBED_SIZE)  # type: ignore[attr-defined]
-            emb = self.identity_net.embed_aligned(from_uint8(to_uint8(img)))  # type: ignore[attr-defined]
-        out = emb[0].cpu().numpy().astype(np.float32)
+        out = compute()
         with self._lock:
             self._cache[key] = out
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return out
+
+    def embedding(self, code: np.ndarray) -> np.ndarray:
+        """dlib descriptor (128,) of the 256² render of a W+ code (cached)."""
+        return self._cached("emb:" + _digest(code), lambda: self._embed(code))
+
+    def _embed(self, code: np.ndarray) -> np.ndarray:
+        from latentstudio.models.generator import from_uint8, to_uint8
+
+        g = self.generator
+        with g.lock, torch.no_grad():  # type: ignore[attr-defined]
+            img = g.synthesize(torch.from_numpy(code[None]), size=EMBED_SIZE)  # type: ignore[attr-defined]
+            emb = self.identity_net.embed_aligned(from_uint8(to_uint8(img)))  # type: ignore[attr-defined]
+        return emb[0].cpu().numpy().astype(np.float32)
+
+    def lock_offset(self, code: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The attribute lock's W+ offset (23, 512) for ``code`` towards ``target`` (cached;
+        ``latentstudio.identity.lock``)."""
+        from latentstudio.identity.lock import lock_offset
+
+        return self._cached("lock:" + _digest(code) + _digest(target), lambda: lock_offset(code, target, self))
 
     def map(self, identity: np.ndarray, attributes: np.ndarray) -> np.ndarray:
         """M(A, B) for one pair of W+ codes → (23, 512) float32."""
@@ -102,6 +118,10 @@ class IdentityModels:
             a = torch.from_numpy(identity[None]).to(self.device)
             b = torch.from_numpy(attributes[None]).to(self.device)
             return self.mapper(a, b)[0].cpu().numpy().astype(np.float32)
+
+
+def _digest(code: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(code, np.float32).tobytes()).hexdigest()
 
 
 @functools.lru_cache(maxsize=4)
@@ -174,26 +194,35 @@ def embed_aligned_photo(aligned_rgb: np.ndarray, *, models: IdentityModels | Non
         return m.identity_net.embed_aligned(from_uint8(rgb))[0].cpu().numpy()  # type: ignore[attr-defined]
 
 
-def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *,
+def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *, lock: bool = True,
              models: IdentityModels | None = None) -> np.ndarray:
     """The person of ``identity_code`` with the pose, expression, lighting, hair and background
-    of ``attribute_code`` → W+ (23, 512) float32."""
-    a = _code(identity_code, "identity_code")
-    b = _code(attribute_code, "attribute_code")
-    return (models or load_models()).map(a, b)
+    of ``attribute_code`` → W+ (23, 512) float32. ``lock``: apply the attribute lock
+    (``latentstudio.identity.lock``) so the pose and the mouth stay the attribute face's."""
+    return blend(attribute_code, identity_code, 1.0, 0.0, lock=lock, models=models)
 
 
-def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *,
+def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *, lock: bool = True,
           models: IdentityModels | None = None) -> np.ndarray:
     """Move identity and attributes independently from ``base`` towards ``other`` → W+ (23,512).
 
     ``id_alpha`` / ``attr_alpha`` in [0, 1]: how much of ``other``'s identity / attributes.
+    ``lock``: the attribute lock, measured once at the end of the identity move (id amount 1, or
+    0 when the identity moves towards ``base``) and scaled with the amount, so a slider drag
+    costs one lock per pair and attribute amount, and blend(X, X, ·, ·) = X still holds.
     """
     ia, aa = _amount(id_alpha, "id_alpha"), _amount(attr_alpha, "attr_alpha")
     b, o = _code(base, "base"), _code(other, "other")
     if ia == 0.0 and aa == 0.0:
         return b
-    return (models or load_models()).map(*blend_sources(b, o, ia, aa))
+    m = models or load_models()
+    ident, attrs = blend_sources(b, o, ia, aa)
+    out = m.map(ident, attrs)
+    if lock and ia != aa:
+        end = 1.0 if ia > aa else 0.0
+        full = m.map(*blend_sources(b, o, end, aa))
+        out = out + np.float32((ia - aa) / (end - aa)) * m.lock_offset(full, attrs)
+    return out
 
 
 def blend_sources(base: np.ndarray, other: np.ndarray, id_alpha: float,
@@ -223,7 +252,7 @@ def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels | Non
     return best
 
 
-def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
+def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *, lock: bool = True,
                models: IdentityModels | None = None) -> np.ndarray:
     """Replace the identity of ``code`` by another person's (``seed``; None = the average face),
     keeping its pose, expression, lighting and surroundings → W+ (23,512).
@@ -237,7 +266,11 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
         r = np.repeat(m.generator.w_avg.cpu().numpy().reshape(1, W_DIM), NUM_SLOTS, 0)  # type: ignore[attr-defined]
     else:
         r = random_identity(c, seed, models=m)
-    return m.map((c + DEID_REACH * s * (r - c)).astype(np.float32), c)
+    out = m.map((c + DEID_REACH * s * (r - c)).astype(np.float32), c)
+    if lock:  # measured at strength 1 and scaled, as in ``blend``
+        full = m.map((c + DEID_REACH * (r - c)).astype(np.float32), c)
+        out = out + np.float32(s) * m.lock_offset(full, c)
+    return out
 
 
 def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,

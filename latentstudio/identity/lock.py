@@ -1,0 +1,117 @@
+"""Attribute lock: after an identity change, put the head pose and the mouth back where the
+attribute face has them.
+
+The mapper already keeps B's components along our pose and expression boundaries, but A − B moves
+the pose and the mouth through other directions too (a different face outline tilts the fitted
+head; a different mouth shape reads as another expression). The lock measures what the change did
+and undoes it along the boundaries that control those attributes:
+
+    x(c)  = X + Σⱼ cⱼ · Dⱼ                        Dⱼ: boundary j's unit normal on its own W+ slots
+    f(x)  = [yaw / 3°, pitch / 3°, mouth points / (2 % of the inter-ocular distance)]
+             measured on the 128² preview render by our landmark net (``face.landmark_net``;
+             yaw and pitch by solvePnP, ``edit.predictors.head_pose``)
+    c     = argmin ‖f(x(c)) − f(T)‖² + λ‖c‖²      T: the attribute face's code
+
+solved by damped Gauss–Newton with a finite-difference Jacobian (one batch of 1 + 4 renders per
+iteration). No identity loss is involved and nothing is learned per pair: it is a measurement and
+a 4-unknown least-squares fit, ~0.4 s on 2 CPU cores, computed once per pair of faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+LOCK = ("yaw", "pitch", "smile", "mouth_open")
+SIZE = 256  # render the landmarks are measured on (dlib's working size)
+STEP = 1.0  # finite-difference step along a boundary (W units)
+ITERATIONS = 3
+DAMPING = 0.05
+MAX_STEP = 4.0  # per boundary and iteration
+POSE_SCALE = 3.0  # degrees that weigh as much as …
+MOUTH_SCALE = 0.02  # … this fraction of the inter-ocular distance per mouth point
+POSE_WEIGHT = 20 ** 0.5  # the head pose weighs as much as the 20 mouth points together
+MOUTH = slice(48, 68)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One boundary as a W+ direction: unit normal (512,) on slots lo … hi (inclusive)."""
+
+    name: str
+    normal: np.ndarray
+    lo: int
+    hi: int
+
+    def as_w_plus(self) -> np.ndarray:
+        d = np.zeros((23, 512), np.float32)
+        d[self.lo:self.hi + 1] = self.normal
+        return d
+
+
+def directions(names: tuple[str, ...] = LOCK) -> list[Direction]:
+    """The shipped boundaries ``names`` (those that exist) as W+ directions."""
+    from latentstudio.edit.boundaries import load_all
+
+    found = load_all()
+    return [Direction(n, np.asarray(found[n].normal, np.float32), *found[n].layers) for n in names if n in found]
+
+
+def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
+    """Landmarks (N, 68, 2) as fractions of the image → (N, 2 + 40): yaw, pitch and the mouth
+    points, each scaled so that one unit is what the lock tolerates."""
+    from latentstudio.edit.predictors import head_pose
+
+    yaw, pitch, _ = head_pose(landmarks * SIZE, SIZE)
+    mouth = landmarks[:, MOUTH].reshape(len(landmarks), -1) / (MOUTH_SCALE * iod)
+    pose = np.stack([yaw, pitch], 1) * (POSE_WEIGHT / POSE_SCALE)
+    return np.concatenate([pose, mouth], 1)
+
+
+def landmarks(models, codes: np.ndarray) -> np.ndarray:  # noqa: ANN001 - IdentityModels
+    """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2) on their 256² renders, as fractions."""
+    from latentstudio.edit.predictors import find_landmarks, load_models
+    from latentstudio.models.generator import to_uint8
+
+    g = models.generator
+    with g.lock, torch.no_grad():  # type: ignore[attr-defined]
+        img = to_uint8(g.synthesize(torch.from_numpy(np.ascontiguousarray(codes, np.float32)), size=SIZE))  # type: ignore[attr-defined]
+    return find_landmarks(img, load_models()).points / SIZE
+
+
+def _iod(lm: np.ndarray) -> float:
+    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - IdentityModels
+                dirs: list[Direction] | None = None) -> np.ndarray:
+    """The W+ offset (23, 512) that gives ``code``'s render the pose and mouth of ``target``'s."""
+    dirs = directions() if dirs is None else dirs
+    if not dirs or np.array_equal(code, target):
+        return np.zeros_like(code)
+    basis = np.stack([d.as_w_plus() for d in dirs])  # (K, 23, 512)
+    lm = landmarks(models, np.stack([target, code]))
+    iod = _iod(lm[0])
+    f_t, f = features(lm, iod)
+    lam = DAMPING * len(f_t)
+
+    def cost(f: np.ndarray, c: np.ndarray) -> float:
+        return float(np.sum((f - f_t) ** 2) + lam * np.sum(c ** 2))
+
+    c = np.zeros(len(dirs))
+    for _ in range(ITERATIONS):
+        x = code + np.tensordot(c, basis, 1)
+        jac = ((features(landmarks(models, x[None] + STEP * basis), iod) - f) / STEP).T  # (F, K)
+        delta = np.linalg.solve(jac.T @ jac + lam * np.eye(len(dirs)), -(jac.T @ (f - f_t)) - lam * c)
+        delta = np.clip(delta, -MAX_STEP, MAX_STEP)
+        for _try in range(2):  # accept the step only if the fit improves; else try half of it
+            f_new = features(landmarks(models, (x + np.tensordot(delta, basis, 1))[None]), iod)[0]
+            if cost(f_new, c + delta) < cost(f, c):
+                c, f = c + delta, f_new
+                break
+            delta = delta / 2
+        else:
+            break
+    return np.tensordot(c, basis, 1).astype(np.float32)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 def run_app(argv: Sequence[str] | None = None) -> int:
     """Start the editor; ``argv`` may hold one photo or project to open. Returns the exit code."""
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # faster CPU renders (torch allocator)
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import stat
+import tokenize
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ def check_dtype(dtype: np.dtype, what: str, error: type[InputError] = InputError
         raise error(f"{what}: unsupported array type {dtype.str!r} (expected plain numbers)")
 
 
+MAX_DIM = 2**31 - 1  # per axis; numpy refuses shapes whose product overflows even when one axis is 0
+
+
 def read_npy(f: IO[bytes], what: str, error: type[InputError] = InputError, *,
              max_bytes: int = MAX_ARRAY_BYTES, available: int | None = None) -> np.ndarray:
     """One ``.npy`` array from ``f``, checked by its header before its data is read: a plain
@@ -96,11 +100,14 @@ def read_npy(f: IO[bytes], what: str, error: type[InputError] = InputError, *,
             raise error(f"{what}: unsupported .npy version {version}")
     except InputError:
         raise
-    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError, RecursionError, MemoryError) as exc:
+    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError, RecursionError, MemoryError,
+            tokenize.TokenError) as exc:  # numpy tokenizes the header: a cut one is a TokenError
         raise error(f"{what}: not a readable .npy array ({first_line(exc)})") from exc
     check_dtype(dtype, what, error)
     if dtype.itemsize == 0 or any(not isinstance(n, int) or n < 0 for n in shape) or len(shape) > 8:
         raise error(f"{what}: invalid array shape {shape}")
+    if any(n > MAX_DIM for n in shape):
+        raise error(f"{what}: array too large ({shape} declared)")
     count = 1
     for n in shape:
         count *= n

@@ -123,6 +123,18 @@ def test_declared_headers_are_checked_before_reading(tmp_path: Path, shape: tupl
     assert _valid_code(_bounded(load_code, p))
 
 
+def test_header_that_stops_inside_a_bracket_is_an_input_error() -> None:
+    """numpy tokenizes the header dict; one cut inside "(3," raises tokenize.TokenError, which
+    hypothesis found slipping past the error mapping."""
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    raw = buf.getvalue()
+    end = raw.index(b"}")
+    cut = raw[:10] + raw[10:end].replace(b"(3,)", b"(3, ") + raw[end + 1:]
+    with pytest.raises(InputError, match="not a readable .npy array"):
+        safety.read_npy(io.BytesIO(cut), "x")
+
+
 def test_zip_bomb_member_is_refused_by_declared_size(tmp_path: Path) -> None:
     p = tmp_path / "bomb.npz"
     with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z, z.open("w_plus.npy", "w", force_zip64=True) as f:
@@ -339,7 +351,7 @@ def test_output_set_writes_all_or_nothing(tmp_path: Path) -> None:
 
 
 def test_cli_catch_all_and_debug(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from latentstudio import cli
+    from latentstudio.cli import commands as cli
 
     def boom(args: object) -> int:
         raise KeyError("internal")

@@ -172,6 +172,34 @@ def test_deidentify_changes_identity_not_pose(models, faces, generator) -> None:
     assert api.deidentify(code, 1.0, seed=None, models=models).shape == (23, 512)
 
 
+def _attribute_error(lm: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """dlib landmarks (N, 68, 2) against the reference's (N, 68, 2) at 256² → (N,): |yaw| + |pitch|
+    errors in degrees / 5 plus the mouth's mean point error / 4 % of the inter-ocular distance."""
+    from latentstudio.edit.predictors import head_pose
+
+    (y, p, _), (y0, p0, _) = head_pose(lm), head_pose(ref)
+    iod = np.linalg.norm(ref[:, 36:42].mean(1) - ref[:, 42:48].mean(1), axis=-1)
+    mouth = np.linalg.norm(lm[:, 48:] - ref[:, 48:], axis=-1).mean(1) / iod
+    return (np.abs(y - y0) + np.abs(p - p0)) / 5 + mouth / 0.04
+
+
+def test_attribute_lock_puts_pose_and_mouth_back_along_the_lock_boundaries(models, faces, generator) -> None:  # noqa: ANN001
+    from latentstudio.identity.lock import directions
+
+    a, b = faces[:3], faces[5:8]
+    free = np.stack([api.transfer(x, y, lock=False, models=models) for x, y in zip(a, b)])
+    locked = np.stack([api.transfer(x, y, models=models) for x, y in zip(a, b)])
+    lm = _landmarks(_render(generator, np.concatenate([free, locked, b])))
+    err_free, err_locked = _attribute_error(lm[:3], lm[6:]), _attribute_error(lm[3:6], lm[6:])
+    assert err_locked.mean() < 0.8 * err_free.mean(), (err_free, err_locked)
+    basis = np.stack([d.as_w_plus().ravel() for d in directions()])  # only the lock's boundaries move
+    moved = (locked - free).reshape(3, -1)
+    coef = np.linalg.lstsq(basis.T, moved.T, rcond=None)[0]
+    np.testing.assert_allclose(coef.T @ basis, moved, atol=1e-4)
+    e = _descriptors(models, _render(generator, np.concatenate([locked, a, b])))
+    assert (np.linalg.norm(e[:3] - e[3:6], axis=1) < np.linalg.norm(e[:3] - e[6:], axis=1)).all()
+
+
 def test_refine_lowers_the_identity_loss_and_can_be_cancelled(models, faces) -> None:  # noqa: ANN001
     a, b = faces[0], faces[6]
     start = api.transfer(a, b, models=models)
@@ -240,6 +268,9 @@ def test_cli_transfer_refine_and_deidentify_codes(tmp_path: Path, faces) -> None
     assert main([*args, "--size", "256", "--save-code", str(tmp_path / "t.npz"), "-o", str(out)]) == 0
     assert np.asarray(Image.open(out)).shape == (256, 256, 3)
     plain = load_code(tmp_path / "t.npz")
+    assert main([*args, "--no-lock", "-o", str(tmp_path / "free.npz")]) == 0
+    np.testing.assert_array_equal(load_code(tmp_path / "free.npz"), api.transfer(faces[0], faces[4], lock=False))
+    assert not np.array_equal(load_code(tmp_path / "free.npz"), plain)
     assert main([*args, "--refine", "2", "-o", str(tmp_path / "r.npz")]) == 0
     refined = load_code(tmp_path / "r.npz")
     assert refined.shape == (23, 512) and not np.array_equal(refined, plain)

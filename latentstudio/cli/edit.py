@@ -1,7 +1,7 @@
 """CLI groups ``latentstudio boundaries …`` and ``latentstudio edit …`` (thin: call the core).
 
 ``register(sub)`` adds them to the ``latentstudio`` argparse subparsers. Every expected problem
-(bad file, unknown boundary, bad value) is raised as ``latentstudio.cli.UserError`` (exit 2).
+(bad file, unknown boundary, bad value) is raised as ``latentstudio.cli.common.UserError`` (exit 2).
 """
 
 from __future__ import annotations
@@ -11,47 +11,14 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from latentstudio.cli.common import as_user_errors, user_error
+from latentstudio.cli.common import stage_printer as _printer
 from latentstudio.edit.boundaries import Boundary, BoundaryError
 from latentstudio.safety import check_amount, check_output
-
-
-def user_error(msg: str) -> Exception:
-    """A one-line, exit-code-2 error for the CLI (``latentstudio.cli.UserError``)."""
-    from latentstudio.cli import UserError
-
-    return UserError(msg)
-
-
-@contextmanager
-def as_user_errors() -> Iterator[None]:
-    """Turn the core's input errors (all ValueError subclasses with a message) into UserError."""
-    from latentstudio.codes import LatentError
-    from latentstudio.face.image_io import ImageError
-
-    try:
-        yield
-    except (BoundaryError, LatentError, ImageError) as exc:
-        raise user_error(str(exc)) from exc
-    except ValueError as exc:
-        if type(exc).__module__.startswith("latentstudio"):
-            raise user_error(str(exc)) from exc
-        raise
-
-
-def _printer(prefix: str) -> Callable[[object], None]:
-    start = time.monotonic()
-
-    def show(p: object) -> None:
-        print(f"[{time.monotonic() - start:7.1f}s] {prefix} {p.stage} {p.done}/{p.total} {p.message}",  # type: ignore[attr-defined]
-              file=sys.stderr, flush=True)
-
-    return show
 
 
 def all_directions(pca: bool = True) -> dict[str, Boundary]:

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from latentstudio.atomic import output_set
-from latentstudio.safety import InputError, check_output, explain
+from latentstudio.cli import edit as edit_commands
+from latentstudio.cli import identity as identity_commands
+from latentstudio.cli.common import UserError
+from latentstudio.cli.common import step_printer as _progress_printer
+from latentstudio.safety import check_output, explain
 
 DEMO_SEED = 42
-
-
-class UserError(InputError):
-    """A problem with what the user asked for; printed as one line, exit code 2."""
 
 
 # --------------------------------------------------------------------------- models
@@ -113,16 +113,6 @@ def _paste_back(photo: str, aligned, extras: dict):  # noqa: ANN001, ANN202
 
 
 # --------------------------------------------------------------------------- align / invert
-def _progress_printer(label: str):  # noqa: ANN202
-    def show(p) -> None:  # noqa: ANN001 - InvertProgress
-        if p.step == p.total or p.step % max(1, p.total // 20) == 0:
-            print(f"\r{label}: step {p.step}/{p.total} loss {p.loss:.4f}", end="",
-                  file=sys.stderr, flush=True)
-            if p.step == p.total:
-                print(file=sys.stderr)
-    return show
-
-
 def _warn_faces(n: int, chosen) -> None:  # noqa: ANN001 - Face
     if n > 1:
         print(f"note: {n} confident faces found; using the largest confident one (choose with --face K)",
@@ -200,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True)
     r.set_defaults(func=cmd_render)
 
-    from latentstudio.edit import commands; commands.register(sub)  # noqa: E702 - boundaries, edit
-    from latentstudio.identity import commands as identity_commands; identity_commands.register(sub)  # noqa: E702 - transfer, deidentify, identity
+    edit_commands.register(sub)  # boundaries, edit
+    identity_commands.register(sub)  # transfer, deidentify, identity
     a = sub.add_parser("align", help="detect a face and FFHQ-align it to 1024²")
     a.add_argument("photo")
     a.add_argument("--face", type=int, default=None, help="which face (0 = largest confident)")
@@ -243,7 +233,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with the package: they need the source checkout, as the README's install makes)."""
     import runpy
 
-    script = Path(__file__).resolve().parents[1] / "bench" / f"{args.name}.py"
+    script = Path(__file__).resolve().parents[2] / "bench" / f"{args.name}.py"
     if not script.is_file():
         raise UserError(f"benchmarks live in the source checkout's bench/ folder; {script} is missing")
     saved = sys.argv[:], sys.path[:]
@@ -336,10 +326,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " (rerun with --debug for the traceback)" if told.internal else ""
         print(f"latentstudio: error: {told.message}{hint}", file=sys.stderr)
         return told.exit_code
-
-
-if __name__ == "__main__":
-    # run the imported module's main, so its exception classes are the ones the commands raise
-    from latentstudio.cli import main as _main
-
-    sys.exit(_main())

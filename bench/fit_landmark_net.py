@@ -1,11 +1,17 @@
 """Distil dlib's 68 landmarks into the small CNN of ``latentstudio.face.landmark_net``.
 
     python bench/fit_landmark_net.py [--data DIR] [--epochs 30] [--out assets/landmark_net.safetensors]
+    python bench/fit_landmark_net.py --real [--out assets/landmark_net.safetensors]
 
 Data: the chunks written by ``latentstudio identity data`` (generated faces, broadcast and
 style-mixed W+ codes, 128² renders, dlib's landmarks measured on the 256² renders). 10 % of the
 faces are held out; the printed error is the mean point distance / inter-ocular distance on
 them, overall and for the mouth (points 48–67).
+
+``--real`` fits nothing: it measures the net given by ``--out`` against dlib on the real
+portraits (``bench/photos.py``): their aligned photos and the 256² renders of their fast-preset
+codes (the kind of image refine and training feed it), as point error / IOD and yaw / pitch
+error (solvePnP on both point sets).
 """
 
 from __future__ import annotations
@@ -13,16 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from latentstudio.edit.predictors import interocular
 from latentstudio.face.landmark_net import LandmarkNet, save_landmark_net
 from latentstudio.identity.data import DataError, load_chunks
-
-
-def _iod(lm: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)
 
 
 def evaluate(net: LandmarkNet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -30,8 +34,36 @@ def evaluate(net: LandmarkNet, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     with torch.no_grad():
         pred = torch.cat([net(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
     t = y.numpy()
-    err = np.linalg.norm(pred - t, axis=-1) / _iod(t)[:, None]
+    err = np.linalg.norm(pred - t, axis=-1) / interocular(t)[:, None]
     return float(err.mean()), float(err[:, 48:].mean())
+
+
+def evaluate_real(path: str, codes_folder: str) -> None:
+    """Print the net's error against dlib on the real portraits and their reconstructions."""
+    import cv2
+
+    from latentstudio.edit.predictors import find_landmarks, head_pose, load_models
+    from latentstudio.face.landmark_net import load_landmark_net
+    from latentstudio.identity import api
+    from latentstudio.models.generator import from_uint8, to_uint8
+    from transfer import photo_codes
+
+    codes, aligned, _ = photo_codes(Path(codes_folder))
+    names = list(codes)
+    g = api.load_models().generator
+    with torch.no_grad():
+        renders = to_uint8(g.synthesize(torch.from_numpy(np.stack([codes[n] for n in names])), size=256))
+    photos = np.stack([cv2.resize(aligned[n], (256, 256), interpolation=cv2.INTER_AREA) for n in names])
+    net = load_landmark_net("cpu", path)
+    print("| images | point error / IOD | mouth / IOD | yaw error ° | pitch error ° |\n|---|---|---|---|---|")
+    for label, images in (("aligned photos", photos), ("reconstructions (256² renders)", renders)):
+        ref = find_landmarks(images, load_models()).points
+        with torch.no_grad():
+            pred = net(from_uint8(images)).numpy() * 256
+        err = np.linalg.norm(pred - ref, axis=-1) / interocular(ref)[:, None]
+        (y, p, _), (y0, p0, _) = head_pose(pred), head_pose(ref)
+        print(f"| {label} | {err.mean():.3f} | {err[:, 48:].mean():.3f} | {np.abs(y - y0).mean():.1f} "
+              f"(max {np.abs(y - y0).max():.1f}) | {np.abs(p - p0).mean():.1f} (max {np.abs(p - p0).max():.1f}) |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="assets/landmark_net.safetensors")
+    ap.add_argument("--real", action="store_true", help="only measure --out on the real portraits")
+    ap.add_argument("--codes", default="bench/out/transfer/codes", help="with --real: cache of their inversions")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.real:
+        evaluate_real(args.out, args.codes)
+        return 0
     torch.manual_seed(0)
     try:
         d = load_chunks(args.data)

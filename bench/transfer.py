@@ -43,7 +43,7 @@ import torch
 
 from dlib_reference import DlibIdentity
 from latentstudio.edit.predictors import load_models as load_predictors
-from latentstudio.edit.predictors import predict_all
+from latentstudio.edit.predictors import interocular, predict_all
 from latentstudio.face.openface import OpenFaceIdentity
 from latentstudio.identity import api
 from latentstudio.identity.train import hull_masks
@@ -85,6 +85,13 @@ class Judge:
     def codes(self, codes: np.ndarray) -> dict[str, np.ndarray]:
         return self.measure(self.render(codes))
 
+    def scores(self, m: dict[str, np.ndarray], i: int, a_ref: dict[str, np.ndarray], b_ref: dict[str, np.ndarray],
+               b_rec: dict[str, np.ndarray]) -> dict[str, float]:
+        """``scores`` plus the background LPIPS against B's reconstruction (``bg``)."""
+        r = scores(m, i, a_ref, b_ref, b_rec)
+        r["bg"] = float(self.background(m["small"][i:i + 1], b_rec["small"], b_rec["lm"])[0])
+        return r
+
     def background(self, out_small: np.ndarray, ref_small: np.ndarray, ref_lm: np.ndarray) -> np.ndarray:
         """LPIPS-VGG at 256² outside the reference's face hull → (N,)."""
         mask = hull_masks(ref_lm, 256).to(self.m.device)
@@ -92,10 +99,6 @@ class Judge:
         b = from_uint8(ref_small).to(self.m.device) * mask
         with torch.no_grad():
             return self.lpips(a, b).reshape(-1).cpu().numpy()
-
-
-def iod(lm: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(lm[..., 36:42, :].mean(-2) - lm[..., 42:48, :].mean(-2), axis=-1)
 
 
 def scores(m: dict[str, np.ndarray], i: int, a_ref: dict[str, np.ndarray], b_ref: dict[str, np.ndarray],
@@ -106,7 +109,7 @@ def scores(m: dict[str, np.ndarray], i: int, a_ref: dict[str, np.ndarray], b_ref
             "dl_a": float(np.linalg.norm(m["dlib"][i] - a_ref["dlib"][0])),
             "dl_b": float(np.linalg.norm(m["dlib"][i] - b_ref["dlib"][0])),
             "yaw": float(abs(m["yaw"][i] - b_rec["yaw"][0])), "pitch": float(abs(m["pitch"][i] - b_rec["pitch"][0])),
-            "mouth": float(np.linalg.norm(m["lm"][i, 48:] - b_rec["lm"][0, 48:], axis=-1).mean() / iod(b_rec["lm"][0])),
+            "mouth": float(np.linalg.norm(m["lm"][i, 48:] - b_rec["lm"][0, 48:], axis=-1).mean() / interocular(b_rec["lm"][0])),
             "valid": float(m["valid"][i] and b_rec["valid"][0])}
 
 
@@ -167,9 +170,7 @@ def run(args: argparse.Namespace) -> str:
         m = judge.codes(outs)
         rows = []
         for i, (a, b) in enumerate(pairs):
-            r = scores(m, i, photo[a], photo[b], rec[b])
-            r["bg"] = float(judge.background(m["small"][i:i + 1], rec[b]["small"], rec[b]["lm"])[0])
-            rows.append(r)
+            rows.append(judge.scores(m, i, photo[a], photo[b], rec[b]))
         per_pair[name] = rows
         results[name] = outs
         print(f"{name}: done ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
@@ -184,8 +185,8 @@ def run(args: argparse.Namespace) -> str:
     for n in names:
         out = api.deidentify(codes[n], 1.0, 0, models=models)
         m = judge.codes(out[None])
-        r = scores(m, 0, photo[n], photo[n], rec[n])
-        deid[n] = {"of": r["of_a"], "dl": r["dl_a"], "yaw": r["yaw"], "mouth": r["mouth"], "code": out}
+        r = judge.scores(m, 0, photo[n], photo[n], rec[n])
+        deid[n] = {"of": r["of_a"], "dl": r["dl_a"], "yaw": r["yaw"], "mouth": r["mouth"], "bg": r["bg"], "code": out}
 
     timing = blend_ms(models, codes[names[0]], codes[names[-1]])
     if args.sheet:
@@ -268,9 +269,10 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
         lines.append(f"| {a} → {b} | {r['of_a']:.2f} / {r['of_b']:.2f} | {r['dl_a']:.2f} / {r['dl_b']:.2f} | "
                      f"{r['yaw']:.1f} | {r['pitch']:.1f} | {r['mouth']:.1%} | {r['bg']:.3f} | {rho:.2f} |")
     lines += ["", "De-identification (strength 1, seed 0) against each photo:", "",
-              "| photo | OpenFace to photo ↑ | dlib to photo ↑ | yaw err ° | mouth / IOD |", "|---|---|---|---|---|"]
+              "| photo | OpenFace to photo ↑ | dlib to photo ↑ | yaw err ° | mouth / IOD | background LPIPS (no target) |",
+              "|---|---|---|---|---|---|"]
     for n, d in deid.items():
-        lines.append(f"| {n} | {d['of']:.3f} | {d['dl']:.3f} | {d['yaw']:.1f} | {d['mouth']:.1%} |")
+        lines.append(f"| {n} | {d['of']:.3f} | {d['dl']:.3f} | {d['yaw']:.1f} | {d['mouth']:.1%} | {d['bg']:.3f} |")
     rows = per_pair["mapper"]
     closer = np.mean([(r["of_a"] < r["of_b"]) and (r["dl_a"] < r["dl_b"]) for r in rows])
     checks = {

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from latentstudio.edit.predictors import interocular
 from latentstudio.identity import api
 from latentstudio.identity.data import TrainingCancelled
 from latentstudio.identity.mapper import (
@@ -167,7 +168,7 @@ def test_deidentify_changes_identity_not_pose(models, faces, generator) -> None:
     d = np.linalg.norm(models.embedding(out) - models.embedding(code))
     assert d > 0.6, d  # another person for dlib
     lm = _landmarks(_render(generator, np.stack([out, code])))
-    iod = np.linalg.norm(lm[1, 36:42].mean(0) - lm[1, 42:48].mean(0))
+    iod = interocular(lm[1])
     assert np.linalg.norm(lm[0, 48:] - lm[1, 48:], axis=-1).mean() / iod < 0.08
     assert api.deidentify(code, 1.0, seed=None, models=models).shape == (23, 512)
 
@@ -178,7 +179,7 @@ def _attribute_error(lm: np.ndarray, ref: np.ndarray) -> np.ndarray:
     from latentstudio.edit.predictors import head_pose
 
     (y, p, _), (y0, p0, _) = head_pose(lm), head_pose(ref)
-    iod = np.linalg.norm(ref[:, 36:42].mean(1) - ref[:, 42:48].mean(1), axis=-1)
+    iod = interocular(ref)
     mouth = np.linalg.norm(lm[:, 48:] - ref[:, 48:], axis=-1).mean(1) / iod
     return (np.abs(y - y0) + np.abs(p - p0)) / 5 + mouth / 0.04
 
@@ -238,7 +239,7 @@ def test_landmark_net_follows_dlib_on_generated_faces(generator, faces) -> None:
     with torch.no_grad():
         pred = load_landmark_net()(from_uint8(images)).numpy() * 256
     ref = _landmarks(images)
-    iod = np.linalg.norm(ref[:, 36:42].mean(1) - ref[:, 42:48].mean(1), axis=1)
+    iod = interocular(ref)
     err = np.linalg.norm(pred - ref, axis=-1).mean(1) / iod
     assert err.mean() < 0.05, err
 

@@ -22,11 +22,12 @@ def user_error(msg: str) -> UserError:
 
 @contextmanager
 def as_user_errors() -> Iterator[None]:
-    """Turn the core's input errors (all ValueError subclasses with a message) into UserError."""
+    """Turn the core's own ValueErrors that are not InputErrors yet (mapper, data, chip errors …)
+    into UserError; InputErrors pass through (``safety.explain`` already makes them exit 2)."""
     try:
         yield
-    except InputError as exc:
-        raise user_error(str(exc)) from exc
+    except InputError:
+        raise
     except ValueError as exc:
         if type(exc).__module__.startswith("latentstudio"):
             raise user_error(str(exc)) from exc

@@ -198,6 +198,11 @@ def _dist(points: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.linalg.norm(points[:, a] - points[:, b], axis=-1)
 
 
+def interocular(points: np.ndarray) -> np.ndarray:
+    """points (..., 68, 2) -> (...) distance between the two eye centres (36-41, 42-47)."""
+    return np.linalg.norm(points[..., 36:42, :].mean(-2) - points[..., 42:48, :].mean(-2), axis=-1)
+
+
 def mouth_open(points: np.ndarray) -> np.ndarray:
     """points (N, 68, 2) -> (N,) mean inner-lip gap (61-67, 62-66, 63-65) / mouth width (48-54)."""
     gap = (_dist(points, 61, 67) + _dist(points, 62, 66) + _dist(points, 63, 65)) / 3

@@ -53,8 +53,9 @@ class IdentityError(MapperError):
 
 @dataclass
 class IdentityModels:
-    """The frozen generator, dlib identity net and mapper, plus a per-code descriptor cache.
-    The landmark net (refinement only) is loaded on first use."""
+    """The frozen generator, dlib identity net and mapper, plus one small cache of what is
+    measured per code (identity descriptors, attribute-lock offsets). The landmark net
+    (refinement only) is loaded on first use."""
 
     generator: object  # latentstudio.models.generator.Generator
     identity_net: object  # latentstudio.face.chip.IdentityNet

@@ -19,10 +19,13 @@ a 4-unknown least-squares fit, ~0.4 s on 2 CPU cores, computed once per pair of 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM
 
 LOCK = ("yaw", "pitch", "smile", "mouth_open")
 SIZE = 256  # render the landmarks are measured on (dlib's working size)
@@ -46,17 +49,18 @@ class Direction:
     hi: int
 
     def as_w_plus(self) -> np.ndarray:
-        d = np.zeros((23, 512), np.float32)
+        d = np.zeros((NUM_SLOTS, W_DIM), np.float32)
         d[self.lo:self.hi + 1] = self.normal
         return d
 
 
-def directions(names: tuple[str, ...] = LOCK) -> list[Direction]:
-    """The shipped boundaries ``names`` (those that exist) as W+ directions."""
+@functools.lru_cache(maxsize=8)
+def directions(names: tuple[str, ...] = LOCK) -> tuple[Direction, ...]:
+    """The shipped boundaries ``names`` (those that exist) as W+ directions (read once)."""
     from latentstudio.edit.boundaries import load_all
 
     found = load_all()
-    return [Direction(n, np.asarray(found[n].normal, np.float32), *found[n].layers) for n in names if n in found]
+    return tuple(Direction(n, np.asarray(found[n].normal, np.float32), *found[n].layers) for n in names if n in found)
 
 
 def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
@@ -81,19 +85,17 @@ def landmarks(models, codes: np.ndarray) -> np.ndarray:  # noqa: ANN001 - Identi
     return find_landmarks(img, load_models()).points / SIZE
 
 
-def _iod(lm: np.ndarray) -> float:
-    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
-
-
 def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - IdentityModels
-                dirs: list[Direction] | None = None) -> np.ndarray:
+                dirs: tuple[Direction, ...] | None = None) -> np.ndarray:
     """The W+ offset (23, 512) that gives ``code``'s render the pose and mouth of ``target``'s."""
     dirs = directions() if dirs is None else dirs
     if not dirs or np.array_equal(code, target):
         return np.zeros_like(code)
+    from latentstudio.edit.predictors import interocular
+
     basis = np.stack([d.as_w_plus() for d in dirs])  # (K, 23, 512)
     lm = landmarks(models, np.stack([target, code]))
-    iod = _iod(lm[0])
+    iod = float(interocular(lm[0]))
     f_t, f = features(lm, iod)
     lam = DAMPING * len(f_t)
 

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-NUM_SLOTS, W_DIM = 23, 512
+from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM
+
 FORMAT = "latentstudio-mapper"
 VERSION = "2"
 ASSET = Path(__file__).resolve().parents[2] / "assets" / "mapper.safetensors"

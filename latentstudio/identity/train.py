@@ -38,6 +38,7 @@ from latentstudio.identity.data import (
     load_chunks,
     mixed_codes,
 )
+from latentstudio.identity.lock import Direction, directions
 from latentstudio.identity.mapper import NUM_SLOTS, Mapper, MapperConfig, pca_basis, save_mapper
 
 HULL = list(range(17)) + list(range(26, 16, -1))  # jaw line, then the brows right to left
@@ -173,22 +174,14 @@ def keep_basis(names: tuple[str, ...]) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(q)).float()
 
 
-def _augmentations() -> list[tuple[np.ndarray, int, int]]:
-    """(unit normal (512,), first slot, last slot) of the shipped AUGMENT boundaries."""
-    from latentstudio.edit.boundaries import load_all
-
-    found = load_all()
-    return [(found[n].normal, *found[n].layers) for n in AUGMENT if n in found]
-
-
 def _codes(data: dict[str, np.ndarray], idx: np.ndarray, rng: np.random.Generator, spread: np.ndarray,
-           cfg: TrainConfig, moves: list[tuple[np.ndarray, int, int]]) -> Tensor:
+           cfg: TrainConfig, moves: tuple[Direction, ...]) -> Tensor:
     """Training codes: mixed W+ codes, moved at random along ``moves`` (pose and expression
     vary far more between two photos than between two ψ 0.7 samples), plus per-slot noise."""
     codes = mixed_codes(data["w1"][idx], data["w2"][idx], data["cross"][idx])
-    for normal, lo, hi in moves:
+    for d in moves:
         alpha = rng.uniform(-cfg.augment, cfg.augment, len(idx)) * (rng.random(len(idx)) < 0.5)
-        codes[:, lo:hi + 1] += (alpha[:, None, None] * normal[None, None]).astype(np.float32)
+        codes += (alpha[:, None, None] * d.as_w_plus()[None]).astype(np.float32)
     codes += cfg.noise * spread * rng.standard_normal(codes.shape).astype(np.float32)
     return torch.from_numpy(codes)
 
@@ -221,7 +214,7 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
             step = int(ck["step"])
     dev = nets.identity.device  # type: ignore[attr-defined]
     mapper.to(dev)
-    moves = _augmentations() if cfg.augment > 0 else []
+    moves = directions(AUGMENT) if cfg.augment > 0 else ()
     acc: dict[str, list[float]] = {}
     last: dict[str, float] = {}
     while step < cfg.steps:

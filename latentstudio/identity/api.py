@@ -277,11 +277,13 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
 def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,
                     identity_embedding: np.ndarray | None = None, steps: int = 40,
                     progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
-                    models: IdentityModels | None = None) -> np.ndarray:
+                    lock: bool = True, models: IdentityModels | None = None) -> np.ndarray:
     """Refine a transfer result ``code`` for the best result on one pair (module
     ``latentstudio.identity.refine``): identity towards ``identity_embedding`` (a photo's
     descriptor; else that of ``identity_code``'s render), landmarks and surroundings towards
-    ``attribute_code``. TrainingCancelled when ``cancelled()`` turns True."""
+    ``attribute_code``, then the attribute lock (``lock``; our landmark net, which the optimisation
+    uses, reads real faces' mouths only to ~4 % of the inter-ocular distance; the lock measures with
+    dlib). TrainingCancelled when ``cancelled()`` turns True."""
     from latentstudio.identity.refine import RefineConfig, refine
     from latentstudio.identity.train import Nets
 
@@ -297,4 +299,5 @@ def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_co
         raise IdentityError("refine needs the identity face: a code or a descriptor")
     nets = Nets(m.generator, m.identity_net, m.landmark_net)
     with m.generator.lock:  # type: ignore[attr-defined]
-        return refine(c, target, b, nets, RefineConfig(steps=steps), progress=progress, cancelled=cancelled)
+        out = refine(c, target, b, nets, RefineConfig(steps=steps), progress=progress, cancelled=cancelled)
+    return out + m.lock_offset(out, b) if lock else out

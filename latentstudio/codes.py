@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from latentstudio.atomic import save_npz
+from latentstudio.latent import W_DIM, W_PLUS
 from latentstudio.safety import InputError, check_finite, load_npy, load_npz
 
 CODE_SUFFIXES = (".npy", ".npz")
@@ -70,10 +71,10 @@ def check_code(arr: np.ndarray, what: str) -> np.ndarray:
     are finite and within ±MAX_LATENT_ABS; LatentError naming ``what`` otherwise."""
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.shape not in ((512,), (23, 512)):
+    if arr.shape not in ((W_DIM,), W_PLUS):
         raise LatentError(f"{what}: latent code must have shape (512,) or (23,512), got {arr.shape}")
     code = check_finite(arr, f"{what}: latent code", LatentError)
-    return np.array(np.broadcast_to(code, (23, 512)))
+    return np.array(np.broadcast_to(code, W_PLUS))
 
 
 def load_code_extras(path: str | Path) -> dict[str, np.ndarray]:
@@ -137,6 +138,6 @@ def save_code(path: str | Path, w_plus: np.ndarray, **extras: Any) -> None:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():  # as for images: a mistyped folder is an error, not created
         raise LatentError(f"{p}: folder {folder} does not exist")
-    arrays = {"w_plus": np.asarray(w_plus, dtype=np.float32).reshape(23, 512)}
+    arrays = {"w_plus": np.asarray(w_plus, dtype=np.float32).reshape(W_PLUS)}
     arrays.update({k: np.asarray(v) for k, v in extras.items() if v is not None})
     save_npz(p, **arrays)

@@ -34,7 +34,7 @@ from latentstudio import __version__
 from latentstudio.models.fetch import sha256_of
 from latentstudio.safety import InputError, check_output
 
-NUM_SLOTS, W_DIM = 23, 512
+from latentstudio.latent import NUM_SLOTS, W_DIM
 ROLES = ("identity", "attributes")  # what the second face contributes
 Direction = Any  # latentstudio.edit.boundaries.Boundary (imported lazily)
 

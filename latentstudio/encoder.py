@@ -29,7 +29,7 @@ import torch
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
 FORMAT, VERSION = "latentstudio-linear-encoder", "1"
 SIZE = 32
-W_DIM = 512
+from latentstudio.latent import W_DIM
 
 
 class EncoderError(Exception):

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from latentstudio.models.generator import Generator, from_uint8, resize, to_uint8
 
-NUM_SLOTS, W_DIM = 23, 512
+from latentstudio.latent import NUM_SLOTS, W_DIM
 
 
 class Cancelled(Exception):

@@ -18,6 +18,7 @@ import numpy as np
 from latentstudio.cli.common import as_user_errors, user_error
 from latentstudio.cli.common import stage_printer as _printer
 from latentstudio.edit.boundaries import Boundary, BoundaryError
+from latentstudio.latent import NUM_SLOTS, W_PLUS
 from latentstudio.safety import check_amount, check_output
 
 
@@ -186,7 +187,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         g = Generator.load(args.device)
         w = sample_w(g, np.arange(args.seed, args.seed + args.faces), 0.7)  # ψ 0.7, as the training samples
-        table = measure(predictor_scorer(g), bs, names, np.repeat(w[:, None], 23, axis=1), progress=show)
+        table = measure(predictor_scorer(g), bs, names, np.repeat(w[:, None], NUM_SLOTS, axis=1), progress=show)
         print(f"wrote {table.save(folder)}")
     return 0
 
@@ -207,7 +208,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         keep = parse_keep(args.keep)
         layers = parse_layers(args.layers) if args.layers else None
         directions = all_directions()
-        apply_edits(np.zeros((23, 512), np.float32), alphas, directions, keep=keep, layers=layers)  # validate first
+        apply_edits(np.zeros(W_PLUS, np.float32), alphas, directions, keep=keep, layers=layers)  # validate first
         for name, alpha in alphas.items():
             check_amount(name, alpha, directions[name].range, BoundaryError)
         w_plus, extras, photo = _source_code(args)
@@ -295,7 +296,7 @@ def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.nda
 
     result = invert_photo(args.photo, preset=args.preset)
     extras = {"quad": np.asarray(result.alignment.quad), "landmarks": np.asarray(result.landmarks)}
-    return np.asarray(result.inversion.w_plus, np.float32).reshape(23, 512), extras, args.photo
+    return np.asarray(result.inversion.w_plus, np.float32).reshape(W_PLUS), extras, args.photo
 
 
 def paste_into(photo_path: Path, aligned: np.ndarray, extras: dict[str, np.ndarray]) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from latentstudio.codes import CODE_SUFFIXES
+from latentstudio.latent import W_PLUS
 from latentstudio.cli.common import as_user_errors as _as_user_errors
 from latentstudio.cli.common import step_printer as _progress_printer
 from latentstudio.cli.common import user_error as _user_error
@@ -51,7 +52,7 @@ def load_face(path: str, preset: str, device: str | None) -> Face:
                        progress=_progress_printer(f"inverting {p.name} ({preset})"))
     extras = {"quad": np.asarray(inv.alignment.quad, np.float64),
               "landmarks": np.asarray(inv.landmarks, np.float64)}
-    return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512), p.name, p, extras,
+    return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(W_PLUS), p.name, p, extras,
                 inv.alignment.image)
 
 

@@ -36,8 +36,7 @@ import numpy as np
 from latentstudio.atomic import atomic_write
 from latentstudio.safety import MAX_ARRAY_BYTES, InputError, first_line, load_npy, loads_json
 
-W_DIM = 512
-NUM_SLOTS = 23
+from latentstudio.latent import NUM_SLOTS, W_DIM
 INDEX = "index.json"
 FORMAT = "latentstudio-boundaries"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -43,7 +43,7 @@ from latentstudio.edit.boundaries import BoundaryError
 
 CHUNK = 100  # seeds per cache file
 PIECE = 16  # images per predictor task when scoring in worker processes
-W_DIM = 512
+from latentstudio.latent import W_DIM
 
 
 @dataclass(frozen=True)

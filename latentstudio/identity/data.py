@@ -26,7 +26,7 @@ from latentstudio.atomic import save_npz
 CHUNK = 200
 PSI = 0.7
 SIZE = 256
-NUM_SLOTS = 23
+from latentstudio.latent import NUM_SLOTS
 
 
 class DataError(ValueError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM
+from latentstudio.latent import W_PLUS
 
 LOCK = ("yaw", "pitch", "smile", "mouth_open")
 SIZE = 256  # render the landmarks are measured on (dlib's working size)
@@ -49,7 +49,7 @@ class Direction:
     hi: int
 
     def as_w_plus(self) -> np.ndarray:
-        d = np.zeros((NUM_SLOTS, W_DIM), np.float32)
+        d = np.zeros(W_PLUS, np.float32)
         d[self.lo:self.hi + 1] = self.normal
         return d
 

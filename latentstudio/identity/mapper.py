@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM
+from latentstudio.latent import NUM_SLOTS, W_DIM
 
 FORMAT = "latentstudio-mapper"
 VERSION = "2"

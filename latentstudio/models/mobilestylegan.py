@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NUM_SLOTS = 23
-W_DIM = 512
+from latentstudio.latent import NUM_SLOTS, W_DIM
+
 BLOCK_CHANNELS = (512, 512, 512, 512, 256, 128, 64)
 
 

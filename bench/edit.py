@@ -45,7 +45,8 @@ from scipy.stats import spearmanr
 
 from dlib_reference import DlibIdentity
 from latentstudio.edit.apply import apply_edits
-from latentstudio.edit.boundaries import SHIPPED_DIR, Boundary, load_index, z_to_w, read_vector
+from latentstudio.edit.boundaries import SHIPPED_DIR, Boundary, load_index, read_vector
+from latentstudio.edit.train import z_to_w
 from latentstudio.edit.predictors import SCORE_NAMES, predict_all
 from latentstudio.edit import responses
 from latentstudio.edit.responses import Responses, hold_kept, predictor_scorer

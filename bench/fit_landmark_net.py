@@ -44,13 +44,12 @@ def evaluate_real(path: str, codes_folder: str) -> None:
 
     from latentstudio.edit.predictors import find_landmarks, head_pose, load_models
     from latentstudio.face.landmark_net import load_landmark_net
-    from latentstudio.identity import api
-    from latentstudio.models.generator import from_uint8, to_uint8
+    from latentstudio.models.generator import Generator, from_uint8, to_uint8
     from transfer import photo_codes
 
-    codes, aligned, _ = photo_codes(Path(codes_folder))
+    g = Generator.load("cpu")
+    codes, aligned, _ = photo_codes(Path(codes_folder), g)
     names = list(codes)
-    g = api.load_models().generator
     with torch.no_grad():
         renders = to_uint8(g.synthesize(torch.from_numpy(np.stack([codes[n] for n in names])), size=256))
     photos = np.stack([cv2.resize(aligned[n], (256, 256), interpolation=cv2.INTER_AREA) for n in names])

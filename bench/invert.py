@@ -96,7 +96,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def photo_targets(paths: list[Path]) -> tuple[dict[str, np.ndarray], list[float]]:
     """name → aligned 256² target (area-reduced from the 1024² FFHQ alignment), alignment times
     (per photo, after a first untimed alignment has loaded the dlib models)."""
-    from latentstudio.invert import align_photo
+    from latentstudio.photo import align_photo
 
     out, times = {}, []
     if paths:

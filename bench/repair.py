@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from latentstudio.edit.boundaries import SHIPPED_DIR, load_all, save_index
+from latentstudio.cli.common import progress_printer
 from latentstudio.edit.repair import repair, train_quality_boundary
 from latentstudio.models.generator import Generator, from_uint8, to_uint8
 
@@ -65,7 +66,7 @@ def sheet(before: np.ndarray, after: np.ndarray, path: Path) -> None:
 
 def train(args: argparse.Namespace) -> None:
     g = Generator.load("cpu")
-    b = train_quality_boundary(args.n, ratio=args.ratio, generator=g, progress=lambda m: print(m, end="\r"))
+    b = train_quality_boundary(args.n, ratio=args.ratio, generator=g, progress=progress_printer("quality"))
     save_index(Path(args.out) if args.out else SHIPPED_DIR, [b], merge=True)
     print(f"\nquality boundary: val accuracy {b.val_accuracy:.3f}, threshold {b.details['threshold']}")
 

@@ -48,6 +48,7 @@ from latentstudio.face.openface import OpenFaceIdentity
 from latentstudio.identity import api
 from latentstudio.identity.train import hull_masks
 from latentstudio.models.generator import from_uint8, to_uint8
+from latentstudio.runtime import Runtime
 from photos import real_photos
 
 SECTION = "## Identity transfer on real photos (issue 21)"
@@ -120,10 +121,11 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def photo_codes(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Path]]:
-    """Per real photo: its fast-preset code (cached), its aligned 1024² crop, its path."""
+def photo_codes(folder: Path, generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Path]]:  # noqa: ANN001
+    """Per real photo: its fast-preset code (cached; inverted with ``generator`` when not), its aligned
+    1024² crop, its path."""
     from latentstudio.codes import load_code, save_code
-    from latentstudio.invert import align_photo, invert_photo
+    from latentstudio.photo import align_photo, invert_photo
 
     codes, aligned, paths = {}, {}, {}
     for p in real_photos():
@@ -133,10 +135,9 @@ def photo_codes(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
             codes[name] = load_code(cache)
         else:
             t = time.monotonic()
-            inv = invert_photo(p, preset="fast")
-            codes[name] = np.asarray(inv.inversion.w_plus, np.float32).reshape(23, 512)
-            save_code(cache, codes[name], photo=str(p), quad=np.asarray(inv.alignment.quad, np.float64),
-                      landmarks=np.asarray(inv.landmarks, np.float64))
+            inv = invert_photo(p, preset="fast", generator=generator)
+            codes[name] = np.asarray(inv.w_plus, np.float32).reshape(23, 512)
+            save_code(cache, codes[name], **inv.placement.arrays())
             print(f"inverted {name} in {time.monotonic() - t:.0f} s", file=sys.stderr)
         aligned[name] = align_photo(p)[0].image
         paths[name] = p
@@ -146,9 +147,9 @@ def photo_codes(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
-    models = api.load_models(args.device, args.weights)
+    models = Runtime(args.device, mapper_weights=args.weights).identity()
     judge = Judge(models)
-    codes, aligned, paths = photo_codes(Path(args.codes))
+    codes, aligned, paths = photo_codes(Path(args.codes), models.generator)
     names = list(codes)
     photo = {n: judge.measure(aligned[n][None]) for n in names}
     rec = {n: judge.codes(codes[n][None]) for n in names}

@@ -25,13 +25,7 @@ TUNED_PREFIX = "tuned/"  # code-file (and project) arrays holding pivotal-tuning
 class LatentError(InputError):
     """A latent code has the wrong shape or non-finite values (or its file cannot be read)."""
 
-
-def photo_arrays(photo: str | Path, quad: np.ndarray, landmarks: np.ndarray,
-                 source_size: tuple[int, int], face_index: int) -> dict[str, np.ndarray]:
-    """The code-file arrays that tie a code to its photo (for paste-back and reopening)."""
-    return {"photo": np.array(str(Path(photo).resolve())), "quad": np.asarray(quad, np.float64),
-            "landmarks": np.asarray(landmarks, np.float32), "source_size": np.array(source_size),
-            "face_index": np.array(face_index)}
+    title = "Cannot read the latent code"  # the heading of its error dialog
 
 
 def tuned_arrays(deltas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

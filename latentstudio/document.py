@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 
 from latentstudio import __version__
+from latentstudio.face.placement import Placement
+from latentstudio.latent import NUM_SLOTS, W_DIM
 from latentstudio.models.fetch import sha256_of
+from latentstudio.runtime import Runtime
 from latentstudio.safety import InputError, check_output
 
-from latentstudio.latent import NUM_SLOTS, W_DIM
 ROLES = ("identity", "attributes")  # what the second face contributes
 Direction = Any  # latentstudio.edit.boundaries.Boundary (imported lazily)
 
@@ -285,13 +287,10 @@ class Source:
     kind: str  # "photo" | "seed" | "code"
     path: Path | None = None
     sha256: str | None = None
-    face_index: int = 0
-    quad: np.ndarray | None = None  # (4,2) float64, photo pixels
-    landmarks: np.ndarray | None = None  # (68,2) float32, photo pixels
-    photo_size: tuple[int, int] | None = None  # (width, height)
+    placement: Placement | None = None  # where the face sits in the photo (kind "photo")
     seed: int | None = None
     psi: float | None = None
-    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -310,10 +309,10 @@ class Source:
                 rgb = load_image(self.path)
             except ImageError as exc:
                 raise DocumentError(f"cannot read the source photo: {exc}") from exc
-            if self.photo_size and (rgb.shape[1], rgb.shape[0]) != tuple(self.photo_size):
+            size = self.placement.size if self.placement else None
+            if size and (rgb.shape[1], rgb.shape[0]) != size:
                 raise DocumentError(f"{self.path}: the photo changed size since it was aligned "
-                                    f"({rgb.shape[1]}x{rgb.shape[0]}, was "
-                                    f"{self.photo_size[0]}x{self.photo_size[1]})")
+                                    f"({rgb.shape[1]}x{rgb.shape[0]}, was {size[0]}x{size[1]})")
             self._cache["photo"] = rgb
         return self._cache["photo"]
 
@@ -322,15 +321,32 @@ class Source:
         if "aligned" not in self._cache:
             from latentstudio.face.align import align_face
 
-            if self.landmarks is None:
+            if self.placement is None:
                 raise DocumentError("this document has no face alignment")
-            self._cache["aligned"] = align_face(self.photo(), np.asarray(self.landmarks)).image
+            self._cache["aligned"] = align_face(self.photo(), self.placement.landmarks).image
         return self._cache["aligned"]
 
     @property
     def can_paste_back(self) -> bool:
-        return (self.kind == "photo" and self.quad is not None and self.landmarks is not None
-                and self.path is not None and self.path.is_file())
+        return self.kind == "photo" and self.placement is not None and self.placement.photo.is_file()
+
+    def reduced(self, max_side: int | None) -> tuple[Placement, np.ndarray]:
+        """The placement and the photo, reduced so the longer side is at most ``max_side``
+        (None: full size); cached."""
+        if self.placement is None:
+            raise DocumentError("this document has no face alignment")
+        photo = self.photo()
+        h, w = photo.shape[:2]
+        s = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
+        if s == 1.0:
+            return self.placement, photo
+        key = f"reduced{max_side}"
+        if key not in self._cache:
+            import cv2
+
+            small = cv2.resize(photo, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+            self._cache[key] = (self.placement.scaled(small.shape[1] / w, small.shape[0] / h), small)
+        return self._cache[key]
 
     def remember(self, photo: np.ndarray | None = None, aligned: np.ndarray | None = None) -> None:
         """Seed the caches with arrays already in memory (after detection / alignment)."""
@@ -346,13 +362,14 @@ class Document:
 
     def __init__(self, base: np.ndarray, source: Source, directions: Iterable[Direction] = (),
                  state: EditState | None = None,
-                 tuning: Mapping[str, np.ndarray] | None = None) -> None:
+                 tuning: Mapping[str, np.ndarray] | None = None, runtime: Runtime | None = None) -> None:
         b = np.asarray(base, dtype=np.float32)
         if b.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(b).all():
             raise DocumentError(f"base code must be a finite (23,512) array, got {b.shape}")
         self.base = b.copy()
         self.base.setflags(write=False)
         self.source = source
+        self.runtime = runtime  # the models the identity stage uses (set by the session that holds it)
         self.tuning: dict[str, np.ndarray] = _check_tuning(tuning or {})
         self._tuned: list[tuple[Any, Any]] = []  # (generator, its tuned copy), the last two used
         self._tuned_lock = threading.Lock()
@@ -371,41 +388,13 @@ class Document:
         return cls(np.repeat(w[None], NUM_SLOTS, 0), Source("seed", seed=seed, psi=psi), directions)
 
     @classmethod
-    def from_photo(cls, path: str | Path, alignment: Any, landmarks: np.ndarray,
-                   w_plus: np.ndarray, *, face_index: int = 0, photo: np.ndarray | None = None,
-                   directions: Iterable[Direction] = (),
-                   tuning: Mapping[str, np.ndarray] | None = None) -> Document:
-        """After detection, alignment (``face.align.Alignment``) and inversion of a photo."""
-        p = Path(path).resolve()
-        src = Source("photo", p, sha256_of(p), face_index, np.asarray(alignment.quad, np.float64),
-                     np.asarray(landmarks, np.float32), tuple(alignment.source_size))
-        src.remember(photo=photo, aligned=alignment.image)
-        return cls(w_plus, src, directions, tuning=tuning)
-
-    @classmethod
-    def open_photo(cls, path: str | Path, *, face: int | None = None, preset: str = "fast",
-                   steps: int | None = None, tune: Any = None, generator: Any = None,
-                   device: str | None = None, progress: Any = None, cancelled: Any = None,
-                   directions: Iterable[Direction] = ()) -> Document:
-        """Photo file → detected face (default: the largest confident one) → FFHQ alignment →
-        W+ inversion (→ pivotal tuning when ``tune`` is a ``tune.TuneSettings``) → Document.
-        ``progress`` counts the inversion's and the tuning's steps on one scale.
-        Raises ImageError / FaceError / invert.Cancelled."""
-        from latentstudio.face.align import align_face
-        from latentstudio.face.detect import detect_faces, pick_face
-        from latentstudio.face.image_io import load_image
-        from latentstudio.tune import invert_and_tune
-
-        rgb = load_image(path)
-        faces = detect_faces(rgb)
-        chosen = pick_face(faces, face)
-        index = faces.index(chosen)
-        alignment = align_face(rgb, chosen)
-        inv, tuning = invert_and_tune(alignment.image, preset=preset, steps=steps, tune=tune,
-                                      generator=generator, device=device, progress=progress,
-                                      cancelled=cancelled)
-        return cls.from_photo(path, alignment, chosen.landmarks, inv.w_plus, face_index=index, photo=rgb,
-                              directions=directions, tuning=tuning.deltas if tuning else None)
+    def from_photo(cls, code: Any, *, photo: np.ndarray | None = None, directions: Iterable[Direction] = ()) -> Document:
+        """A photo's face as ``latentstudio.photo.to_code`` gives it (``PhotoCode``: alignment,
+        W+ code, tuned weights); ``photo``: the already loaded pixels."""
+        p = code.path.resolve()
+        src = Source("photo", p, sha256_of(p), replace(code.placement, photo=p))
+        src.remember(photo=photo, aligned=code.alignment.image)
+        return cls(code.w_plus, src, directions, tuning=code.tuning.deltas if code.tuning else None)
 
     @classmethod
     def from_code_file(cls, path: str | Path, directions: Iterable[Direction] = ()) -> Document:
@@ -431,10 +420,8 @@ class Document:
         if photo is not None and quad is not None and lms is not None and size is not None:
             rgb, why = _read_photo(photo, (int(size[0]), int(size[1])))
             if rgb is not None:
-                source = Source("photo", photo.resolve(), sha256_of(photo), int(extras.get("face_index", 0)),
-                                np.asarray(quad, np.float64).reshape(4, 2),
-                                np.asarray(lms, np.float32).reshape(68, 2),
-                                (int(size[0]), int(size[1])))
+                source = Source("photo", photo.resolve(), sha256_of(photo),
+                                Placement.from_arrays(extras, photo.resolve()))
                 source.remember(photo=rgb)
             else:
                 warnings.append(f"{why}; paste-back is unavailable")
@@ -475,7 +462,7 @@ class Document:
         """Edited W+ (23,512) float32 for ``state`` (default: the current one). Thread-safe."""
         s = self.state if state is None else state
         dirs = self.directions
-        w = identity_stage(self.base, s.identity)
+        w = identity_stage(self.base, s.identity, self.runtime)
         alphas = {n: v for n, v in s.values.items() if v != 0.0}
         keep = sorted(k for k in s.keep if k in dirs)
         # a locked slider keeps its own offset; the others are made orthogonal to every lock
@@ -527,16 +514,15 @@ class Document:
         g = self.generator_for(generator, state)
         return to_uint8(g.synthesize(self.code(state), size=size))[0]
 
-    def compose(self, aligned_rgb: np.ndarray) -> np.ndarray:
-        """Paste an edited aligned face back into the original photo: (H,W,3) uint8."""
-        from latentstudio.face.pasteback import paste_back
-
+    def compose(self, aligned_rgb: np.ndarray, max_side: int | None = None) -> np.ndarray:
+        """Paste an edited aligned face back into the original photo: (H,W,3) uint8. With
+        ``max_side``, into a copy of the photo reduced to fit it (fast previews)."""
         if not self.source.can_paste_back:
             raise DocumentError("pasting back needs the original photo, which is not available"
                                 if self.source.kind == "photo" else
                                 "this face was not opened from a photo; export the aligned crop")
-        return paste_back(self.source.photo(), aligned_rgb, self.source.quad,  # type: ignore[arg-type]
-                          self.source.landmarks)  # type: ignore[arg-type]
+        placement, photo = self.source.reduced(max_side)
+        return placement.paste(aligned_rgb, photo)
 
     # -- description
     def edits_summary(self, state: EditState | None = None) -> dict[str, Any]:
@@ -587,7 +573,7 @@ class Document:
         """Write the edited code as a code file (``.npz``, the format of ``latentstudio invert``):
         ``w_plus`` plus the photo's alignment and the tuned weights the render uses, so that
         ``latentstudio render --code FILE [--paste-back PHOTO]`` reproduces the app's face."""
-        from latentstudio.codes import LatentError, photo_arrays, save_code, tuned_arrays
+        from latentstudio.codes import LatentError, save_code, tuned_arrays
 
         p = Path(path)
         if p.suffix != ".npz":
@@ -596,28 +582,15 @@ class Document:
         s = self.state if state is None else state
         code = self.code(s)
         src = self.source
-        photo = src.kind == "photo" and src.quad is not None and src.landmarks is not None
         extras: dict[str, Any] = tuned_arrays(self.tuning) if not s.identity.active else {}
-        if photo:
-            extras.update(photo_arrays(src.path, src.quad, src.landmarks, src.photo_size,  # type: ignore[arg-type]
-                                       src.face_index))
+        if src.kind == "photo" and src.placement is not None:
+            extras.update(src.placement.arrays())
         try:
             save_code(p, code, **extras)
         except (OSError, LatentError) as exc:
             raise DocumentError(f"{p}: could not save the code ({exc})") from exc
         return code
 
-    # -- projects
-    def save(self, path: str | Path) -> None:
-        from latentstudio.project import save_project
-
-        save_project(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path, directions: Iterable[Direction] = ()) -> Document:
-        from latentstudio.project import load_project
-
-        return load_project(path, directions)
 
 
 # ----------------------------------------------------------------------------- core bridges
@@ -640,21 +613,25 @@ def identity_available() -> str | None:
     return None
 
 
-def identity_stage(base: np.ndarray, ident: IdentityState) -> np.ndarray:
-    """Blend with the second face through the mapper, then de-identify: (23,512) float32."""
+def identity_stage(base: np.ndarray, ident: IdentityState, runtime: Runtime | None) -> np.ndarray:
+    """Blend with the second face through the mapper, then de-identify: (23,512) float32.
+    The mapper comes from ``runtime`` (DocumentError without one)."""
     if not ident.active:
         return np.asarray(base, dtype=np.float32)
     reason = identity_available()
     if reason:
         raise DocumentError(reason)
+    if runtime is None:
+        raise DocumentError("the identity panel needs its models; this document has no runtime to load them")
     from latentstudio.identity import api
 
     w = np.asarray(base, dtype=np.float32)
     try:
+        models = runtime.identity()
         if ident.other is not None and (ident.id_alpha or ident.attr_alpha):
-            w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha))
+            w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha, models=models))
         if ident.deid_strength:
-            w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed))
+            w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed, models=models))
     except ValueError as exc:  # the mapper's own errors (missing weights, bad input)
         raise DocumentError(f"identity mapper: {exc}") from exc
     if ident.refined is not None:

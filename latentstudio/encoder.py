@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentstudio.latent import W_DIM
+
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
 FORMAT, VERSION = "latentstudio-linear-encoder", "1"
 SIZE = 32
-from latentstudio.latent import W_DIM
 
 
 class EncoderError(Exception):

@@ -35,9 +35,7 @@ never reaches the slots of the last block, so the tail fits those on the real ne
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,10 +45,7 @@ from torch import Tensor
 from latentstudio.models.generator import Generator, from_uint8, resize, to_uint8
 
 from latentstudio.latent import NUM_SLOTS, W_DIM
-
-
-class Cancelled(Exception):
-    """Raised inside ``invert`` when ``cancelled()`` returns True."""
+from latentstudio.progress import CancelFn, Progress, ProgressFn, check
 
 
 @dataclass(frozen=True)
@@ -78,14 +73,6 @@ PRESETS: dict[str, Preset] = {
                    refine_size=512, refine_steps=20, tail_steps=18, tail_block=5),
     "quality": Preset(steps=800, render_size=1024, loss_size=256, lr=0.02),
 }
-
-
-@dataclass
-class InvertProgress:
-    step: int
-    total: int
-    loss: float
-    preview: np.ndarray | None  # (256, 256, 3) uint8 of the current code, every ``preview_every``
 
 
 @dataclass
@@ -135,17 +122,17 @@ class Losses:
 
 
 def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | None = None,
-           device: str | None = None, seed: int = 0, generator: Generator | None = None,
-           progress: Callable[[InvertProgress], None] | None = None,
-           cancelled: Callable[[], bool] | None = None, preview_every: int = 10,
+           generator: Generator, seed: int = 0,
+           progress: ProgressFn | None = None,
+           cancelled: CancelFn | None = None, preview_every: int = 10,
            init: np.ndarray | None = None, cuda_graphs: bool = True) -> Inversion:
     """Find W+ (23,512) whose render matches ``aligned`` ((S,S,3) uint8, FFHQ-aligned, any S).
 
     Start: ``init`` when given — a w (512,) runs the W phase from there, a W+ code (23,512) skips
     it — else the preset's ``start``: the linear encoder's guess (:mod:`latentstudio.encoder`) or
     w_avg. ``progress`` gets an
-    ``InvertProgress`` every step (with a 256² preview every ``preview_every`` steps);
-    ``cancelled()`` is polled every step and stops the run with ``Cancelled``.
+    ``Progress("invert", …)`` every step (with a 256² preview every ``preview_every`` steps);
+    ``cancelled()`` is polled every step and stops the run with ``progress.Cancelled``.
     ``cuda_graphs``: on CUDA, replay each step's forward + backward as a CUDA graph (:class:`CodeLoss`).
     """
     p = PRESETS[preset] if isinstance(preset, str) else preset
@@ -155,7 +142,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
         p = replace(p, steps=steps, refine_steps=round(p.refine_steps * steps / p.steps),
                     tail_steps=round(p.tail_steps * steps / p.steps))
     img = check_aligned(aligned)
-    g = generator or Generator.load(device)
+    g = generator
     torch.manual_seed(seed)
     target = from_uint8(img).to(g.device)
     losses = Losses(target, p, g.device)
@@ -172,8 +159,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
     runs: dict[int, CodeLoss] = {}  # one per render size
     total_steps = p.steps + p.tail_steps
     for step in range(p.steps):
-        if cancelled is not None and cancelled():
-            raise Cancelled(f"inversion cancelled at step {step}/{total_steps}")
+        check(cancelled, f"inversion cancelled at step {step}/{total_steps}")
         if step == w_steps:
             opt.add_param_group({"params": [delta], "lr": p.lr})
         lr = p.lr * _lr_ramp(step / p.steps)
@@ -269,7 +255,7 @@ def objective(terms: dict[str, Tensor], p: Preset, delta: Tensor | None = None) 
 
 
 def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
-              progress: Callable[[InvertProgress], None] | None, cancelled: Callable[[], bool] | None,
+              progress: ProgressFn | None, cancelled: CancelFn | None,
               preview_every: int) -> tuple[Tensor, dict[str, Tensor]]:
     """Phase 3: move only the fine slots ``1 + 3·tail_block`` … 22 of ``code`` (23,512), through
     the real 1024² network, with ``tail_lpips`` (LPIPS-VGG: the metric). The coarse blocks' features
@@ -292,8 +278,7 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
     terms: dict[str, Tensor] = {}
     total_steps = p.steps + p.tail_steps
     for step in range(p.steps, total_steps):
-        if cancelled is not None and cancelled():
-            raise Cancelled(f"inversion cancelled at step {step}/{total_steps}")
+        check(cancelled, f"inversion cancelled at step {step}/{total_steps}")
         out = g.synthesis.tail(features, torch.cat([coarse, fine], dim=1), p.tail_block)
         terms = losses(out)
         total = objective(terms, p, (fine - w).pow(2).sum(-1).mean())
@@ -314,16 +299,16 @@ def check_aligned(aligned: np.ndarray) -> np.ndarray:
     return img
 
 
-def report_progress(progress: Callable[[InvertProgress], None] | None, step: int, total: int,
-                    loss: Tensor, out: Tensor, preview_every: int) -> None:
-    """Send ``InvertProgress`` for 0-based ``step``, with a 256² preview of ``out`` (N,3,S,S) on the
+def report_progress(progress: ProgressFn | None, step: int, total: int,
+                    loss: Tensor, out: Tensor, preview_every: int, stage: str = "invert") -> None:
+    """Send ``Progress("invert", …)`` for 0-based ``step``, with a 256² preview of ``out`` (N,3,S,S) on the
     first and last steps and every ``preview_every`` steps."""
     if progress is None:
         return
     preview = None
     if step == total - 1 or (preview_every > 0 and step % preview_every == 0):
         preview = to_uint8(resize(out.detach().clamp(-1, 1), 256))[0]
-    progress(InvertProgress(step + 1, total, float(loss.detach()), preview))
+    progress(Progress(stage, step + 1, total, loss=float(loss.detach()), preview=preview))
 
 
 def _encoder_start(aligned: np.ndarray) -> np.ndarray | None:
@@ -352,39 +337,3 @@ def _lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
     """StyleGAN projector's schedule at progress t in [0, 1): warm-up, cosine ramp-down."""
     down = 0.5 - 0.5 * np.cos(min(1.0, (1.0 - t) / rampdown) * np.pi)
     return float(down * min(1.0, (t + 1e-3) / rampup))
-
-
-# ----------------------------------------------------------------------------- photos
-@dataclass
-class PhotoInversion:
-    inversion: Inversion
-    alignment: object  # latentstudio.face.align.Alignment
-    landmarks: np.ndarray  # (68, 2) of the chosen face, photo pixels
-    faces_found: int
-
-
-def align_photo(path: str | Path, face: int | None = None):  # noqa: ANN201 - (Alignment, Face, n)
-    """Load a photo, pick a face (default: largest confident) and FFHQ-align it to 1024².
-
-    Returns (Alignment, the chosen Face, number of confident faces found).
-    """
-    from latentstudio.face.align import align_face
-    from latentstudio.face.detect import detect_faces, pick_face
-    from latentstudio.face.image_io import load_image
-
-    rgb = load_image(path)
-    faces = detect_faces(rgb)
-    chosen = pick_face(faces, face)
-    return align_face(rgb, chosen), chosen, sum(f.confident for f in faces)
-
-
-def invert_photo(path: str | Path, *, preset: str = "fast", steps: int | None = None,
-                 face: int | None = None, device: str | None = None, seed: int = 0,
-                 generator: Generator | None = None,
-                 progress: Callable[[InvertProgress], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> PhotoInversion:
-    """Photo file → aligned face → W+ code (with everything needed to paste back)."""
-    alignment, chosen, n = align_photo(path, face)
-    inv = invert(alignment.image, preset=preset, steps=steps, device=device, seed=seed,
-                 generator=generator, progress=progress, cancelled=cancelled)
-    return PhotoInversion(inv, alignment, chosen.landmarks, n)

@@ -38,7 +38,9 @@ from latentstudio.document import (
     _check_layers,
     make_direction,
 )
+from latentstudio.face.placement import Placement, PlacementError
 from latentstudio.models.fetch import sha256_of
+from latentstudio.runtime import Runtime
 from latentstudio.safety import (
     MAX_ARRAYS_BYTES,
     MAX_JSON_BYTES,
@@ -59,6 +61,8 @@ PROJECT_SUFFIX = ".lsproj"
 class ProjectError(InputError):
     """A project file that cannot be read (damaged, foreign, newer schema)."""
 
+    title = "Cannot open the project"  # the heading of its error dialog
+
 
 # ----------------------------------------------------------------------------- saving
 def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None) -> None:
@@ -68,10 +72,9 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
     p = Path(path)
     src, st = doc.source, doc.state
     arrays: dict[str, np.ndarray] = {"base": doc.base}
-    if src.quad is not None:
-        arrays["quad"] = np.asarray(src.quad, np.float64)
-    if src.landmarks is not None:
-        arrays["landmarks"] = np.asarray(src.landmarks, np.float32)
+    if src.placement is not None:
+        arrays["quad"] = src.placement.quad
+        arrays["landmarks"] = src.placement.landmarks.astype(np.float32)
     used = set(st.values) | set(st.keep) | set(st.layers)
     extra = [d for d in doc.directions.values() if d.source in ("user", "pca") or d.name in used]
     for i, d in enumerate(extra):
@@ -89,9 +92,9 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
     meta = {
         # version 1 readers would drop tuned weights without a word: such projects are version 2
         "schema": SCHEMA, "version": 2 if doc.tuning else 1, "app": f"LatentStudio {__version__}",
-        "source": {"kind": src.kind, "face_index": src.face_index, "sha256": src.sha256,
-                   "seed": src.seed, "psi": src.psi,
-                   "photo_size": list(src.photo_size) if src.photo_size else None,
+        "source": {"kind": src.kind, "face_index": src.placement.face_index if src.placement else 0,
+                   "sha256": src.sha256, "seed": src.seed, "psi": src.psi,
+                   "photo_size": list(src.placement.size) if src.placement else None,
                    "path": str(src.path) if src.path else None,
                    "relpath": _relpath(src.path, p.parent) if src.path else None},
         "directions": [{"name": d.name, "label": d.label, "kind": d.source, "range": list(d.range),
@@ -147,16 +150,17 @@ def _atomic_zip(path: Path, members: dict[str, bytes]) -> None:
         raise DocumentError(f"{path}: could not save ({exc})") from exc
 
 
-def load_project(path: str | Path, directions: Iterable[Direction] = ()) -> Document:
+def load_project(path: str | Path, directions: Iterable[Direction] = (), runtime: Runtime | None = None) -> Document:
     """Read a ``.lsproj``; ProjectError with the cause if it is damaged or not a project.
 
     ``directions`` are the installed boundaries; the project adds its own imported ones.
+    ``runtime`` (the models) lets the check of the saved edited face include the identity stage.
     A missing source photo is not fatal: the document opens without paste-back, with a warning.
     """
     p = Path(path)
     meta, arrays = _read_members(p)
     try:
-        return _build(p, meta, arrays, list(directions))
+        return _build(p, meta, arrays, list(directions), runtime)
     except ProjectError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
@@ -224,7 +228,7 @@ def _amount(raw: Any, what: str, p: Path) -> float:
 
 
 def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-           installed: list[Direction]) -> Document:
+           installed: list[Direction], runtime: Runtime | None) -> Document:
     base = _array(arrays, "base", (NUM_SLOTS, W_DIM), p, MAX_LATENT_ABS)
     s = meta["source"]
     warnings: list[str] = []
@@ -237,11 +241,15 @@ def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
     elif photo_path is not None and s.get("sha256") and sha256_of(photo_path) != s["sha256"]:
         warnings.append(f"{photo_path} changed since the project was saved")
     size = s.get("photo_size")
-    source = Source(kind, photo_path or (Path(s["path"]) if s.get("path") else None), s.get("sha256"),
-                    int(s.get("face_index") or 0),
-                    _array(arrays, "quad", (4, 2), p) if "quad" in arrays else None,
-                    _array(arrays, "landmarks", (68, 2), p) if "landmarks" in arrays else None,
-                    (int(size[0]), int(size[1])) if size else None,
+    path = photo_path or (Path(s["path"]) if s.get("path") else None)
+    placement = None
+    if path is not None and size and "quad" in arrays and "landmarks" in arrays:
+        try:
+            placement = Placement(path, (int(size[0]), int(size[1])), _array(arrays, "quad", (4, 2), p),
+                                  _array(arrays, "landmarks", (68, 2), p), int(s.get("face_index") or 0))
+        except PlacementError as exc:
+            raise ProjectError(f"{p}: {exc}") from exc
+    source = Source(kind, path, s.get("sha256"), placement,
                     None if s.get("seed") is None else int(s["seed"]),
                     None if s.get("psi") is None else float(s["psi"]))
     dirs = list(installed)
@@ -251,12 +259,13 @@ def _build(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
                                    value_range=tuple(d["range"]), layers=tuple(d["layers"])))
     tuning = tuned_deltas(arrays)
     try:
-        doc = Document(base, source, dirs, tuning=tuning)
+        doc = Document(base, source, dirs, tuning=tuning, runtime=runtime)
     except DocumentError as exc:
         raise ProjectError(f"{p}: damaged project file ({exc})") from exc
     doc.warnings = warnings
     doc.set_state(_state(p, meta["state"], arrays, doc, warnings))
-    if "code" in arrays and arrays["code"].shape == (NUM_SLOTS, W_DIM):
+    if "code" in arrays and arrays["code"].shape == (NUM_SLOTS, W_DIM) and (
+            runtime is not None or not doc.state.identity.active):
         try:
             same = np.allclose(doc.code(), arrays["code"], atol=1e-4)
         except DocumentError as exc:

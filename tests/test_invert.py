@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentstudio.invert import PRESETS, Cancelled, InvertProgress, _fit_tail, invert
+from latentstudio.invert import PRESETS, _fit_tail, invert
+from latentstudio.progress import Cancelled, Progress
 from latentstudio.models.generator import from_uint8, to_uint8
 
 STEPS = PRESETS["fast"].steps + PRESETS["fast"].tail_steps  # the real fast preset (~1 min on 2 CPU cores)
@@ -37,7 +38,7 @@ def _distance(lpips, generator, code, target: np.ndarray) -> float:  # noqa: ANN
 @pytest.fixture(scope="module")
 def run(generator, target):  # noqa: ANN001, ANN201
     """One short inversion shared by the tests below: (Inversion, progress reports)."""
-    seen: list[InvertProgress] = []
+    seen: list[Progress] = []
     inv = invert(target, preset="fast", generator=generator, progress=seen.append, preview_every=10)
     return inv, seen
 
@@ -53,9 +54,9 @@ def test_inversion_reconstructs_a_generated_face(generator, target, lpips, run) 
     # start (≈ 0.35). A broken loss or step stays near the start.
     assert end < 0.6 * start, (start, end)
     assert inv.w_plus.shape == (23, 512) and inv.w_plus.dtype == np.float32
-    assert [p.step for p in seen] == list(range(1, STEPS + 1))
+    assert [p.done for p in seen] == list(range(1, STEPS + 1))
     previews = [p for p in seen if p.preview is not None]
-    assert previews[0].step == 1 and previews[-1].step == STEPS
+    assert previews[0].done == 1 and previews[-1].done == STEPS
     assert previews[-1].preview.shape == (256, 256, 3)
     assert seen[-1].loss < seen[0].loss
 
@@ -73,13 +74,13 @@ def test_tail_fits_only_the_fine_slots_on_the_real_network(generator, target, lp
     closer to the target; its steps continue the main loop's progress count and can be cancelled."""
     preset = replace(PRESETS["fast"], steps=10, tail_steps=3)
     start = generator.w_avg[None].expand(23, 512).clone()
-    seen: list[InvertProgress] = []
+    seen: list[Progress] = []
     code, terms = _fit_tail(start, generator.w_avg, preset, generator, from_uint8(target), seen.append, None, 1)
     first = 1 + 3 * preset.tail_block
     assert code.shape == (23, 512) and torch.equal(code[:first], start[:first])
     assert float((code[first:] - start[first:]).abs().max()) > 1e-3
     assert _distance(lpips, generator, code, target) < _distance(lpips, generator, start, target)
-    assert [p.step for p in seen] == [11, 12, 13] and {p.total for p in seen} == {13}
+    assert [p.done for p in seen] == [11, 12, 13] and {p.total for p in seen} == {13}
     assert {"lpips", "mse", "delta"} <= set(terms)
     with pytest.raises(Cancelled, match="step 11/13"):
         _fit_tail(start, generator.w_avg, preset, generator, from_uint8(target), None,

@@ -91,3 +91,15 @@ def test_edit_cli_repair_flag(generator, boundaries, tmp_path, capsys) -> None: 
     assert "repair: moved 0" in capsys.readouterr().err
     assert np.array_equal(np.asarray(Image.open(plain)), np.asarray(Image.open(fixed)))
     assert main(["edit", "--code", str(tmp_path / "c.npy"), "--repair", "-1", "-o", str(fixed)]) == 2
+
+
+def test_repair_reports_progress_and_cancels_with_the_one_cancelled(generator, boundaries) -> None:  # noqa: ANN001
+    from latentstudio.progress import Cancelled, Progress
+
+    code = _codes(generator, 700_000, 1, 1.0)[0]
+    seen: list[Progress] = []
+    with pytest.raises(Cancelled, match="repair cancelled"):
+        repair(code, boundaries, generator=generator, threshold=1e9, progress=seen.append,
+               cancelled=lambda: len(seen) >= 2)
+    assert [(p.stage, p.done) for p in seen] == [("repair", 1), ("repair", 2)]
+    assert len({p.total for p in seen}) == 1

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from latentstudio.codes import load_code_extras, save_code, tuned_deltas
-from latentstudio.invert import Cancelled
+from latentstudio.progress import Cancelled
 from latentstudio.models.generator import LatentError, from_uint8, to_uint8
 from latentstudio.tune import TuneSettings, generator_for_code, pivotal_tune, tuned_generator
 
@@ -90,7 +90,7 @@ def test_progress_and_cancel(generator, case) -> None:  # noqa: ANN001
     with pytest.raises(Cancelled):
         pivotal_tune(target, pivot, settings=SETTINGS, generator=generator, progress=seen.append,
                      cancelled=lambda: len(seen) >= 2)
-    assert [p.step for p in seen] == [1, 2] and seen[0].preview.shape == (256, 256, 3)
+    assert [p.done for p in seen] == [1, 2] and seen[0].preview.shape == (256, 256, 3)
     with pytest.raises(ValueError, match="at least 1"):
         pivotal_tune(target, pivot, settings=TuneSettings(steps=0), generator=generator)
 

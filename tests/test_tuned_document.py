@@ -13,7 +13,7 @@ import pytest
 
 from latentstudio.document import NUM_SLOTS, Document, DocumentError, OtherFace, Source
 from latentstudio.models.generator import to_uint8
-from latentstudio.project import ProjectError, load_project
+from latentstudio.project import ProjectError, load_project, save_project
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_tuned_document_renders_with_its_weights(generator, deltas, tuned_doc: D
 
 
 def test_tuned_project_round_trip(generator, deltas, tuned_doc: Document, tmp_path: Path) -> None:  # noqa: ANN001
-    tuned_doc.save(tmp_path / "t.lsproj")
+    save_project(tuned_doc, tmp_path / "t.lsproj")
     with zipfile.ZipFile(tmp_path / "t.lsproj") as z:
         assert json.loads(z.read("project.json"))["version"] == 2  # version-1 readers refuse it
     back = load_project(tmp_path / "t.lsproj")
@@ -74,7 +74,7 @@ def test_tuned_project_round_trip(generator, deltas, tuned_doc: Document, tmp_pa
         np.testing.assert_array_equal(back.tuning[k], v)
     np.testing.assert_array_equal(back.render(generator, 256), tuned_doc.render(generator, 256))
     plain = Document(tuned_doc.base, Source("seed", seed=5, psi=0.7))
-    plain.save(tmp_path / "p.lsproj")
+    save_project(plain, tmp_path / "p.lsproj")
     with zipfile.ZipFile(tmp_path / "p.lsproj") as z:
         assert json.loads(z.read("project.json"))["version"] == 1  # untuned projects stay readable
     assert load_project(tmp_path / "p.lsproj").tuning == {}
@@ -88,7 +88,7 @@ def test_damaged_tuned_weights(generator, deltas, tuned_doc: Document, tmp_path:
         Document(tuned_doc.base, tuned_doc.source, tuning=bad)
     # a project whose tuned array was damaged on disk
     path = tmp_path / "d.lsproj"
-    tuned_doc.save(path)
+    save_project(tuned_doc, path)
     with zipfile.ZipFile(path) as z:
         meta, npz = z.read("project.json"), z.read("arrays.npz")
     import io
@@ -125,9 +125,9 @@ def test_code_file_opens_as_a_document(generator, deltas, tmp_path: Path) -> Non
     save_code(path, code, quad=quad, landmarks=lms, source_size=np.array([200, 300]),
               photo=np.array(str(photo)), face_index=np.array(1), **{"tuned/" + k: v for k, v in deltas.items()})
     doc = Document.from_code_file(path)
-    assert doc.source.face_index == 1
-    assert doc.source.kind == "photo" and doc.source.can_paste_back and doc.source.photo_size == (200, 300)
-    np.testing.assert_array_equal(doc.source.quad, quad)
+    assert doc.source.placement.face_index == 1
+    assert doc.source.kind == "photo" and doc.source.can_paste_back and doc.source.placement.size == (200, 300)
+    np.testing.assert_array_equal(doc.source.placement.quad, quad)
     assert sorted(doc.tuning) == sorted(deltas) and doc.warnings == []
     np.testing.assert_array_equal(doc.base, code)
     Image.fromarray(np.full((100, 200, 3), 128, np.uint8)).save(photo)  # cropped since
@@ -152,10 +152,14 @@ def test_open_photo_with_tuning_headless(generator, tmp_path: Path) -> None:  # 
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage_data.astronaut()).save(photo)
+    from latentstudio.photo import invert_photo
+
     seen = []
-    doc = Document.open_photo(photo, steps=2, tune=TuneSettings(steps=3, size=256), generator=generator,
-                              progress=seen.append)
-    assert [(p.step, p.total) for p in seen] == [(i, 5) for i in range(1, 6)]  # one scale for both phases
+    code = invert_photo(photo, steps=2, tune=TuneSettings(steps=3, size=256), generator=generator,
+                        progress=seen.append)
+    assert seen[0].stage == "align" and seen[0].preview.shape == (1024, 1024, 3)
+    assert [(p.done, p.total) for p in seen[1:]] == [(i, 5) for i in range(1, 6)]  # one scale for both phases
+    doc = Document.from_photo(code)
     assert doc.tuning and doc.source.can_paste_back
     assert all(name in dict(generator.synthesis.named_parameters()) for name in doc.tuning)
     assert any(np.abs(d.astype(np.float32)).max() > 0 for d in doc.tuning.values())

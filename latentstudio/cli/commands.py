@@ -19,7 +19,8 @@ from latentstudio.atomic import output_set
 from latentstudio.cli import edit as edit_commands
 from latentstudio.cli import identity as identity_commands
 from latentstudio.cli.common import UserError
-from latentstudio.cli.common import step_printer as _progress_printer
+from latentstudio.cli.common import progress_printer
+from latentstudio.progress import Cancelled
 from latentstudio.safety import check_output, explain
 
 DEMO_SEED = 42
@@ -29,7 +30,8 @@ DEMO_SEED = 42
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from latentstudio.models.fetch import fetch
 
-    fetch(args.only or None, source_dir=Path(args.source) if args.source else None)
+    fetch(args.only or None, source_dir=Path(args.source) if args.source else None,
+          progress=progress_printer())
     return 0
 
 
@@ -98,18 +100,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _paste_back(photo: str, aligned, extras: dict):  # noqa: ANN001, ANN202
-    from latentstudio.face.image_io import load_image
-    from latentstudio.face.pasteback import paste_back
+    from latentstudio.face.placement import Placement
 
-    if "quad" not in extras or "landmarks" not in extras:
-        raise UserError("--paste-back needs a code from `latentstudio invert` "
-                        "(it stores the alignment quad and landmarks)")
-    rgb = load_image(photo)
-    size = tuple(int(v) for v in extras.get("source_size", (rgb.shape[1], rgb.shape[0])))
-    if size != (rgb.shape[1], rgb.shape[0]):
-        raise UserError(f"{photo} is {rgb.shape[1]}x{rgb.shape[0]} but the code was inverted from "
-                        f"a {size[0]}x{size[1]} photo; paste back into the photo it came from")
-    return paste_back(rgb, aligned, extras["quad"], extras["landmarks"])
+    return Placement.from_arrays(extras, photo).paste(aligned)
 
 
 # --------------------------------------------------------------------------- align / invert
@@ -122,7 +115,7 @@ def _warn_faces(n: int, chosen) -> None:  # noqa: ANN001 - Face
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from latentstudio.invert import align_photo
+    from latentstudio.photo import align_photo
 
     alignment, chosen, n = align_photo(args.photo, args.face)
     _warn_faces(n, chosen)
@@ -134,8 +127,11 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
-    from latentstudio.codes import photo_arrays, save_code
-    from latentstudio.invert import PRESETS, align_photo, invert
+    from latentstudio.codes import save_code
+    from latentstudio.face.detect import pick_face
+    from latentstudio.invert import PRESETS
+    from latentstudio.photo import find_faces, to_code
+    from latentstudio.tune import TuneSettings
 
     if not args.output.endswith(".npz"):
         raise UserError("the output of invert is a .npz code file (-o code.npz)")
@@ -143,22 +139,17 @@ def cmd_invert(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.tune is not None and args.tune < 1:
         raise UserError(f"--tune must be at least 1 step, got {args.tune}")
-    alignment, chosen, n = align_photo(args.photo, args.face)
-    _warn_faces(n, chosen)
+    photo = find_faces(args.photo)
+    _warn_faces(len(photo.confident), pick_face(photo.faces, args.face))  # no usable face: fail before loading
     g = _load_generator(args.device)
     preset = replace(PRESETS[args.preset], start=args.start) if args.start else args.preset
-    inv = invert(alignment.image, preset=preset, steps=args.steps, generator=g,
-                 seed=args.seed, progress=_progress_printer("inverting"))
-    tuned: dict[str, np.ndarray] = {}
-    if args.tune is not None:
-        from latentstudio.tune import TuneSettings, pivotal_tune
-
-        tuning = pivotal_tune(alignment.image, inv.w_plus, settings=TuneSettings(steps=args.tune),
-                              generator=g, seed=args.seed, progress=_progress_printer("tuning"))
-        tuned = tuning.arrays()
-        print(f"tuned the generator ({', '.join(f'{k} {v:.4f}' for k, v in sorted(tuning.losses.items()))})")
-    save_code(args.output, inv.w_plus, **tuned,
-              **photo_arrays(args.photo, alignment.quad, chosen.landmarks, alignment.source_size, args.face or 0),
+    pc = to_code(photo, args.face, generator=g, preset=preset, steps=args.steps, seed=args.seed,
+                 tune=TuneSettings(steps=args.tune) if args.tune is not None else None,
+                 progress=progress_printer())
+    inv, tuned = pc.inversion, pc.tuning.arrays() if pc.tuning else {}
+    if pc.tuning:
+        print(f"tuned the generator ({', '.join(f'{k} {v:.4f}' for k, v in sorted(pc.tuning.losses.items()))})")
+    save_code(args.output, inv.w_plus, **tuned, **pc.placement.arrays(),
               loss_names=np.array(sorted(inv.losses)),
               loss_values=np.array([inv.losses[k] for k in sorted(inv.losses)]),
               steps=np.array(inv.steps))
@@ -318,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("latentstudio: cancelled", file=sys.stderr)
+        return 130
+    except Cancelled as exc:
+        print(f"latentstudio: {exc}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line (or a traceback with --debug)
         if debug:

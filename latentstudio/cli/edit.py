@@ -10,13 +10,13 @@ import argparse
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from latentstudio.cli.common import as_user_errors, user_error
-from latentstudio.cli.common import stage_printer as _printer
+from latentstudio.cli.common import progress_printer
+from latentstudio.runtime import Runtime
 from latentstudio.edit.boundaries import Boundary, BoundaryError
 from latentstudio.latent import NUM_SLOTS, W_PLUS
 from latentstudio.safety import check_amount, check_output
@@ -51,7 +51,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from latentstudio.edit.boundaries import import_boundary, load_all, save_index, user_dir
+    from latentstudio.edit.boundaries import load_all, save_index, user_dir
+    from latentstudio.edit.train import import_boundary
 
     out = Path(args.out) if args.out else user_dir()
     with as_user_errors():
@@ -61,8 +62,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise BoundaryError(f"a boundary named {args.name!r} exists; pick another --name or pass --force")
         command = "latentstudio boundaries import " + " ".join(
             shlex.quote(a) for a in (Path(args.file).name, "--name", args.name, "--space", args.space))
-        b = import_boundary(args.file, args.name, args.space, label=args.label,
-                            samples=args.samples, command=command)
+        b = import_boundary(args.file, args.name, args.space, label=args.label, samples=args.samples,
+                            command=command, generator=Runtime("cpu").generator() if args.space == "z" else None)
         save_index(out, [b])
     acc = "" if b.val_accuracy is None else f", Z→W validation accuracy {b.val_accuracy:.3f}"
     print(f"imported {b.name} into {out}{acc}")
@@ -98,9 +99,9 @@ def _train_predictors(args: argparse.Namespace) -> list[Boundary]:
     names = list(ATTRIBUTES) if args.attributes == "all" else [a.strip() for a in args.attributes.split(",") if a.strip()]
     spec = SampleSpec(n=args.n, seed=args.seed, psi=args.psi, size=args.size)
     fits = train_attributes(names, spec, ratio=args.ratio, val_fraction=args.val_fraction,
-                            device=args.device, batch=args.batch, workers=args.workers,
+                            generator=Runtime(args.device).generator(), batch=args.batch, workers=args.workers,
                             cache_dir=Path(args.cache) if args.cache else None,
-                            keep_images=args.keep_images, whiten=args.whiten, progress=_printer("train"))
+                            keep_images=args.keep_images, whiten=args.whiten, progress=progress_printer("train"))
     command = _train_command(args, names)
     out = []
     for name, fit in fits.items():
@@ -122,7 +123,7 @@ def _train_labelled(args: argparse.Namespace) -> Boundary:
     if not (args.positive and args.negative and args.name):
         raise BoundaryError("user-labelled training needs --positive DIR, --negative DIR and --name NAME")
     fit = fit_labelled(Path(args.positive), Path(args.negative), val_fraction=args.val_fraction,
-                       seed=args.seed, progress=_printer("label"))
+                       seed=args.seed, generator=Runtime(args.device).generator, progress=progress_printer("label"))
     command = (f"latentstudio boundaries train --positive {shlex.quote(Path(args.positive).name)} "
                f"--negative {shlex.quote(Path(args.negative).name)} --name {args.name}")
     return Boundary(name=args.name, normal=fit.normal, label=args.label or args.name.replace("_", " ").capitalize(),
@@ -136,7 +137,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
     from latentstudio.edit.pca import PCA_FILE, fit_pca, save_pca
 
     path = Path(args.output) if args.output else PCA_FILE
-    pca = fit_pca(samples=args.samples, components=args.components, seed=args.seed)
+    pca = fit_pca(Runtime("cpu").generator(), samples=args.samples, components=args.components, seed=args.seed)
     save_pca(pca, path)
     print(f"wrote {path}: {args.components} components, std[:5] = "
           + ", ".join(f"{s:.2f}" for s in pca.std[:5]))
@@ -180,14 +181,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if bad or not names:
             raise BoundaryError(f"cannot calibrate {', '.join(bad) or 'nothing'}: a boundary in {folder} "
                                 f"whose name is a predictor ({', '.join(SCORE_NAMES)}) is needed")
-        start = time.monotonic()
-
-        def show(done: int, total: int) -> None:
-            print(f"[{time.monotonic() - start:7.1f}s] calibrate {done}/{total}", file=sys.stderr, flush=True)
-
         g = Generator.load(args.device)
         w = sample_w(g, np.arange(args.seed, args.seed + args.faces), 0.7)  # ψ 0.7, as the training samples
-        table = measure(predictor_scorer(g), bs, names, np.repeat(w[:, None], NUM_SLOTS, axis=1), progress=show)
+        table = measure(predictor_scorer(g), bs, names, np.repeat(w[:, None], NUM_SLOTS, axis=1),
+                        progress=progress_printer())
         print(f"wrote {table.save(folder)}")
     return 0
 
@@ -211,15 +208,17 @@ def cmd_edit(args: argparse.Namespace) -> int:
         apply_edits(np.zeros(W_PLUS, np.float32), alphas, directions, keep=keep, layers=layers)  # validate first
         for name, alpha in alphas.items():
             check_amount(name, alpha, directions[name].range, BoundaryError)
-        w_plus, extras, photo = _source_code(args)
+        runtime = Runtime(args.device)
+        try:
+            runtime.generator()
+        except RuntimeError as exc:  # e.g. CUDA asked for but absent
+            raise user_error(str(exc)) from exc
+        w_plus, extras, photo = _source_code(args, runtime)
         table = keep_table(args.keep_method, alphas, keep, layers, directions)
-        from latentstudio.models.generator import Generator, to_uint8
+        from latentstudio.models.generator import to_uint8
         from latentstudio.tune import generator_for_code
 
-        try:
-            g = generator_for_code(Generator.load(args.device), extras)  # tuned codes: their weights
-        except RuntimeError as exc:
-            raise user_error(str(exc)) from exc
+        g = generator_for_code(runtime.generator(), extras)  # tuned codes: their weights
         if table is None:
             edited = apply_edits(w_plus, alphas, directions, keep=keep, layers=layers)
         else:
@@ -283,8 +282,8 @@ def keep_table(method: str, alphas: dict[str, float], keep: list[str], layers: t
     return None
 
 
-def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.ndarray], str | None]:
-    """(W+ (23,512), extras (quad, landmarks …), photo path or None) from --code or by inverting PHOTO."""
+def _source_code(args: argparse.Namespace, runtime: Runtime) -> tuple[np.ndarray, dict[str, np.ndarray], str | None]:
+    """(W+ (23,512), extras (the placement …), photo path or None) from --code or by inverting PHOTO."""
     from latentstudio.codes import load_code, load_code_extras
 
     if args.code:
@@ -292,38 +291,18 @@ def _source_code(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, np.nda
         extras = load_code_extras(args.code)
         photo = str(extras["photo"]) if "photo" in extras else None  # invert's codes name their photo
         return code, extras, photo if photo and Path(photo).is_file() else None
-    from latentstudio.invert import invert_photo
+    from latentstudio.photo import invert_photo
 
-    result = invert_photo(args.photo, preset=args.preset)
-    extras = {"quad": np.asarray(result.alignment.quad), "landmarks": np.asarray(result.landmarks)}
-    return np.asarray(result.inversion.w_plus, np.float32).reshape(W_PLUS), extras, args.photo
+    pc = invert_photo(args.photo, preset=args.preset, generator=runtime.generator(), progress=progress_printer())
+    return np.asarray(pc.w_plus, np.float32).reshape(W_PLUS), pc.placement.arrays(), args.photo
 
 
 def paste_into(photo_path: Path, aligned: np.ndarray, extras: dict[str, np.ndarray]) -> np.ndarray:
-    """Paste an aligned render back into the photo using the code's stored ``quad``.
+    """Paste an aligned render back into the photo at the code's stored placement (codes without
+    stored landmarks: the photo's face closest to the stored quad)."""
+    from latentstudio.face.placement import Placement
 
-    Landmarks come from the code's ``landmarks`` when stored, else from detecting the photo's
-    faces and taking the one whose FFHQ quad is closest to the stored quad.
-    """
-    from latentstudio.face.align import ffhq_quad
-    from latentstudio.face.detect import detect_faces
-    from latentstudio.face.image_io import load_image
-    from latentstudio.face.pasteback import paste_back
-
-    quad = extras.get("quad")
-    if quad is None or np.asarray(quad).shape != (4, 2):
-        raise BoundaryError("--paste-back needs a code that stores its alignment quad "
-                            "(key 'quad', written by `latentstudio invert`)")
-    quad = np.asarray(quad, np.float64)
-    photo = load_image(photo_path)
-    landmarks = extras.get("landmarks")
-    if landmarks is None or np.asarray(landmarks).shape != (68, 2):
-        faces = detect_faces(photo)
-        if not faces:
-            raise BoundaryError(f"{photo_path}: no face found to paste back onto")
-        landmarks = min((f.landmarks for f in faces),
-                        key=lambda lm: float(np.abs(ffhq_quad(lm) - quad).sum()))
-    return paste_back(photo, aligned, quad, np.asarray(landmarks, np.float64))
+    return Placement.from_arrays(extras, photo_path, find_landmarks=True).paste(aligned)
 
 
 # ------------------------------------------------------------------------------- register

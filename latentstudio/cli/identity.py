@@ -8,9 +8,6 @@ problems (bad file, no face, bad amount, missing mapper) become ``latentstudio.c
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import numpy as np
 from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.latent import W_PLUS
 from latentstudio.cli.common import as_user_errors as _as_user_errors
-from latentstudio.cli.common import step_printer as _progress_printer
+from latentstudio.cli.common import interruptible, progress_printer
 from latentstudio.cli.common import user_error as _user_error
 
 
@@ -30,11 +27,11 @@ class Face:
     code: np.ndarray
     label: str
     photo: Path | None = None
-    extras: dict[str, np.ndarray] = field(default_factory=dict)  # quad, landmarks
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # a code file's, or a Placement's arrays
     aligned: np.ndarray | None = None  # the aligned photo, when this command aligned it
 
 
-def load_face(path: str, preset: str, device: str | None) -> Face:
+def load_face(path: str, preset: str, generator) -> Face:  # noqa: ANN001 - Generator
     """A photo (aligned + inverted) or a code file → Face."""
     p = Path(path)
     if p.suffix.lower() in CODE_SUFFIXES:
@@ -46,22 +43,19 @@ def load_face(path: str, preset: str, device: str | None) -> Face:
         return Face(code, p.name, photo, extras)
     if not p.is_file():
         raise _user_error(f"{p}: no such photo or code file")
-    from latentstudio.invert import invert_photo
+    from latentstudio.photo import invert_photo
 
-    inv = invert_photo(p, preset=preset, device=device,
-                       progress=_progress_printer(f"inverting {p.name} ({preset})"))
-    extras = {"quad": np.asarray(inv.alignment.quad, np.float64),
-              "landmarks": np.asarray(inv.landmarks, np.float64)}
-    return Face(np.asarray(inv.inversion.w_plus, np.float32).reshape(W_PLUS), p.name, p, extras,
-                inv.alignment.image)
+    pc = invert_photo(p, preset=preset, generator=generator, progress=progress_printer(f"{p.name} ({preset})"))
+    return Face(np.asarray(pc.w_plus, np.float32).reshape(W_PLUS), p.name, p, pc.placement.arrays(),
+                pc.alignment.image)
 
 
 def _models(args: argparse.Namespace):  # noqa: ANN202 - IdentityModels
-    from latentstudio.identity.api import load_models
     from latentstudio.identity.mapper import MapperError
+    from latentstudio.runtime import Runtime
 
     try:
-        return load_models(args.device, args.weights)
+        return Runtime(args.device, mapper_weights=args.weights).identity()
     except MapperError as exc:
         raise _user_error(str(exc)) from exc
     except RuntimeError as exc:  # e.g. CUDA requested but absent
@@ -69,18 +63,13 @@ def _models(args: argparse.Namespace):  # noqa: ANN202 - IdentityModels
 
 
 def _paste(face: Face, rgb: np.ndarray) -> np.ndarray:
-    from latentstudio.face.image_io import load_image
-    from latentstudio.face.pasteback import paste_back
+    from latentstudio.face.placement import Placement
 
-    quad, landmarks = face.extras.get("quad"), face.extras.get("landmarks")
-    if face.photo is None or quad is None or landmarks is None:
+    if face.photo is None or "quad" not in face.extras:
         raise _user_error(f"--paste-back needs the attribute face as a photo, or a code from "
                           f"`latentstudio invert` (it stores the photo, quad and landmarks); "
                           f"{face.label} has none")
-    if not face.photo.is_file():
-        raise _user_error(f"--paste-back: the photo {face.photo} of {face.label} is gone")
-    return paste_back(load_image(face.photo), rgb, np.asarray(quad, np.float64),
-                      np.asarray(landmarks, np.float64))
+    return Placement.from_arrays(face.extras, face.photo).paste(rgb)
 
 
 def _write(args: argparse.Namespace, code: np.ndarray, models, paste_into: Face | None,  # noqa: ANN001
@@ -117,7 +106,7 @@ def _identity_target(face: Face, models) -> np.ndarray | None:  # noqa: ANN001
 
     aligned = face.aligned
     if aligned is None and face.photo is not None and face.photo.is_file():
-        from latentstudio.invert import align_photo
+        from latentstudio.photo import align_photo
 
         index = int(face.extras["face_index"]) if "face_index" in face.extras else None
         try:
@@ -130,13 +119,9 @@ def _identity_target(face: Face, models) -> np.ndarray | None:  # noqa: ANN001
 def _refined(code: np.ndarray, ident: Face, attrs: Face, steps: int, models) -> np.ndarray:  # noqa: ANN001
     from latentstudio.identity import api
 
-    def show(p) -> None:  # noqa: ANN001 - Progress
-        print(f"\rrefining: step {p.step}/{p.total} {p.message}", end="\n" if p.step == p.total else "",
-              file=sys.stderr, flush=True)
-
     return api.refine_transfer(code, attrs.code, identity_code=ident.code,
                                identity_embedding=_identity_target(ident, models), steps=steps,
-                               progress=show, models=models)
+                               progress=progress_printer(), models=models)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -148,8 +133,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         if args.refine is not None and not 1 <= args.refine <= 1000:
             raise _user_error(f"--refine takes 1 to 1000 steps, got {args.refine}")
         models = _models(args)
-        ident = load_face(args.identity, args.preset, args.device)
-        attrs = load_face(args.attributes, args.preset, args.device)
+        ident = load_face(args.identity, args.preset, models.generator)
+        attrs = load_face(args.attributes, args.preset, models.generator)
         # base = the attribute face; other = the identity face: id_alpha of its identity, and
         # (1 − attr_alpha) of its attributes
         code = api.blend(attrs.code, ident.code, args.id_alpha, 1.0 - args.attr_alpha, lock=args.lock,
@@ -169,7 +154,7 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
     with _as_user_errors():
         api._amount(args.strength, "--strength")
         models = _models(args)
-        face = load_face(args.face, args.preset, args.device)
+        face = load_face(args.face, args.preset, models.generator)
         code = api.deidentify(face.code, args.strength, None if args.mean else args.seed, lock=args.lock,
                               models=models)
         _write(args, code, models, face if args.paste_back else None,
@@ -189,41 +174,10 @@ def _train_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
         raise _user_error(f"bad training option: {exc}") from exc
 
 
-class _StopFlag:
-    """Ctrl-C once: stop after the current step (checkpoint kept); twice: abort now."""
-
-    def __init__(self) -> None:
-        self.flag = False
-
-    def __call__(self) -> bool:
-        return self.flag
-
-    def on_sigint(self, signum, frame) -> None:  # noqa: ANN001
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-        print("\nstopping after this step (work kept; Ctrl-C again to abort now)…", file=sys.stderr, flush=True)
-
-
 def _run_interruptible(job) -> int:  # noqa: ANN001 - job(progress, cancelled) -> None
-    from latentstudio.identity.data import TrainingCancelled
-
-    stop = _StopFlag()
-    start = time.monotonic()
-
-    def show(p) -> None:  # noqa: ANN001 - Progress
-        print(f"[{time.monotonic() - start:7.1f}s] {p.stage} {p.step}/{p.total} {p.message}",
-              file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, stop.on_sigint)
-    try:
-        with _as_user_errors():
-            job(show, stop)
-    except TrainingCancelled as exc:
-        print(f"latentstudio: {exc}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    """Run ``job`` with the CLI's progress printer; Ctrl-C once cancels it after its current step."""
+    with interruptible() as stop, _as_user_errors():
+        job(progress_printer(), stop)
     return 0
 
 

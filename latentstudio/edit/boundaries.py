@@ -279,45 +279,6 @@ def load_all(folders: Iterable[Path] | None = None) -> dict[str, Boundary]:
     return out
 
 
-# ----------------------------------------------------------------------------------- import
-def z_to_w(normal_z: np.ndarray, generator=None, *, samples: int = 20000, ratio: float = 0.1,  # noqa: ANN001
-           seed: int = 0, val_fraction: float = 0.3):  # noqa: ANN201 - train.FitResult
-    """A Z boundary → W boundary: label sampled z by n_z·z, keep the top/bottom ``ratio``,
-    fit the linear SVM on w = map(z) (ψ = 1). Returns ``train.FitResult``."""
-    import torch
-
-    from latentstudio.edit.train import fit_boundary
-    from latentstudio.models.generator import Generator
-
-    n = unit_vector(normal_z, "Z boundary")
-    g = generator or Generator.load("cpu")
-    z = torch.randn(samples, W_DIM, generator=torch.Generator().manual_seed(seed))
-    w = np.concatenate([g.map(z[i:i + 4096], 1.0).cpu().numpy() for i in range(0, samples, 4096)])
-    score = z.numpy().astype(np.float64) @ n.astype(np.float64)
-    return fit_boundary(w, score, np.ones(samples, bool), ratio=ratio, val_fraction=val_fraction, seed=seed)
-
-
-def import_boundary(path: str | Path, name: str, space: str, *, label: str | None = None,
-                    generator=None, samples: int = 20000, seed: int = 0,  # noqa: ANN001
-                    command: str | None = None) -> Boundary:
-    """Read a published boundary (.npy/.pt) in ``space`` "z" or "w" and return it as a W Boundary."""
-    check_name(name)
-    if space not in ("z", "w"):
-        raise BoundaryError(f"space must be 'z' or 'w', got {space!r}")
-    vec = read_vector(path)
-    details: dict[str, Any] = {"imported_from": Path(path).name, "original_space": space}
-    acc = None
-    if space == "z":
-        fit = z_to_w(vec, generator, samples=samples, seed=seed)
-        details.update({"z_to_w_samples": samples, "z_to_w_ratio": 0.1,
-                        "cosine_to_z_vector": round(float(np.dot(fit.normal, vec)), 4)})
-        vec, acc = fit.normal, fit.val_accuracy
-    return Boundary(name=name, normal=vec, label=label or name.replace("_", " ").capitalize(),
-                    sign=f"+ = as the imported file's + direction ({Path(path).name})",
-                    val_accuracy=acc, n=samples if space == "z" else None, predictor=None,
-                    command=command, source="imported", details=details)
-
-
 def with_defaults(b: Boundary, **changes: Any) -> Boundary:
     """A copy of ``b`` with some fields changed (validated again)."""
     return replace(b, **changes)

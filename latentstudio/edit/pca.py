@@ -37,18 +37,17 @@ class PCA:
     seed: int
 
 
-def fit_pca(generator=None, *, samples: int = 100_000, components: int = 20,  # noqa: ANN001
+def fit_pca(generator, *, samples: int = 100_000, components: int = 20,  # noqa: ANN001
             seed: int = 0, batch: int = 8192) -> PCA:
     """PCA of w = map(z), z ~ N(0, I) seeded (ψ = 1), via the 512×512 covariance."""
     import torch
 
-    from latentstudio.models.generator import Generator
 
     if not 1 <= components <= W_DIM:
         raise ValueError(f"components must be in 1..{W_DIM}, got {components}")
     if samples <= components:
         raise ValueError(f"need more samples than components, got {samples} ≤ {components}")
-    g = generator or Generator.load("cpu")
+    g = generator
     rng = torch.Generator().manual_seed(seed)
     total = np.zeros(W_DIM, np.float64)
     outer = np.zeros((W_DIM, W_DIM), np.float64)

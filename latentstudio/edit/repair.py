@@ -20,7 +20,7 @@ With a boundary trained at GPU scale (N ≥ 200 000) the global normal should ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,7 @@ import torch
 
 from latentstudio.edit.boundaries import NUM_SLOTS, Boundary, BoundaryError
 from latentstudio.edit.conditional import condition
+from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
 
 QUALITY = "quality"
 #: identity-relevant directions the repair must not move (those present are used)
@@ -84,18 +85,16 @@ def _score(generator, code: np.ndarray) -> float:  # noqa: ANN001 - Generator
     return float(quality_scores(img)[0])
 
 
-def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=None,  # noqa: ANN001
+def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,  # noqa: ANN001
            max_strength: float = DEFAULT_MAX, step: float = STEP, threshold: float | None = None,
-           cancelled: Callable[[], bool] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> RepairResult:
+           cancelled: CancelFn | None = None, progress: ProgressFn | None = None) -> RepairResult:
     """Move ``w_plus`` (23,512) along the conditioned quality direction until it looks clean.
 
     ``max_strength`` caps α (the CLI's ``--repair STRENGTH``); ``threshold`` defaults to the one
-    stored with the quality boundary (the score most clean ψ = 0.7 faces reach). ``progress(done,
-    total)`` is called after every scored step; ``cancelled()`` stops the walk (the best step so
-    far is returned).
+    stored with the quality boundary (the score most clean ψ = 0.7 faces reach). ``progress`` gets
+    ``Progress("repair", …)`` after every scored step; ``cancelled()`` stops the walk with
+    ``Cancelled``.
     """
-    from latentstudio.models.generator import Generator
 
     code = np.asarray(w_plus, np.float32)
     if code.shape != (NUM_SLOTS, 512) or not np.isfinite(code).all():
@@ -104,22 +103,19 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=
         raise BoundaryError(f"repair strength must be ≥ 0 and step > 0, got {max_strength}, {step}")
     b = quality_boundary(boundaries)
     limit = float(b.details["threshold"]) if threshold is None else float(threshold)
-    g = generator or Generator.load("cpu")
+    g = generator
     direction = repair_direction(boundaries, code, g.w_avg.cpu().numpy())
     total = int(max_strength / step + 1e-9) + 1
     before = _score(g, code)
-    if progress:
-        progress(1, total)
+    report(progress, Progress("repair", 1, total))
     best = (before, 0.0, code)
     alpha = 0.0
     while best[0] < limit and alpha + step <= max_strength + 1e-9:
-        if cancelled is not None and cancelled():
-            break
+        check(cancelled, f"repair cancelled at strength {alpha:.2f}")
         alpha += step
         candidate = code + alpha * direction[None]
         score = _score(g, candidate)
-        if progress:
-            progress(round(alpha / step) + 1, total)
+        report(progress, Progress("repair", round(alpha / step) + 1, total))
         if score > best[0]:
             best = (score, alpha, candidate)
     after, used, out = best
@@ -128,9 +124,8 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator=
 
 # ------------------------------------------------------------------------------ training
 def train_quality_boundary(n: int, *, seed: int = 100_000, psi: float = 1.0, ratio: float = 0.05,
-                           clean_n: int = 200, generator=None, batch: int = 8,  # noqa: ANN001
-                           progress: Callable[[str], None] = lambda m: None,
-                           cancelled: Callable[[], bool] | None = None) -> Boundary:
+                           clean_n: int = 200, generator, batch: int = 8,  # noqa: ANN001
+                           progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> Boundary:
     """Render ``n`` seeded ψ samples at 256², score them, fit the quality boundary.
 
     The repair threshold is the 10th percentile of the scores of ``clean_n`` ψ = 0.7 faces:
@@ -138,19 +133,18 @@ def train_quality_boundary(n: int, *, seed: int = 100_000, psi: float = 1.0, rat
     """
     from latentstudio.edit.quality import quality_scores
     from latentstudio.edit.train import fit_boundary
-    from latentstudio.models.generator import Generator, to_uint8
+    from latentstudio.models.generator import to_uint8
 
-    g = generator or Generator.load("cpu")
+    g = generator
 
     def scored(first: int, count: int, trunc: float) -> tuple[np.ndarray, np.ndarray]:
         ws, scores = [], []
         for start in range(first, first + count, batch):
-            if cancelled is not None and cancelled():
-                raise KeyboardInterrupt("quality training cancelled")
+            check(cancelled, "quality training cancelled")
             w = g.map(g.sample_z(start, min(batch, first + count - start)), trunc)
             scores.append(quality_scores(to_uint8(g.synthesize(w, size=256))))
             ws.append(w.cpu().numpy())
-            progress(f"scored {start + len(w) - first}/{count} samples (ψ {trunc})")
+            report(progress, Progress("score", start + len(w) - first, count, f"ψ {trunc}"))
         return np.concatenate(ws), np.concatenate(scores)
 
     w, s = scored(seed, n, psi)

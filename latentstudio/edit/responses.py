@@ -43,6 +43,7 @@ import numpy as np
 
 from latentstudio.edit.apply import apply_edits, edit_delta
 from latentstudio.edit.boundaries import NUM_SLOTS, W_DIM, Boundary, BoundaryError
+from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
 
 FILE = "responses.npz"
 #: steps along a unit normal at which the responses are measured (0 → 0 is implied)
@@ -55,9 +56,7 @@ ITERATIONS = 6
 RADIUS = 1.0
 LM_DAMPING = 0.05
 
-ProgressFn = Callable[[int, int], None]
 Scorer = Callable[[np.ndarray], Mapping[str, np.ndarray]]
-CancelFn = Callable[[], bool]
 
 
 def normal_digest(normal: np.ndarray) -> str:
@@ -165,13 +164,11 @@ def measure(score: Scorer, boundaries: Mapping[str, Boundary], names: Sequence[s
 
     def scored(batch: np.ndarray) -> np.ndarray:  # (N,p)
         nonlocal done, predictors
-        if cancelled is not None and cancelled():
-            raise BoundaryError("calibration cancelled")
+        check(cancelled, "calibration cancelled")
         s = score(batch)
         predictors = predictors or tuple(s)
         done += 1
-        if progress is not None:
-            progress(done, total)
+        report(progress, Progress("calibrate", done, total))
         return np.stack([np.asarray(s[k], np.float64) for k in predictors], axis=1)
 
     base = scored(codes)

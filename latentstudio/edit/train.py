@@ -22,8 +22,8 @@ Pipeline (Shen et al., InterFaceGAN):
    everywhere: the whitened yaw normal turns the head half as far per unit step.
 3. :func:`fit_labelled` — the same SVM on codes the user labelled (two folders).
 
-Both steps take ``progress(TrainProgress)`` and ``cancelled() -> bool`` callbacks (polled per
-batch); a cancelled run raises :class:`TrainingCancelled` and keeps the finished chunks.
+Both steps take ``progress(Progress)`` and ``cancelled() -> bool`` callbacks (polled per
+batch); a cancelled run raises :class:`Cancelled` and keeps the finished chunks.
 """
 
 from __future__ import annotations
@@ -34,16 +34,19 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from latentstudio.atomic import save_npy, save_npz
 from latentstudio.codes import CODE_SUFFIXES
-from latentstudio.edit.boundaries import BoundaryError
+from latentstudio.edit.boundaries import Boundary, BoundaryError, check_name, read_vector, unit_vector
+
+from latentstudio.latent import W_DIM
+from latentstudio.progress import CancelFn, Cancelled, Progress, ProgressFn
 
 CHUNK = 100  # seeds per cache file
 PIECE = 16  # images per predictor task when scoring in worker processes
-from latentstudio.latent import W_DIM
 
 
 @dataclass(frozen=True)
@@ -84,22 +87,6 @@ ATTRIBUTES: dict[str, AttributeInfo] = {
     "beard": AttributeInfo("Beard", "+ = more beard"),
     "lighting": AttributeInfo("Lighting", "+ = light from the image's right"),
 }
-
-
-class TrainingCancelled(Exception):
-    """Raised when the ``cancelled`` callback returns True; finished chunks stay cached."""
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    stage: str  # "score", "fit"
-    done: int
-    total: int
-    message: str = ""
-
-
-ProgressFn = Callable[[TrainProgress], None]
-CancelFn = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -242,7 +229,7 @@ def _z_of_seeds(generator, seeds: np.ndarray):  # noqa: ANN001, ANN202 - Generat
     return torch.cat([generator.sample_z(int(s), 1) for s in seeds])
 
 
-def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None,  # noqa: ANN001
+def score_samples(spec: SampleSpec, *, generator,  # noqa: ANN001 - Generator
                   batch: int | None = None, workers: int = 0, cache_dir: Path | None = None,
                   keep_images: bool = False, progress: ProgressFn | None = None,
                   cancelled: CancelFn | None = None) -> Scores:
@@ -255,9 +242,9 @@ def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None
     so that scoring again with changed predictors skips the expensive rendering; cached renders
     are reused whenever present.
     """
-    from latentstudio.models.generator import Generator, to_uint8
+    from latentstudio.models.generator import to_uint8
 
-    g = generator or Generator.load(device)
+    g = generator
     batch = batch or (128 if g.device.type == "cuda" else 4)
     folder = _chunk_dir(cache_dir or default_cache_dir(), spec)
     image_dir = (cache_dir or default_cache_dir()) / "images" / f"psi{spec.psi:g}_size{spec.size}"
@@ -273,7 +260,7 @@ def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None
             results[start] = cached
     done = sum(len(r.seeds) for r in results.values())
     if progress:
-        progress(TrainProgress("score", done, spec.n, f"{done} cached, {spec.n - done} to render"))
+        progress(Progress("score", done, spec.n, f"{done} cached, {spec.n - done} to render"))
 
     def finish(seeds: np.ndarray, parts: list) -> None:  # noqa: ANN001 - list of dicts / Futures
         nonlocal done
@@ -284,7 +271,7 @@ def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None
         results[int(seeds[0])] = chunk
         done += len(seeds)
         if progress:
-            progress(TrainProgress("score", done, spec.n, f"{done}/{spec.n} samples scored"))
+            progress(Progress("score", done, spec.n, f"{done}/{spec.n} samples scored"))
 
     # a CUDA parent must not fork (its driver state and threads do not survive it): spawn there
     context = multiprocessing.get_context("spawn" if g.device.type == "cuda" else None)
@@ -297,7 +284,7 @@ def score_samples(spec: SampleSpec, *, generator=None, device: str | None = None
             rendered = []
             for sub in _batches(seeds, batch):
                 if cancelled and cancelled():
-                    raise TrainingCancelled(f"scoring cancelled after {done}/{spec.n} samples")
+                    raise Cancelled(f"scoring cancelled after {done}/{spec.n} samples")
                 if stored is not None:
                     images = stored[sub - seeds[0]]
                 else:
@@ -451,7 +438,7 @@ def whitened(name: str, whiten: str = "auto") -> bool:
 
 
 def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0.02,
-                     val_fraction: float = 0.3, generator=None, device: str | None = None,  # noqa: ANN001
+                     val_fraction: float = 0.3, generator,  # noqa: ANN001 - Generator
                      batch: int | None = None, workers: int = 0, cache_dir: Path | None = None,
                      keep_images: bool = False, whiten: str = "auto", progress: ProgressFn | None = None,
                      cancelled: CancelFn | None = None) -> dict[str, FitResult]:
@@ -459,7 +446,6 @@ def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0
     ``whiten``: which fits work in the coordinates that whiten the N sampled codes (module doc):
     ``"auto"`` (each attribute's ``AttributeInfo.whiten``), ``"all"`` or ``"none"``."""
     from latentstudio.edit.predictors import SCORE_NAMES
-    from latentstudio.models.generator import Generator
 
     if whiten not in WHITEN_CHOICES:
         raise BoundaryError(f"whiten must be one of {', '.join(WHITEN_CHOICES)}, got {whiten!r}")
@@ -467,7 +453,7 @@ def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0
     if unknown:
         raise BoundaryError(f"unknown attribute(s) {', '.join(unknown)}; "
                             f"predictors: {', '.join(SCORE_NAMES)}")
-    g = generator or Generator.load(device)
+    g = generator
     s = score_samples(spec, generator=g, batch=batch, workers=workers, cache_dir=cache_dir,
                       keep_images=keep_images, progress=progress, cancelled=cancelled)
     w = sample_w(g, s.seeds, spec.psi)
@@ -477,12 +463,12 @@ def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0
     out = {}
     for i, name in enumerate(names):
         if cancelled and cancelled():
-            raise TrainingCancelled("fitting cancelled")
+            raise Cancelled("fitting cancelled")
         out[name] = fit_boundary(w, s.scores[name], s.valid, ratio=ratio,
                                  val_fraction=val_fraction, seed=spec.seed,
                                  whiten=whitener if name in use else None)
         if progress:
-            progress(TrainProgress("fit", i + 1, len(names),
+            progress(Progress("fit", i + 1, len(names),
                                    f"{name}: validation accuracy {out[name].val_accuracy:.3f}"))
     return out
 
@@ -506,37 +492,75 @@ def code_to_w(w_plus: np.ndarray) -> np.ndarray:
     return np.asarray(w_plus, np.float32).reshape(-1, W_DIM).mean(0)
 
 
-def labelled_codes(folder: Path, *, invert_preset: str = "fast",
+def labelled_codes(folder: Path, *, generator: Callable[[], Any], invert_preset: str = "fast",
                    progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> np.ndarray:
-    """Every code or photo in ``folder`` → w (M,512). Photos are inverted (``invert_photo``)."""
+    """Every code or photo in ``folder`` → w (M,512). Photos are inverted (``invert_photo``) with
+    ``generator()`` (asked for only when there is a photo)."""
     from latentstudio.codes import LatentError, load_code
 
     items = _folder_items(Path(folder))
     out = []
     for i, p in enumerate(items):
         if cancelled and cancelled():
-            raise TrainingCancelled("cancelled while reading labelled samples")
+            raise Cancelled("cancelled while reading labelled samples")
         if p.suffix.lower() in CODE_SUFFIXES:
             try:
                 out.append(code_to_w(load_code(p)))
             except LatentError as exc:
                 raise BoundaryError(str(exc)) from exc
         else:
-            from latentstudio.invert import invert_photo
+            from latentstudio.photo import invert_photo
 
-            result = invert_photo(p, preset=invert_preset)
-            w_plus = result[0] if isinstance(result, tuple) else result.inversion.w_plus
-            out.append(code_to_w(w_plus))
+            out.append(code_to_w(invert_photo(p, preset=invert_preset, generator=generator()).w_plus))
         if progress:
-            progress(TrainProgress("codes", i + 1, len(items), f"{folder}: {p.name}"))
+            progress(Progress("codes", i + 1, len(items), f"{folder}: {p.name}"))
     return np.stack(out)
 
 
-def fit_labelled(positive: Path, negative: Path, *, val_fraction: float = 0.3, seed: int = 0,
-                 progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> FitResult:
-    """Boundary from two folders of codes or photos: positive (+ side) and negative examples."""
-    pos = labelled_codes(positive, progress=progress, cancelled=cancelled)
-    neg = labelled_codes(negative, progress=progress, cancelled=cancelled)
+def fit_labelled(positive: Path, negative: Path, *, generator: Callable[[], Any], val_fraction: float = 0.3,
+                 seed: int = 0, progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> FitResult:
+    """Boundary from two folders of codes or photos: positive (+ side) and negative examples
+    (photos are inverted with ``generator()``)."""
+    pos = labelled_codes(positive, generator=generator, progress=progress, cancelled=cancelled)
+    neg = labelled_codes(negative, generator=generator, progress=progress, cancelled=cancelled)
     x = np.concatenate([pos, neg])
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
     return fit_svm(x, y, val_fraction=val_fraction, seed=seed)
+
+
+# ----------------------------------------------------------------------------------- import
+def z_to_w(normal_z: np.ndarray, generator, *, samples: int = 20000, ratio: float = 0.1,  # noqa: ANN001
+           seed: int = 0, val_fraction: float = 0.3) -> FitResult:
+    """A Z boundary → W boundary: label sampled z by n_z·z, keep the top/bottom ``ratio``,
+    fit the linear SVM on w = map(z) (ψ = 1). """
+    import torch
+
+    n = unit_vector(normal_z, "Z boundary")
+    g = generator
+    z = torch.randn(samples, W_DIM, generator=torch.Generator().manual_seed(seed))
+    w = np.concatenate([g.map(z[i:i + 4096], 1.0).cpu().numpy() for i in range(0, samples, 4096)])
+    score = z.numpy().astype(np.float64) @ n.astype(np.float64)
+    return fit_boundary(w, score, np.ones(samples, bool), ratio=ratio, val_fraction=val_fraction, seed=seed)
+
+
+def import_boundary(path: str | Path, name: str, space: str, *, label: str | None = None,
+                    generator=None, samples: int = 20000, seed: int = 0,  # noqa: ANN001
+                    command: str | None = None) -> Boundary:
+    """Read a published boundary (.npy/.pt) in ``space`` "z" or "w" and return it as a W Boundary."""
+    check_name(name)
+    if space not in ("z", "w"):
+        raise BoundaryError(f"space must be 'z' or 'w', got {space!r}")
+    vec = read_vector(path)
+    details: dict[str, Any] = {"imported_from": Path(path).name, "original_space": space}
+    acc = None
+    if space == "z":
+        if generator is None:
+            raise BoundaryError("importing a Z-space boundary needs the generator (its mapping network)")
+        fit = z_to_w(vec, generator, samples=samples, seed=seed)
+        details.update({"z_to_w_samples": samples, "z_to_w_ratio": 0.1,
+                        "cosine_to_z_vector": round(float(np.dot(fit.normal, vec)), 4)})
+        vec, acc = fit.normal, fit.val_accuracy
+    return Boundary(name=name, normal=vec, label=label or name.replace("_", " ").capitalize(),
+                    sign=f"+ = as the imported file's + direction ({Path(path).name})",
+                    val_accuracy=acc, n=samples if space == "z" else None, predictor=None,
+                    command=command, source="imported", details=details)

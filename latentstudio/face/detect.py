@@ -42,6 +42,8 @@ LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 class FaceError(InputError):
     """No usable face in the photo; the message says why and what to try."""
 
+    title = "No usable face"  # the heading of its error dialog
+
 
 class NoFaceError(FaceError):
     """The detector found no face (or the requested face index does not exist)."""

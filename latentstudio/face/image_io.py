@@ -47,6 +47,8 @@ _WHITE = 255.0
 class ImageError(InputError):
     """A file could not be read or written as an image; the message names the file and cause."""
 
+    title = "Cannot read the image"  # the heading of its error dialog
+
 
 # ----------------------------------------------------------------------------------------------
 # loading

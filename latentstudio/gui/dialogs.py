@@ -70,33 +70,13 @@ class FacePicker(QDialog):
 
 
 def describe_error(exc: BaseException, details: str) -> tuple[str, str, str]:
-    """(title, cause, details) for an error dialog."""
-    from latentstudio.codes import LatentError
-    from latentstudio.document import DocumentError
-    from latentstudio.face.detect import FaceError
-    from latentstudio.face.image_io import ImageError
-    from latentstudio.models.fetch import FetchError
-    from latentstudio.project import ProjectError
-
+    """(title, cause, details) for an error dialog: the same words as the command line
+    (``safety.explain``)."""
     from latentstudio.safety import explain
 
-    told = explain(exc)  # the same one-line wording as the command line
+    told = explain(exc)
     text = told.message
-    if isinstance(exc, FaceError):
-        return "No usable face", text, details
-    if isinstance(exc, ImageError):
-        return "Cannot read the image", text, details
-    if isinstance(exc, LatentError):
-        return "Cannot read the latent code", text, details
-    if isinstance(exc, FetchError):
-        return "Models are missing", text, details
-    if isinstance(exc, ProjectError):
-        return "Cannot open the project", text, details
-    if isinstance(exc, DocumentError):
-        return "Cannot do that", text, details
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return "Out of memory", (f"{text}\n\nClose other programs, or switch the render device "
                                  "to CPU (View ▸ Render device)."), details
-    if not told.internal:
-        return "Cannot do that", text, details
-    return "Something went wrong", text, details or repr(exc)
+    return told.title, text, details or (repr(exc) if told.internal else "")

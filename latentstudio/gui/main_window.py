@@ -21,15 +21,16 @@ from PySide6.QtWidgets import (
     QStyle,
     QPushButton,
     QTabWidget,
-    QUndoView,
     QWidget,
 )
 
 from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.gui.canvas import BEFORE_KEY, Canvas
 from latentstudio.gui.dialogs import FacePicker, show_error
+from latentstudio.gui.history import HistoryView, update_actions
 from latentstudio.gui.identity import IdentityPanel
 from latentstudio.gui.session import IMAGE_SUFFIXES, EditorSession, PendingPhoto
+from latentstudio.progress import Progress
 from latentstudio.project import PROJECT_SUFFIX
 from latentstudio.render import Frame
 
@@ -69,8 +70,7 @@ class MainWindow(QMainWindow):
         edit_dock.setWidget(tabs)
         edit_dock.setMinimumWidth(380)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, edit_dock)
-        self.history = QUndoView(session.undo)
-        self.history.setEmptyLabel("Original")
+        self.history = HistoryView(lambda: session.history, session.go_to)
         hist_dock = QDockWidget("History", self, objectName="historyDock")
         hist_dock.setWidget(self.history)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, hist_dock)
@@ -120,9 +120,9 @@ class MainWindow(QMainWindow):
         self.act_import = self._action("&Import direction…", self.import_dialog, None,
                                        "Add a latent direction (.npy/.pt) or PCA components (.npz)")
         self.act_quit = self._action("&Quit", self.close, S.Quit)
-        self.act_undo = self.session.undo.createUndoAction(self, "&Undo")
+        self.act_undo = self._action("&Undo", lambda: self.session.undo(), None)
         self.act_undo.setShortcuts(QKeySequence.keyBindings(S.Undo))
-        self.act_redo = self.session.undo.createRedoAction(self, "&Redo")
+        self.act_redo = self._action("&Redo", lambda: self.session.redo(), None)
         self.act_redo.setShortcuts(QKeySequence.keyBindings(S.Redo) + [QKeySequence("Ctrl+Y")])
         self.act_reset = self._action("Reset all sliders", lambda: self.session.reset_all(), "Ctrl+R")
         self.act_repair = self._action("Repair &artifacts", lambda: self.session.repair_artifacts(),
@@ -236,7 +236,8 @@ class MainWindow(QMainWindow):
         s.modelsMissing.connect(self._offer_fetch)
         s.otherChanged.connect(i.show_thumbnail)
         s.directionsChanged.connect(self._rebuild_sliders)
-        s.undo.cleanChanged.connect(self._clean_changed)
+        s.historyChanged.connect(self._history_changed)
+        self._history_changed()
         a.valueEdited.connect(s.set_value)
         a.dragStarted.connect(s.begin_drag)
         a.dragFinished.connect(s.end_drag)
@@ -260,8 +261,11 @@ class MainWindow(QMainWindow):
     def _status(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
 
-    def _clean_changed(self, clean: bool) -> None:
-        self.setWindowModified(not clean)
+    def _history_changed(self) -> None:
+        history = self.session.history
+        update_actions(self.act_undo, self.act_redo, history)
+        self.history.refresh()
+        self.setWindowModified(not history.is_clean())
 
     def _zoom_changed(self, zoom: float) -> None:
         self.info.setText(f"{zoom * 100:.0f} %")
@@ -297,7 +301,7 @@ class MainWindow(QMainWindow):
             return
         self.attributes.show_state(doc.state)
         self.identity.show_state(doc.state.identity)
-        self.setWindowModified(not self.session.undo.isClean())
+        self.setWindowModified(not self.session.history.is_clean())
 
     def _show_frame(self, frame: Frame) -> None:
         self.canvas.set_after(frame.image, frame.seq, self.session.logical_size())
@@ -311,15 +315,15 @@ class MainWindow(QMainWindow):
         self.cancel_button.setVisible(True)
         self.statusBar().showMessage(label)
 
-    def _task_progress(self, step: int, total: int, preview: Any) -> None:
-        if total > 0:
-            self.progress.setRange(0, total)
-            self.progress.setValue(step)
-            self.progress.setFormat(f"step {step}/{total}")
-        if preview is not None and hasattr(preview, "shape"):
-            self.canvas.set_after(preview, -step - 1, (1024, 1024))  # the inversion converging
-        elif isinstance(preview, str):
-            self.statusBar().showMessage(preview)
+    def _task_progress(self, p: Progress) -> None:
+        if p.total > 0:
+            self.progress.setRange(0, p.total)
+            self.progress.setValue(p.done)
+            self.progress.setFormat(f"{p.stage} {p.done}/{p.total}")
+        if p.preview is not None:
+            self.canvas.set_after(p.preview, -p.done - 1, (1024, 1024))  # the inversion converging
+        if p.message:
+            self.statusBar().showMessage(p.message)
 
     def _task_ended(self, how: str) -> None:
         self.canvas.set_message("")
@@ -490,7 +494,7 @@ class MainWindow(QMainWindow):
             self.open_path(p)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        if self.confirm_close and not self.session.undo.isClean():
+        if self.confirm_close and not self.session.history.is_clean():
             answer = QMessageBox.question(
                 self, "Unsaved changes", "Save the project before closing?",
                 QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard

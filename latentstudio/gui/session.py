@@ -1,11 +1,14 @@
-"""The editor's controller: one Document, its undo stack, the renderer and the long tasks.
+"""The Qt adapter of the headless session (``latentstudio.session.Session``).
 
-No widgets here. The UI thread only swaps immutable states and posts requests; the edited code
-(``Document.code``) is computed on the render thread, alignment and inversion on task threads.
+It turns the session's changes into signals, runs its ``Task``s on a worker thread (``Task`` in
+``gui.workers``: progress and Cancel), renders frames on the render thread, and holds what only
+an interactive editor needs: the drag state, the settle timer, the view ("aligned" or "photo")
+and the autosave. Every decision about documents, history, repair, identity and export is the
+session's.
 
-Render policy: while a slider is dragged, previews (``preview_size``², 128 on CPU, 256 on CUDA) are rendered;
-on release, and ``settle_ms`` after any other change, the full-size image. Frames are shown only
-if newer than what is on screen and meant for the current document and view.
+Render policy: while a slider is dragged, previews (``preview_size``², 128 on CPU, 256 on CUDA) are
+rendered; on release, and ``settle_ms`` after any other change, the full-size image. Frames are
+shown only if newer than what is on screen and meant for the current document and view.
 """
 
 from __future__ import annotations
@@ -18,50 +21,32 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtGui import QUndoStack
 
 from latentstudio.codes import CODE_SUFFIXES
-from latentstudio.document import (
-    Document,
-    DocumentError,
-    EditState,
-    IdentityRefinement,
-    OtherFace,
-    RepairOffset,
-    identity_available,
-    identity_stage,
-    import_directions,
-    load_default_directions,
-)
-from latentstudio.gui.commands import StateCommand
+from latentstudio.document import Document, DocumentError, EditState, OtherFace
 from latentstudio.gui.dialogs import describe_error
 from latentstudio.gui.workers import RenderBridge, Task
-from latentstudio.project import PROJECT_SUFFIX, Autosave, load_project, save_project
+from latentstudio.history import History
+from latentstudio.progress import Cancelled, Progress
+from latentstudio.project import Autosave
 from latentstudio.render import Frame
+from latentstudio.runtime import Runtime
+from latentstudio.session import DEMO_PSI, DEMO_SEED, IMAGE_SUFFIXES, FrameGate, PendingPhoto, Session
+from latentstudio.session import Task as CoreTask
 
-DEMO_SEED, DEMO_PSI = 42, 0.7
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
+PREVIEW_PHOTO_SIDE = 1600  # pasted-back previews are composed into a photo this large at most
+
+
 def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
 
 
-PREVIEW_PHOTO_SIDE = 1600  # pasted-back previews are composed into a photo this large at most
-
-
-def _generator_factory(device: str) -> Callable[[], Any]:
-    def load() -> Any:
-        from latentstudio.models.generator import Generator
-
-        return Generator.load(None if device == "auto" else device)
-
-    return load
-
-
 class EditorSession(QObject):
     documentChanged = Signal()  # a new document: rebuild panels
     stateChanged = Signal()  # the edit state changed (edit, undo, redo)
+    historyChanged = Signal()  # steps, the current step or the saved mark changed
     frameReady = Signal(object)  # Frame to show (main channel, current document and view)
     beforeReady = Signal(object)  # (H,W,3) uint8 "before" image for the current view
     generatorReady = Signal()
@@ -69,7 +54,7 @@ class EditorSession(QObject):
     error = Signal(str, str, str)  # title, message (the cause), details
     status = Signal(str)
     taskStarted = Signal(str)  # task label
-    taskProgress = Signal(int, int, object)  # step, total, preview (H,W,3) uint8 | None
+    taskProgress = Signal(object)  # latentstudio.progress.Progress
     taskEnded = Signal(str)  # "done" | "cancelled" | "failed"
     facesFound = Signal(object)  # PendingPhoto: several faces, the UI lets the user pick
     otherChanged = Signal(object)  # thumbnail (H,W,3) uint8 of the second face, or None
@@ -80,31 +65,21 @@ class EditorSession(QObject):
         super().__init__(parent)
         self.device = device
         self._factory = generator_factory
-        self.undo = QUndoStack(self)
-        self.doc: Document | None = None
-        self.directions_note: str | None = None
+        self.core = Session(Runtime(device, generator_factory=generator_factory))
+        self.core.history.listeners.append(self.historyChanged.emit)
         self.view = "aligned"  # or "photo"
         # drag previews: 128² on the CPU (a third of the 256² cost, see bench/RESULTS.md), 256² on CUDA
         self.preview_size = 256 if _cuda_available() else 128
         self.full_size = 1024
         self.settle_ms = 250
-        self.invert_preset = "fast"
-        self.invert_steps: int | None = None
-        self.tune_steps = 0  # "High fidelity": pivotal tuning steps after a photo's inversion (0: off)
-        self.project_path: Path | None = None
         self.last_frame: Frame | None = None
         self.last_full: Frame | None = None
         self.task: Task | None = None
         self._old_tasks: list[Task] = []
-        self._task_callback: Callable[[Any], None] = lambda result: None
-        self._generation = itertools.count(1)
-        self._doc_tag = 0
-        self._shown_seq = 0
+        self._task_finish: Callable[[Any], None] = lambda result: None
+        self.frames = FrameGate()
         self._drag_key: object = None
         self._drags = itertools.count(1)
-        self._inv_gen: Any = None
-        self._inv_lock = threading.Lock()
-        self._small_photo: tuple[int, Any] | None = None
         self._settle = QTimer(self, singleShot=True, interval=self.settle_ms)
         self._settle.timeout.connect(self._render_full)
         self.autosave = autosave or Autosave()
@@ -115,6 +90,51 @@ class EditorSession(QObject):
         self.bridge: RenderBridge | None = None
         self._retired: list[RenderBridge] = []  # stopped bridges whose thread may still be finishing
         self.ready = False
+
+    # the headless session's state, read through
+    @property
+    def doc(self) -> Document | None:
+        return self.core.doc
+
+    @property
+    def history(self) -> History:
+        return self.core.history
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.core.runtime
+
+    @property
+    def project_path(self) -> Path | None:
+        return self.core.project_path
+
+    @property
+    def directions_note(self) -> str | None:
+        return self.core.directions_note
+
+    @property
+    def invert_preset(self) -> str:
+        return self.core.invert_preset
+
+    @invert_preset.setter
+    def invert_preset(self, value: str) -> None:
+        self.core.invert_preset = value
+
+    @property
+    def invert_steps(self) -> int | None:
+        return self.core.invert_steps
+
+    @invert_steps.setter
+    def invert_steps(self, value: int | None) -> None:
+        self.core.invert_steps = value
+
+    @property
+    def tune_steps(self) -> int:
+        return self.core.tune_steps
+
+    @tune_steps.setter
+    def tune_steps(self, value: int) -> None:
+        self.core.tune_steps = value
 
     # ================================================================= lifecycle
     def start(self) -> None:
@@ -129,8 +149,7 @@ class EditorSession(QObject):
             old.renderer.stop(timeout=0)
             self._retired.append(old)
         self.ready = False
-        factory = self._factory or _generator_factory(self.device)
-        self.bridge = RenderBridge(factory, self)
+        self.bridge = RenderBridge(self.runtime.generator, self)
         self.bridge.frameReady.connect(self._on_frame)
         self.bridge.renderFailed.connect(self._on_render_failed)
         self.bridge.ready.connect(self._on_ready)
@@ -147,10 +166,10 @@ class EditorSession(QObject):
         self.autosave.clear()
 
     def set_device(self, device: str) -> None:
+        """Move every model to ``device`` (a new runtime) and restart the renderer."""
         if device != self.device:
             self.device = device
-            with self._inv_lock:
-                self._inv_gen = None
+            self.core.set_runtime(Runtime(device, generator_factory=self._factory))
             self.status.emit(f"Render device: {device}; reloading the generator…")
             self._start_bridge()
 
@@ -164,9 +183,7 @@ class EditorSession(QObject):
             self._render_all()
 
     def _on_start_failed(self, exc: BaseException) -> None:
-        from latentstudio.models.fetch import FetchError
-
-        if isinstance(exc, FetchError):
+        if self.core.models_missing(exc):
             self.modelsMissing.emit(str(exc))
         else:
             self.error.emit("Cannot start the renderer", str(exc), repr(exc))
@@ -175,96 +192,55 @@ class EditorSession(QObject):
     def new_demo(self, seed: int = DEMO_SEED, psi: float = DEMO_PSI, only_if_empty: bool = False) -> None:
         """A generated face (no photo needed). ``only_if_empty``: unless a document arrived
         meanwhile (a recovered session, a photo given on the command line)."""
-        dirs, note = load_default_directions()
-        self.directions_note = note
-
-        def job(g: Any) -> Document:
-            return Document.from_seed(g, seed, psi, dirs)
-
         def done(doc: Document) -> None:
             if not (only_if_empty and self.doc is not None):
                 self.set_document(doc, None)
 
-        self._submit(job, done, "Cannot create the demo face")
+        self._submit(lambda g: self.core.demo(seed, psi), done, "Cannot create the demo face")
 
     def set_document(self, doc: Document, project_path: Path | None) -> None:
-        self.doc = doc
-        self.project_path = project_path
-        self.undo.clear()
-        self._doc_tag = next(self._generation)
-        self._shown_seq = 0
+        warnings = self.core.set_document(doc, project_path)
+        self._document_changed(warnings)
+
+    def _document_changed(self, messages: list[str]) -> None:
+        doc = self.doc
+        assert doc is not None
+        self.frames.renew()
         self.last_frame = self.last_full = None
-        self._small_photo = None
         if self.view == "photo" and not doc.source.can_paste_back:
             self.view = "aligned"
         self._autosave_dirty = True
         self.documentChanged.emit()
         self.stateChanged.emit()
-        self.otherChanged.emit(None)
-        if doc.state.identity.other is not None:
-            self._thumbnail_other(doc.state.identity.other)
-        for w in doc.warnings:
-            self.status.emit(w)
-        if doc.tuning:
-            self.status.emit("High fidelity: this face renders with generator weights tuned to its photo")
+        self._thumbnail_other(doc.state.identity.other)
+        for m in messages:
+            self.status.emit(m)
         self._render_all()
 
     def open_path(self, path: str | Path) -> None:
         """Open a project (``.lsproj``), a code file (``.npz``/``.npy``) or a photo, by extension."""
-        p = Path(path)
-        if p.suffix.lower() == PROJECT_SUFFIX:
-            self.open_project(p)
-        elif p.suffix.lower() in CODE_SUFFIXES:
-            self.open_code(p)
-        else:
-            self.open_photo(p)
+        self._run_core(self.core.open_task(path), on_result=self._opened)
 
     def open_code(self, path: str | Path) -> None:
-        """Open a code file of ``latentstudio invert`` (with its photo and tuned weights, when
-        it has them) as a new, unsaved document."""
-        p = Path(path)
-        dirs, note = load_default_directions()
-        self.directions_note = note
-
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Document:
-            return Document.from_code_file(p, dirs)
-
-        self._run_task(f"Opening {p.name}", work, lambda doc: self.set_document(doc, None))
+        self._run_core(self.core.code_task(path))
 
     def open_project(self, path: str | Path, recovered: bool = False) -> None:
-        """Read a ``.lsproj`` on a task thread (it may rebuild the code through the mapper)."""
-        p = Path(path)
-        dirs, note = load_default_directions()
-        self.directions_note = note
+        self._run_core(self.core.project_task(path, recovered))
 
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Document:
-            return load_project(p, dirs)
-
-        def done(doc: Document) -> None:
-            if recovered:
-                self.set_document(doc, None)  # recovered work is unsaved
-                self.undo.resetClean()
-                p.unlink(missing_ok=True)
-            else:
-                self.set_document(doc, p)
-
-        self._run_task(f"Opening {p.name}", work, done)
+    def _opened(self, result: Any) -> None:
+        if isinstance(result, PendingPhoto):
+            self._faces_detected(result)
 
     def save_project(self, path: str | Path) -> bool:
         if self.doc is None:
             return False
-        p = Path(path)
-        if p.suffix.lower() != PROJECT_SUFFIX:
-            p = p.with_name(p.name + PROJECT_SUFFIX)
         frame = self.last_frame
         code = frame.code if frame is not None and frame.tag[1] == self.doc.state else None
         try:
-            save_project(self.doc, p, code=code)  # the renderer's code: no model run here
+            p = self.core.save_project(path, code)  # the renderer's code: no model run here
         except DocumentError as exc:
             self.error.emit("Cannot save the project", str(exc), "")
             return False
-        self.project_path = p
-        self.undo.setClean()
         self.status.emit(f"Saved {p}")
         return True
 
@@ -291,84 +267,49 @@ class EditorSession(QObject):
     def open_photo(self, path: str | Path, target: str = "document") -> None:
         """Load, detect, (let the user pick,) align and invert a photo. ``target`` "other" makes
         it the identity panel's second face instead of a new document."""
-        p = Path(path)
-
-        def detect(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> PendingPhoto:
-            from latentstudio.face.detect import detect_faces
-            from latentstudio.face.image_io import load_image
-
-            report((0, 0, None))
-            rgb = load_image(p)
-            if cancelled():
-                raise _Cancelled()
-            return PendingPhoto(p, rgb, detect_faces(rgb), target)
-
-        self._run_task(f"Finding faces in {p.name}", detect, self._faces_detected)
+        self._run_core(self.core.photo_task(path, target), on_result=self._faces_detected)
 
     def _faces_detected(self, pending: PendingPhoto) -> None:
-        confident = [f for f in pending.faces if f.confident]
-        if len(confident) > 1:
+        if len(pending.confident) > 1:
             self.facesFound.emit(pending)
         else:
             self.use_face(pending, 0)
 
     def face_pick_cancelled(self) -> None:
-        self._end_task("cancelled")
+        self.taskEnded.emit("cancelled")
         self.status.emit("No face chosen; the document is unchanged")
 
     def use_face(self, pending: PendingPhoto, index: int) -> None:
         """Align and invert face ``index`` of a detected photo (after the picker)."""
-        from latentstudio.face.detect import FaceError, pick_face
-
         try:
-            face = pick_face(pending.faces, index)
-        except FaceError as exc:
+            task = self.core.face_task(pending, index)
+        except DocumentError as exc:
+            self.error.emit("Cannot do that", str(exc), "")
+            return
+        except ValueError as exc:  # FaceError: no usable face
             self.error.emit("No usable face", str(exc), "")
             return
-        preset, steps, device = self.invert_preset, self.invert_steps, self.device
-        # the second face of the identity panel is only a code: tuned weights would not be used
-        tune = self.tune_steps if pending.target == "document" else 0
-        dirs = list(self.doc.directions.values()) if self.doc else load_default_directions()[0]
-
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
-            from latentstudio.face.align import align_face
-            from latentstudio.tune import TuneSettings, invert_and_tune
-
-            alignment = align_face(pending.rgb, face)
-            report((0, 1, alignment.image))
-            inv, tuning = invert_and_tune(alignment.image, preset=preset, steps=steps,
-                                          tune=TuneSettings(steps=tune) if tune else None,
-                                          generator=self._inversion_generator(device), cancelled=cancelled,
-                                          progress=lambda pr: report((pr.step, pr.total, pr.preview)))
-            if pending.target == "other":
-                return OtherFace(inv.w_plus, pending.path.name, {"kind": "photo", "path": str(pending.path),
-                                                                 "face_index": index})
-            return Document.from_photo(pending.path, alignment, face.landmarks, inv.w_plus, face_index=index,
-                                       photo=pending.rgb, directions=dirs,
-                                       tuning=tuning.deltas if tuning else None)
-
-        def done(result: Any) -> None:
-            if isinstance(result, OtherFace):
-                self.set_other(result)
-            else:
-                self.set_document(result, None)
-
-        self._run_task(f"Inverting {pending.path.name}", work, done)
+        self._run_core(task)
 
     def set_high_fidelity(self, on: bool) -> None:
         """Photos opened from now on are also pivotally tuned (``latentstudio.tune``)."""
-        from latentstudio.tune import TuneSettings
-
-        self.tune_steps = TuneSettings().steps if on else 0
-
-    def _inversion_generator(self, device: str) -> Any:
-        """A Generator for the inversion thread (separate from the renderer's)."""
-        with self._inv_lock:
-            if self._inv_gen is None:
-                self._inv_gen = (self._factory or _generator_factory(device))()
-            return self._inv_gen
+        self.core.set_high_fidelity(on)
 
     # ================================================================= tasks
+    def _run_core(self, task: CoreTask, on_result: Callable[[Any], None] | None = None) -> None:
+        """Run a session task on the worker thread; its ``finish`` (and ``on_result``) here."""
+        before = (self.doc, self.doc.state if self.doc else None)
+
+        def done(result: Any) -> None:
+            message = task.finish(result)
+            if on_result is not None:
+                on_result(result)
+            self._after_change(before)
+            if message:
+                self.status.emit(message)
+
+        self._run_task(task.label, lambda report, cancelled: task.run(report, cancelled), done)
+
     def _run_task(self, label: str, fn: Callable[..., Any], done: Callable[[Any], None]) -> None:
         if self.task is not None and self.task.running():
             self.error.emit("Busy", f"Wait for “{self.task.name}” to finish or cancel it first.", "")
@@ -378,7 +319,7 @@ class EditorSession(QObject):
         task.finished.connect(self._task_done)
         task.failed.connect(self._task_failed)
         self.task = task
-        self._task_callback = done
+        self._task_finish = done
         self.taskStarted.emit(label)
         task.start()
 
@@ -387,9 +328,9 @@ class EditorSession(QObject):
             self.task.cancel()
             self.status.emit("Cancelling…")
 
-    def _task_progress(self, x: tuple[int, int, Any]) -> None:
+    def _task_progress(self, p: Progress) -> None:
         if self.sender() is self.task:
-            self.taskProgress.emit(*x)
+            self.taskProgress.emit(p)
 
     def _finish_task(self) -> None:
         """Forget the current task; its QObject is deleted once its thread has really ended
@@ -403,54 +344,66 @@ class EditorSession(QObject):
 
     def _task_done(self, result: Any) -> None:
         self._finish_task()
-        self._end_task("done")
+        self.taskEnded.emit("done")
         try:
-            self._task_callback(result)
+            self._task_finish(result)
         except Exception as exc:  # noqa: BLE001 - e.g. a document that cannot take the result
             self.error.emit(*describe_error(exc, ""))
 
-    def _end_task(self, how: str) -> None:
-        self.taskEnded.emit(how)
-
     def _task_failed(self, exc: BaseException, details: str) -> None:
-        from latentstudio.invert import Cancelled
-
         self._finish_task()
-        if isinstance(exc, (Cancelled, _Cancelled)):
-            self._end_task("cancelled")
+        if isinstance(exc, Cancelled):
+            self.taskEnded.emit("cancelled")
             self.status.emit("Cancelled; the document is unchanged")
             return
-        self._end_task("failed")
+        self.taskEnded.emit("failed")
         self.error.emit(*describe_error(exc, details))
 
     def fetch_models(self) -> None:
-        """Run ``latentstudio models fetch`` on a task thread, then restart the renderer."""
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> list[str]:
-            from latentstudio.models.fetch import fetch
-
-            return fetch(log=lambda msg: report((0, 0, msg)), cancelled=cancelled)
-
-        self._run_task("Fetching models", work, lambda keys: self._start_bridge())
+        """Fetch the missing models on a task thread, then restart the renderer."""
+        self._run_core(self.core.fetch_task(), on_result=lambda keys: self._start_bridge())
 
     # ================================================================= editing
+    def _edit(self, change: Callable[[], Any], title: str = "Cannot apply the edit") -> None:
+        """Run one of the session's quick changes, then show what it changed."""
+        before = (self.doc, self.doc.state if self.doc else None)
+        try:
+            message = change()
+        except DocumentError as exc:
+            self.error.emit(title, str(exc), "")
+            return
+        self._after_change(before)
+        if isinstance(message, str) and message:
+            self.status.emit(message)
+
+    def _after_change(self, before: tuple[Document | None, EditState | None]) -> None:
+        """Signals for whatever changed since ``before`` (document, state)."""
+        doc = self.doc
+        if doc is None:
+            return
+        if doc is not before[0]:
+            self._document_changed([])  # the task's message carries the document's warnings
+            return
+        if doc.state != before[1]:
+            if doc.state.identity.other is not (before[1].identity.other if before[1] else None):
+                self._thumbnail_other(doc.state.identity.other)
+            self._autosave_dirty = True
+            self.stateChanged.emit()
+            self._render_now()
+
     def push(self, after: EditState, text: str, merge_key: object = None) -> None:
         """Make ``after`` the current state as an undoable step."""
-        if self.doc is None or after == self.doc.state:
-            return
-        try:
-            self.doc.check_state(after)
-        except DocumentError as exc:
-            self.error.emit("Cannot apply the edit", str(exc), "")
-            return
-        self.undo.push(StateCommand(self._apply, self.doc.state, after, text, merge_key))
+        if self.doc is not None:
+            self._edit(lambda: self.core.push(after, text, merge_key))
 
-    def _apply(self, state: EditState) -> None:
-        """Called by the undo commands."""
-        assert self.doc is not None
-        self.doc.set_state(state)
-        self._autosave_dirty = True
-        self.stateChanged.emit()
-        self._render_now()
+    def undo(self) -> None:
+        self._edit(self.core.undo)
+
+    def redo(self) -> None:
+        self._edit(self.core.redo)
+
+    def go_to(self, index: int) -> None:
+        self._edit(lambda: self.core.go_to(index))
 
     def begin_drag(self, *_: Any) -> None:
         """A slider handle is grabbed: previews only, one undo step until ``end_drag``."""
@@ -471,212 +424,100 @@ class EditorSession(QObject):
         return self._drag_key is not None
 
     def set_value(self, name: str, value: float) -> None:
-        if self.doc is None:
-            return
-        label = self.doc.directions[name].label
-        key = (self._drag_key, name) if self._drag_key else None
-        self.push(self.doc.state.with_value(name, value), f"{label} {value:+.2f}", key)
+        if self.doc is not None:
+            self._edit(lambda: self.core.set_value(name, value, self._drag_key))
 
     def set_keep(self, name: str, on: bool) -> None:
         if self.doc is not None:
-            label = self.doc.directions[name].label
-            self.push(self.doc.state.with_keep(name, on), f"{'Keep' if on else 'Unlock'} {label}")
+            self._edit(lambda: self.core.set_keep(name, on))
 
     def set_layers(self, name: str, layers: tuple[int, int] | None) -> None:
-        if self.doc is None:
-            return
-        d = self.doc.directions[name]
-        if layers is not None and tuple(layers) == tuple(d.layers):
-            layers = None
-        key = (self._drag_key, "layers", name) if self._drag_key else None
-        text = f"Slots of {d.label}: " + ("default" if layers is None else f"{layers[0]}–{layers[1]}")
-        self.push(self.doc.state.with_layers(name, layers), text, key)
+        if self.doc is not None:
+            self._edit(lambda: self.core.set_layers(name, layers, self._drag_key))
 
     def reset(self, name: str) -> None:
         if self.doc is not None:
-            st = self.doc.state.with_value(name, 0.0).with_layers(name, None)
-            self.push(st, f"Reset {self.doc.directions[name].label}")
+            self._edit(lambda: self.core.reset(name))
 
     def reset_all(self) -> None:
         if self.doc is not None:
-            self.push(self.doc.state.reset_sliders(), "Reset all sliders")
+            self._edit(self.core.reset_all)
 
     def can_repair(self) -> str | None:
-        """None when "Repair artifacts" can run, else why not."""
-        from latentstudio.edit.boundaries import BoundaryError
-        from latentstudio.edit.repair import quality_boundary
-
-        if self.doc is None:
-            return "no face is open"
-        try:
-            quality_boundary(self.doc.directions)
-        except BoundaryError as exc:
-            return str(exc)
-        return None
+        return self.core.can_repair()
 
     def repair_artifacts(self) -> None:
         """Walk the edited code along the quality direction until the render looks clean (a
-        task: progress and Cancel); the result is one undoable step, redone from scratch if a
-        repair is already applied."""
-        reason = self.can_repair()
-        if reason is not None:
-            self.error.emit("Cannot repair artifacts", reason, "")
+        task: progress and Cancel); one undoable step."""
+        try:
+            task = self.core.repair_task()
+        except DocumentError as exc:
+            self.error.emit("Cannot repair artifacts", str(exc), "")
             return
-        doc = self.doc
-        assert doc is not None
-        plain = doc.state.with_repair(None)
-        code = doc.code(plain)
-        dirs, device = doc.directions, self.device
-
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
-            from latentstudio.edit.repair import repair
-
-            g = doc.generator_for(self._inversion_generator(device), plain)  # judge what is shown
-            result = repair(code, dirs, generator=g, cancelled=cancelled,
-                            progress=lambda done, total: report((done, total, None)))
-            if cancelled():
-                raise _Cancelled()
-            return result
-
-        def done(r: Any) -> None:
-            if self.doc is not doc:
-                return
-            scores = f"quality score {r.score_before:+.3f} → {r.score_after:+.3f} (clean ≥ {r.threshold:+.3f})"
-            if r.alpha == 0.0:
-                self.status.emit("Nothing to repair: " + (f"the face already looks clean, {scores}"
-                                                          if r.score_before >= r.threshold else
-                                                          f"no step improved it, {scores}"))
-                if doc.state.repair is not None:
-                    self.push(doc.state.with_repair(None), "Remove artifact repair")
-                return
-            offset = RepairOffset(r.alpha, r.direction, r.score_before, r.score_after)
-            self.push(doc.state.with_repair(offset), f"Repair artifacts {r.alpha:+.2f}")
-            self.status.emit(f"Repaired: moved {r.alpha:.2f} along the quality direction, {scores}")
-
-        self._run_task("Repairing artifacts", work, done)
+        self._run_core(task)
 
     def add_directions_from(self, path: str | Path) -> None:
         """Import user directions (.npy/.pt vector or .npz PCA) as new sliders."""
         if self.doc is None:
             return
         try:
-            dirs = import_directions(path)
+            message = self.core.add_directions_from(path)
         except DocumentError as exc:
             self.error.emit("Cannot import the direction", str(exc), "")
             return
-        taken = set(self.doc.directions)
-        self.doc.add_directions(d for d in dirs if d.name not in taken)
-        skipped = [d.name for d in dirs if d.name in taken]
         self.directionsChanged.emit()
-        self.status.emit(f"Imported {len(dirs) - len(skipped)} direction(s)"
-                         + (f"; already present: {', '.join(skipped)}" if skipped else ""))
+        self.status.emit(message)
 
     # -- identity
     def identity_reason(self) -> str | None:
-        return identity_available()
+        return self.core.identity_reason()
 
     def set_identity(self, text: str, **changes: Any) -> None:
-        if self.doc is None:
-            return
-        key = (self._drag_key, "identity", tuple(changes)) if self._drag_key else None
-        self.push(self.doc.state.with_identity(**changes), text, key)
+        if self.doc is not None:
+            self._edit(lambda: self.core.set_identity(text, self._drag_key, **changes))
 
     def set_amount(self, key: str, value: float) -> None:
         """An identity-panel amount: "id_alpha", "attr_alpha" or "deid_strength"."""
-        self.set_identity(_AMOUNT_TEXT[key].format(value), **{key: value})
+        if self.doc is not None:
+            self._edit(lambda: self.core.set_amount(key, value, self._drag_key))
 
     def swap_roles(self) -> None:
-        if self.doc is not None and self.doc.state.identity.other is not None:
-            self.push(self.doc.state.swapped_roles(), "Swap identity roles")
+        if self.doc is not None:
+            self._edit(self.core.swap_roles)
 
     def deidentify(self) -> None:
         if self.doc is not None:
-            seed = int(np.random.default_rng().integers(1, 2**31 - 1))
-            self.set_identity("De-identify", deid_strength=1.0, deid_seed=seed)
+            self._edit(self.core.deidentify)
 
     def can_refine_identity(self) -> str | None:
-        """None when "Refine" can run on the identity panel's blend, else why not."""
-        if self.doc is None:
-            return "no face is open"
-        ident = self.doc.state.identity
-        if ident.other is None or not (ident.id_alpha or ident.attr_alpha):
-            return "load a second face and blend it first"
-        if ident.deid_strength:
-            return "refine works on a blend; set De-identify's strength to 0 first"
-        return None
+        return self.core.can_refine_identity()
 
     def refine_identity(self, steps: int = 40) -> None:
-        """Optimise the panel's blend against the real identity loss and the attribute face's
-        landmarks and surroundings (a task: progress and Cancel); one undoable step."""
-        reason = self.can_refine_identity()
-        if reason is not None:
-            self.error.emit("Cannot refine", reason, "")
+        """Optimise the panel's blend (a task: progress and Cancel); one undoable step."""
+        try:
+            task = self.core.refine_task(steps)
+        except DocumentError as exc:
+            self.error.emit("Cannot refine", str(exc), "")
             return
-        doc = self.doc
-        assert doc is not None
-        ident = doc.state.identity
-        state = doc.state.with_identity()  # the same settings, unrefined
-        other = ident.other
-        assert other is not None
-        base = doc.base
-
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> Any:
-            from latentstudio.identity import api
-            from latentstudio.identity.data import TrainingCancelled
-
-            start = identity_stage(base, state.identity)
-            who, attrs = api.blend_sources(base, other.code, ident.id_alpha, ident.attr_alpha)
-            try:
-                out = api.refine_transfer(start, attrs, identity_code=who, steps=steps, cancelled=cancelled,
-                                          progress=lambda p: report((p.step, p.total, None)))
-            except TrainingCancelled:
-                raise _Cancelled() from None
-            return out - start
-
-        def done(offset: Any) -> None:
-            if self.doc is not doc or doc.state.with_identity() != state:
-                self.status.emit("Refinement dropped: the identity panel changed meanwhile")
-                return
-            self.set_identity(f"Refine identity ({steps} steps)", refined=IdentityRefinement(offset, steps))
-
-        self._run_task("Refining the identity blend", work, done)
+        self._run_core(task)
 
     def set_other(self, other: OtherFace | None) -> None:
-        if self.doc is None:
-            return
-        ident = self.doc.state.identity
-        if other is None:
-            self.push(self.doc.state.with_identity(other=None, id_alpha=0.0, attr_alpha=0.0),
-                      "Remove second face")
-        else:
-            amounts = {"id_alpha": 1.0, "attr_alpha": 0.0} if ident.role == "identity" else \
-                {"id_alpha": 0.0, "attr_alpha": 1.0}
-            self.push(self.doc.state.with_identity(other=other, **amounts), f"Second face: {other.label}")
-        self._thumbnail_other(other)
+        if self.doc is not None:
+            self._edit(lambda: self.core.set_other(other))
 
     def open_other(self, path: str | Path) -> None:
         """The identity panel's second face from a photo (aligned and inverted) or a code file."""
         p = Path(path)
         if p.suffix.lower() not in CODE_SUFFIXES:
             self.open_photo(p, target="other")
-            return
-
-        def work(report: Callable[[Any], None], cancelled: Callable[[], bool]) -> OtherFace:
-            from latentstudio.codes import load_code
-
-            return OtherFace(load_code(p), p.name, {"kind": "code", "path": str(p.resolve())})
-
-        self._run_task(f"Opening {p.name}", work, self.set_other)
+        else:
+            self._run_core(self.core.other_code_task(p))
 
     def clear_other(self) -> None:
         self.set_other(None)
 
     def use_generated_other(self, seed: int, psi: float = DEMO_PSI) -> None:
-        def job(g: Any) -> OtherFace:
-            w = g.seed_w(seed, psi).detach().cpu().numpy().astype(np.float32)
-            return OtherFace(np.repeat(w[None], 23, 0), f"seed {seed}", {"kind": "seed", "seed": seed, "psi": psi})
-
-        self._submit(job, self.set_other, "Cannot generate the face")
+        self._submit(lambda g: self.core.generated_other(seed, psi), self.set_other, "Cannot generate the face")
 
     def _thumbnail_other(self, other: OtherFace | None) -> None:
         if other is None:
@@ -694,12 +535,13 @@ class EditorSession(QObject):
             return
         if view != self.view:
             self.view = view
-            self._doc_tag = next(self._generation)
+            self.frames.renew()
             self._render_all()
 
     def logical_size(self) -> tuple[int, int]:
-        if self.view == "photo" and self.doc is not None and self.doc.source.photo_size:
-            return tuple(self.doc.source.photo_size)  # type: ignore[return-value]
+        placement = self.doc.source.placement if self.doc is not None else None
+        if self.view == "photo" and placement is not None:
+            return placement.size
         return (1024, 1024)
 
     def _render_all(self) -> None:
@@ -722,7 +564,7 @@ class EditorSession(QObject):
         doc, state = self.doc, self.doc.state  # type: ignore[union-attr]
         post = self._post(size)
         return self.bridge.request(lambda: doc.code(state), size, post=post,  # type: ignore[union-attr]
-                                   tag=(self._doc_tag, state),
+                                   tag=(self.frames.tag, state),
                                    generator_for=lambda g: doc.generator_for(g, state))
 
     def _post(self, size: int) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -731,58 +573,33 @@ class EditorSession(QObject):
         doc = self.doc
         if size >= self.full_size:
             return doc.compose
-        small = self._small_composer(doc)
-        return small
-
-    def _small_composer(self, doc: Document) -> Callable[[np.ndarray], np.ndarray]:
-        """Pastes previews into a reduced copy of the photo (fast while dragging)."""
-        from latentstudio.face.pasteback import paste_back
-
-        def compose(face: np.ndarray) -> np.ndarray:
-            import cv2
-
-            cached = self._small_photo
-            if cached is None or cached[0] != id(doc):
-                photo = doc.source.photo()
-                h, w = photo.shape[:2]
-                s = min(1.0, PREVIEW_PHOTO_SIDE / max(h, w))
-                small = cv2.resize(photo, (max(1, round(w * s)), max(1, round(h * s))),
-                                   interpolation=cv2.INTER_AREA) if s < 1 else photo
-                sx, sy = small.shape[1] / w, small.shape[0] / h
-                scale = lambda pts: (np.asarray(pts, np.float64) + 0.5) * (sx, sy) - 0.5  # noqa: E731
-                cached = (id(doc), (small, scale(doc.source.quad), scale(doc.source.landmarks)))
-                self._small_photo = cached
-            small, quad, lms = cached[1]
-            return paste_back(small, face, quad, lms)
-
-        return compose
+        return lambda face: doc.compose(face, max_side=PREVIEW_PHOTO_SIDE)
 
     def _render_before(self) -> None:
         """The original: the aligned photo or the photo itself, or the unedited generated face."""
         doc = self.doc
         if doc is None or self.bridge is None:
             return
-        if doc.source.kind == "photo" and doc.source.landmarks is not None:
-            tag, view = self._doc_tag, self.view
+        if doc.source.kind == "photo" and doc.source.placement is not None:
+            tag, view = self.frames.tag, self.view
 
             def job(g: Any) -> np.ndarray:
                 return doc.source.photo() if view == "photo" else doc.source.aligned()
 
-            self._submit(job, lambda img: self.beforeReady.emit(img) if tag == self._doc_tag else None,
+            self._submit(job, lambda img: self.beforeReady.emit(img) if self.frames.current(tag) else None,
                          "Cannot show the original")
         else:
-            self.bridge.request(doc.base, self.full_size, channel="before", tag=(self._doc_tag, None),
+            self.bridge.request(doc.base, self.full_size, channel="before", tag=(self.frames.tag, None),
                                 generator_for=lambda g: doc.generator_for(g, EditState()))
 
     def _on_frame(self, frame: Frame) -> None:
-        if not isinstance(frame.tag, tuple) or frame.tag[0] != self._doc_tag:
-            return  # for a previous document or view
+        tag = frame.tag[0] if isinstance(frame.tag, tuple) else None
         if frame.channel == "before":
-            self.beforeReady.emit(frame.image)
+            if self.frames.current(tag):
+                self.beforeReady.emit(frame.image)
             return
-        if frame.seq <= self._shown_seq:
-            return  # older than what is on screen
-        self._shown_seq = frame.seq
+        if not self.frames.accept(tag, frame.seq):
+            return  # for a previous document or view, or older than what is on screen
         self.last_frame = frame
         if frame.size >= self.full_size:
             self.last_full = frame
@@ -801,48 +618,25 @@ class EditorSession(QObject):
         """Write the edited face (``mode`` "aligned" or "photo") on the render thread."""
         if self.doc is None:
             return
-        doc, state = self.doc, self.doc.state
+        state = self.doc.state
         full = self.last_full if self.last_full and self.last_full.tag[1] == state else None
         face = full.face if full is not None and full.size == 1024 else None
-
-        def job(g: Any) -> Path:
-            doc.export(path, g, mode, aligned_rgb=face, state=state)
-            return Path(path)
 
         def done(p: Path) -> None:
             self.status.emit(f"Exported {p}")
             if on_done:
                 on_done(p)
 
-        self._submit(job, done, "Export failed")
+        self._submit(lambda g: self.core.export(path, mode, aligned_rgb=face, state=state), done, "Export failed")
 
     def export_code(self, path: str | Path) -> None:
-        """Write the edited W+ code (and alignment, tuned weights) as ``.npz`` on the render
+        """Write the edited W+ code (and placement, tuned weights) as ``.npz`` on the render
         thread (the code may need the identity mapper)."""
         if self.doc is None:
             return
-        doc, state = self.doc, self.doc.state
-
-        def job(g: Any) -> Path:
-            doc.export_code(path, state)
-            return Path(path)
-
-        self._submit(job, lambda p: self.status.emit(f"Exported the code to {p}"), "Export failed")
-
-
-_AMOUNT_TEXT = {"id_alpha": "Identity amount {:.2f}", "attr_alpha": "Attribute amount {:.2f}",
-                "deid_strength": "De-identify strength {:.2f}"}
-
-
-class PendingPhoto:
-    """A loaded photo and its detected faces, waiting for the user to pick one."""
-
-    def __init__(self, path: Path, rgb: np.ndarray, faces: list[Any], target: str) -> None:
-        self.path, self.rgb, self.faces, self.target = path, rgb, faces, target
-
-
-class _Cancelled(Exception):
-    pass
+        state = self.doc.state
+        self._submit(lambda g: self.core.export_code(path, state),
+                     lambda p: self.status.emit(f"Exported the code to {p}"), "Export failed")
 
 
 def _render(g: Any, code: np.ndarray, size: int) -> np.ndarray:

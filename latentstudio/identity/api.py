@@ -24,7 +24,6 @@ refinement (the target); they are computed from the 256² render of a code, or f
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import threading
@@ -65,6 +64,23 @@ class IdentityModels:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._landmark_net: object | None = None
+
+    @classmethod
+    def load(cls, generator: object, weights: str | Path | None = None) -> IdentityModels:
+        """The mapper (``weights``, default the shipped one) and dlib's identity net on
+        ``generator``'s device; MapperError when the mapper weights are missing or unreadable."""
+        from latentstudio.face.chip import IdentityNet
+
+        device = generator.device  # type: ignore[attr-defined]
+        mapper = load_mapper(Path(weights) if weights else ASSET, device)  # first: fails fast when missing
+        return cls(generator, IdentityNet.load(device), mapper)
+
+    @property
+    def predictors(self):  # noqa: ANN201 - edit.predictors.Models
+        """dlib's detector and 68 landmarks (the attribute lock measures with them)."""
+        from latentstudio.edit.predictors import load_models
+
+        return load_models()
 
     @property
     def device(self) -> torch.device:
@@ -125,18 +141,6 @@ def _digest(code: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(code, np.float32).tobytes()).hexdigest()
 
 
-@functools.lru_cache(maxsize=4)
-def load_models(device: str | None = None, weights: str | None = None) -> IdentityModels:
-    """Load (once per device and weight file) everything the identity functions need."""
-    from latentstudio.face.chip import IdentityNet
-    from latentstudio.models.generator import Generator
-
-    path = Path(weights) if weights else ASSET
-    g = Generator.load(device)
-    mapper = load_mapper(path, g.device)  # before the other nets: fails fast when missing
-    return IdentityModels(g, IdentityNet.load(g.device), mapper)
-
-
 def available(weights: str | Path | None = None) -> str | None:
     """None when the mapper weights can be read, else why not (one line)."""
     from latentstudio.identity.mapper import mapper_info
@@ -177,26 +181,26 @@ def _descriptor(emb: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def identity_embedding(code: np.ndarray, *, models: IdentityModels | None = None) -> np.ndarray:
+def identity_embedding(code: np.ndarray, *, models: IdentityModels) -> np.ndarray:
     """dlib descriptor (128,) of a code's 256² render."""
-    m = models or load_models()
+    m = models
     return m.embedding(_code(code, "code"))
 
 
-def embed_aligned_photo(aligned_rgb: np.ndarray, *, models: IdentityModels | None = None) -> np.ndarray:
+def embed_aligned_photo(aligned_rgb: np.ndarray, *, models: IdentityModels) -> np.ndarray:
     """dlib descriptor (128,) of an FFHQ-aligned photo crop (S, S, 3) uint8, S ≥ 64."""
     from latentstudio.models.generator import from_uint8
 
     rgb = np.asarray(aligned_rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] != rgb.shape[1] or rgb.dtype != np.uint8:
         raise IdentityError(f"aligned photo must be a square (S, S, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
-    m = models or load_models()
+    m = models
     with torch.no_grad():
         return m.identity_net.embed_aligned(from_uint8(rgb))[0].cpu().numpy()  # type: ignore[attr-defined]
 
 
 def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *, lock: bool = True,
-             models: IdentityModels | None = None) -> np.ndarray:
+             models: IdentityModels) -> np.ndarray:
     """The person of ``identity_code`` with the pose, expression, lighting, hair and background
     of ``attribute_code`` → W+ (23, 512) float32. ``lock``: apply the attribute lock
     (``latentstudio.identity.lock``) so the pose and the mouth stay the attribute face's."""
@@ -204,7 +208,7 @@ def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *, lock: boo
 
 
 def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *, lock: bool = True,
-          models: IdentityModels | None = None) -> np.ndarray:
+          models: IdentityModels) -> np.ndarray:
     """Move identity and attributes independently from ``base`` towards ``other`` → W+ (23,512).
 
     ``id_alpha`` / ``attr_alpha`` in [0, 1]: how much of ``other``'s identity / attributes.
@@ -216,7 +220,7 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
     b, o = _code(base, "base"), _code(other, "other")
     if ia == 0.0 and aa == 0.0:
         return b
-    m = models or load_models()
+    m = models
     ident, attrs = blend_sources(b, o, ia, aa)
     out = m.map(ident, attrs)
     if lock and ia != aa:
@@ -234,12 +238,12 @@ def blend_sources(base: np.ndarray, other: np.ndarray, id_alpha: float,
     return ident.astype(np.float32), attrs.astype(np.float32)
 
 
-def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels | None = None) -> np.ndarray:
+def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels) -> np.ndarray:
     """A generated face (W+ (23,512)) to take the identity of when de-identifying ``code``: of
     ``DEID_CANDIDATES`` seeded faces, the one whose dlib descriptor is farthest from ``code``'s."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise IdentityError(f"seed must be a non-negative integer, got {seed!r}")
-    m = models or load_models()
+    m = models
     c = _code(code, "code")
     e_c = m.embedding(c)
     g = m.generator
@@ -254,7 +258,7 @@ def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels | Non
 
 
 def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *, lock: bool = True,
-               models: IdentityModels | None = None) -> np.ndarray:
+               models: IdentityModels) -> np.ndarray:
     """Replace the identity of ``code`` by another person's (``seed``; None = the average face),
     keeping its pose, expression, lighting and surroundings → W+ (23,512).
     ``strength`` in [0, 1]: 0 = unchanged, 1 = the other identity in full."""
@@ -262,7 +266,7 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
     c = _code(code, "code")
     if s == 0.0:
         return c
-    m = models or load_models()
+    m = models
     if seed is None:
         r = np.repeat(m.generator.w_avg.cpu().numpy().reshape(1, W_DIM), NUM_SLOTS, 0)  # type: ignore[attr-defined]
     else:
@@ -277,19 +281,19 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
 def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,
                     identity_embedding: np.ndarray | None = None, steps: int = 40,
                     progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
-                    lock: bool = True, models: IdentityModels | None = None) -> np.ndarray:
+                    lock: bool = True, models: IdentityModels) -> np.ndarray:
     """Refine a transfer result ``code`` for the best result on one pair (module
     ``latentstudio.identity.refine``): identity towards ``identity_embedding`` (a photo's
     descriptor; else that of ``identity_code``'s render), landmarks and surroundings towards
     ``attribute_code``, then the attribute lock (``lock``; our landmark net, which the optimisation
     uses, reads real faces' mouths only to ~4 % of the inter-ocular distance; the lock measures with
-    dlib). TrainingCancelled when ``cancelled()`` turns True."""
+    dlib). Cancelled when ``cancelled()`` turns True."""
     from latentstudio.identity.refine import RefineConfig, refine
     from latentstudio.identity.train import Nets
 
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
         raise IdentityError(f"refine steps must be a whole number from 1 to 1000, got {steps!r}")
-    m = models or load_models()
+    m = models
     c, b = _code(code, "code"), _code(attribute_code, "attribute_code")
     if identity_embedding is not None:
         target = _descriptor(identity_embedding, "identity_embedding")

@@ -14,41 +14,24 @@ uint8.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from latentstudio.atomic import save_npz
+from latentstudio.latent import NUM_SLOTS
+from latentstudio.progress import CancelFn, Cancelled, Progress, ProgressFn
 
 CHUNK = 200
 PSI = 0.7
 SIZE = 256
-from latentstudio.latent import NUM_SLOTS
 
 
 class DataError(ValueError):
     """No usable training data."""
 
 
-class TrainingCancelled(Exception):
-    """Raised when ``cancelled()`` returns True; finished chunks and checkpoints are kept."""
-
-
-@dataclass
-class Progress:
-    """``stage``, ``step`` of ``total``, and a message."""
-
-    stage: str
-    step: int
-    total: int
-    message: str = ""
-
-
-ProgressFn = Callable[[Progress], None]
-CancelFn = Callable[[], bool]
 
 
 def default_folder() -> Path:
@@ -89,7 +72,7 @@ def build(chunks: int, *, generator, identity_net, folder: Path | None = None,  
         if path.is_file():
             continue
         if cancelled and cancelled():
-            raise TrainingCancelled(f"data build cancelled after {c} of {chunks} chunks (kept; run again)")
+            raise Cancelled(f"data build cancelled after {c} of {chunks} chunks (kept; run again)")
         w1, w2, cross = chunk_codes(c, generator)
         codes = mixed_codes(w1, w2, cross)
         images, embs = [], []

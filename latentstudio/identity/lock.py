@@ -76,13 +76,13 @@ def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
 
 def landmarks(models, codes: np.ndarray) -> np.ndarray:  # noqa: ANN001 - IdentityModels
     """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2) on their 256² renders, as fractions."""
-    from latentstudio.edit.predictors import find_landmarks, load_models
+    from latentstudio.edit.predictors import find_landmarks
     from latentstudio.models.generator import to_uint8
 
     g = models.generator
     with g.lock, torch.no_grad():  # type: ignore[attr-defined]
         img = to_uint8(g.synthesize(torch.from_numpy(np.ascontiguousarray(codes, np.float32)), size=SIZE))  # type: ignore[attr-defined]
-    return find_landmarks(img, load_models()).points / SIZE
+    return find_landmarks(img, models.predictors).points / SIZE
 
 
 def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - IdentityModels

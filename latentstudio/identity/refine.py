@@ -10,7 +10,7 @@ Starting from the feed-forward code, Adam moves an offset δ (23, 512) to minimi
   + w_reg · ‖δ‖² / 23                    stay near the mapper's output (editability)
 
 Each step reports ``Progress("refine", step, steps)`` and polls ``cancelled()``; a cancelled
-refinement raises ``TrainingCancelled`` (the feed-forward code is still the caller's).
+refinement raises ``Cancelled`` (the feed-forward code is still the caller's).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from latentstudio.identity.data import CancelFn, Progress, ProgressFn, TrainingCancelled
 from latentstudio.identity.train import attribute_targets, image_losses
+from latentstudio.progress import CancelFn, Cancelled, Progress, ProgressFn
 
 SIZE = 256
 
@@ -50,7 +50,7 @@ def refine(code: np.ndarray, identity_embedding: np.ndarray, attribute_code: np.
     best, best_loss = start, float("inf")
     for step in range(config.steps):
         if cancelled and cancelled():
-            raise TrainingCancelled(f"refinement cancelled at step {step}/{config.steps}")
+            raise Cancelled(f"refinement cancelled at step {step}/{config.steps}")
         out = g.synthesize(start + delta, size=SIZE, grad=True)
         t = image_losses(nets, out, target, img_b, lm_b, mask)
         loss = t["id"] + config.w_lm * t["lm"] + config.w_bg * t["bg"] + config.w_reg * delta.pow(2).sum() / 23

@@ -29,17 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentstudio.identity.data import (
-    CancelFn,
-    DataError,
-    Progress,
-    ProgressFn,
-    TrainingCancelled,
-    load_chunks,
-    mixed_codes,
-)
+from latentstudio.identity.data import DataError, load_chunks, mixed_codes
 from latentstudio.identity.lock import Direction, directions
 from latentstudio.identity.mapper import NUM_SLOTS, Mapper, MapperConfig, pca_basis, save_mapper
+from latentstudio.progress import CancelFn, Cancelled, Progress, ProgressFn
 
 HULL = list(range(17)) + list(range(26, 16, -1))  # jaw line, then the brows right to left
 
@@ -220,7 +213,7 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
     while step < cfg.steps:
         if cancelled and cancelled():
             _checkpoint(mapper, opt, cfg, step, ck_path)
-            raise TrainingCancelled(f"training cancelled at step {step}/{cfg.steps} (checkpoint kept; run again)")
+            raise Cancelled(f"training cancelled at step {step}/{cfg.steps} (checkpoint kept; run again)")
         rng = np.random.default_rng([cfg.seed, step])
         ia, ib = rng.integers(0, len(data["w1"]), (2, cfg.batch))
         a = _codes(data, ia, rng, spread, cfg, moves).to(dev)

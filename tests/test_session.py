@@ -33,6 +33,7 @@ def session(tmp_path: Path) -> Session:
     return s
 
 
+@pytest.mark.no_models
 def test_a_drag_is_one_step_and_undo_redo_restore_states(session: Session) -> None:
     s, doc = session, session.doc
     changes = []
@@ -56,6 +57,7 @@ def test_a_drag_is_one_step_and_undo_redo_restore_states(session: Session) -> No
     assert not s.push(doc.state, "nothing")  # no change, no step
 
 
+@pytest.mark.no_models
 def test_clean_mark_follows_saves_and_recovered_work(session: Session, tmp_path: Path) -> None:
     s = session
     assert s.history.is_clean()
@@ -73,6 +75,7 @@ def test_clean_mark_follows_saves_and_recovered_work(session: Session, tmp_path:
     assert msg is None and s.history.is_clean() and s.doc.state.values == {"smile": 1.0}
 
 
+@pytest.mark.no_models
 def test_bad_states_are_refused_and_leave_the_session_unchanged(session: Session) -> None:
     s, doc = session, session.doc
     before = doc.state
@@ -83,6 +86,7 @@ def test_bad_states_are_refused_and_leave_the_session_unchanged(session: Session
     assert doc.state == before and s.history.count() == 0
 
 
+@pytest.mark.no_models
 def test_stale_frames_never_overwrite_newer_ones() -> None:
     gate = FrameGate()
     tag = gate.renew()
@@ -93,6 +97,7 @@ def test_stale_frames_never_overwrite_newer_ones() -> None:
     assert gate.accept(new, 11)
 
 
+@pytest.mark.no_models
 def test_identity_panel_state_and_a_refinement_that_arrives_too_late(session: Session) -> None:
     s, doc = session, session.doc
     other = OtherFace(doc.base + 0.5, "seed 7", {"kind": "seed", "seed": 7})
@@ -120,12 +125,14 @@ def test_identity_panel_state_and_a_refinement_that_arrives_too_late(session: Se
     assert doc.state.identity.other is None
 
 
+@pytest.mark.no_models
 def test_repair_needs_its_boundary(session: Session) -> None:
     assert "quality" in session.can_repair()
     with pytest.raises(DocumentError):
         session.repair_task()
 
 
+@pytest.mark.no_models
 def test_cancelled_photo_task_leaves_the_session_unchanged(session: Session, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -147,3 +154,16 @@ def test_repair_task_through_the_session(generator, tmp_path: Path) -> None:  # 
     message = s.repair_task()(progress=seen.append)
     assert message.startswith("Nothing to repair") and s.history.count() == 0
     assert seen and seen[0].stage == "repair"
+
+
+def test_pure_state_tests_need_no_model_files(tmp_path: Path) -> None:
+    """The ``no_models`` tests above, run in a fresh process with an empty model cache."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LATENTSTUDIO_HOME": str(tmp_path / "empty-home")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "no_models",
+                        __file__], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "7 passed" in r.stdout and not (tmp_path / "empty-home" / "models").exists()

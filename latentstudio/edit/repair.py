@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from latentstudio.edit.boundaries import NUM_SLOTS, Boundary, BoundaryError
+from latentstudio.edit.boundaries import Boundary, BoundaryError
+from latentstudio.latent import as_code
 from latentstudio.edit.conditional import condition
 from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
 
@@ -96,9 +97,7 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,
     ``Cancelled``.
     """
 
-    code = np.asarray(w_plus, np.float32)
-    if code.shape != (NUM_SLOTS, 512) or not np.isfinite(code).all():
-        raise BoundaryError(f"repair needs a finite W+ code (23,512), got {code.shape}")
+    code = as_code(w_plus, "repair's code", BoundaryError, w_ok=False)
     if not (np.isfinite(max_strength) and max_strength >= 0 and step > 0):
         raise BoundaryError(f"repair strength must be ≥ 0 and step > 0, got {max_strength}, {step}")
     b = quality_boundary(boundaries)

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from latentstudio.identity.data import CancelFn, ProgressFn
-from latentstudio.identity.mapper import ASSET, NUM_SLOTS, W_DIM, Mapper, MapperError, load_mapper
+from latentstudio.identity.mapper import ASSET, Mapper, MapperError, load_mapper
+from latentstudio.latent import NUM_SLOTS, W_DIM, as_code
 
 EMBED_SIZE = 256  # render size for identity descriptors of codes
 EMB_DIM = 128
@@ -154,14 +155,7 @@ def available(weights: str | Path | None = None) -> str | None:
 
 def _code(code: np.ndarray, name: str) -> np.ndarray:
     """A (23,512) float32 copy of a w or W+ code, IdentityError on anything else."""
-    arr = np.asarray(code, dtype=np.float32)
-    if arr.shape == (W_DIM,):
-        arr = np.repeat(arr[None], NUM_SLOTS, 0)
-    if arr.shape != (NUM_SLOTS, W_DIM):
-        raise IdentityError(f"{name} must be a W+ code (23, 512) or a w code (512,), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise IdentityError(f"{name} contains NaN or infinite values")
-    return np.ascontiguousarray(arr)
+    return as_code(code, name, IdentityError)
 
 
 def _amount(value: float, name: str, lo: float = 0.0, hi: float = 1.0) -> float:

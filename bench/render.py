@@ -2,8 +2,10 @@
 
     python bench/render.py [--runs 10] [--threads N] [--source DIR]
 
-Prints a table of median / p90 milliseconds per image (batch 1) for the reference IR at 1024²,
-our port at 1024², 512² and 256² (preview route), and the ratios to the reference.
+Prints a table of median / p90 milliseconds per image (batch 1) for the reference IR at 1024²
+(OpenVINO, forced to f32), our port at 1024², 512², 256² and 128² (``Generator.synthesize``: the
+``models.fast`` twin on the CPU), the plain ``Synthesis`` module at 1024² and 256² (what the
+renders cost before the twin), and the ratios to the reference.
 """
 
 from __future__ import annotations
@@ -47,12 +49,20 @@ def main() -> None:
         from latentstudio.models.reference import openvino_ir
 
         _, ov_syn = openvino_ir(Path(args.source) if args.source else None)
-        rows.append(("OpenVINO IR 1024² (reference)", timed(lambda: ov_syn(w), args.runs)))
+        rows.append(("OpenVINO IR 1024², f32 (reference)", timed(lambda: ov_syn(w), args.runs)))
     except ImportError:
         print("openvino not installed: no reference row")
     wt = torch.from_numpy(w)
+    plain = torch.from_numpy(w)[:, None].expand(1, 23, 512).contiguous()
+
+    def module(size: int) -> None:  # the readable reference module (NCHW), as training runs it
+        with torch.no_grad():
+            g.render(plain, size)
+
     for size in (1024, 512, 256, 128):
-        rows.append((f"port {size}²", timed(lambda s=size: g.synthesize(wt, size=s), args.runs)))
+        rows.append((f"port {size}² (models.fast)", timed(lambda s=size: g.synthesize(wt, size=s), args.runs)))
+    for size in (1024, 256):
+        rows.append((f"port {size}², reference module", timed(lambda s=size: module(s), args.runs)))
     ref = np.median(rows[0][1]) if rows[0][0].startswith("OpenVINO") else None
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, threads {args.threads}")

@@ -285,6 +285,13 @@ def synthesize_uint8(gen: Any, code: np.ndarray, size: int,
     if size != 1024 and gen.heads is None:
         raise RuntimeError("preview heads missing (assets/preview_heads.safetensors)")
     w = as_w_plus(code).to(gen.device)
+    fast = gen.fast() if hasattr(gen, "fast") else None
+    if fast is not None:
+        def between() -> None:
+            if should_stop():
+                raise _Superseded
+
+        return to_uint8(fast.render(w, size, between).clamp(-1, 1))[0]
     blocks = PREVIEW_SIZES.get(size, len(syn.blocks))
     with torch.inference_mode():
         x = syn.conv(syn.const.expand(w.shape[0], -1, -1, -1), w[:, 0])

@@ -27,9 +27,47 @@ def test_port_matches_openvino(generator, openvino_models) -> None:
         w = generator.mapping(torch.from_numpy(z)).numpy()
         assert np.abs(w - w_ref).max() <= 1e-3
         img_ref = ov_syn(w_ref)[0]
-        img = generator.synthesize(torch.from_numpy(w_ref), size=1024, clip=False).numpy()
+        img = generator.synthesize(torch.from_numpy(w_ref), size=1024, clip=False).numpy()  # the fast twin
         assert img.shape == (1, 3, 1024, 1024)
         assert np.abs(img - img_ref).max() <= 1e-3
+        with torch.no_grad():  # the reference module (training, inversion) too
+            plain = generator.render(torch.from_numpy(w_ref)[None].expand(1, 23, 512).contiguous()).numpy()
+        assert np.abs(plain - img_ref).max() <= 1e-3
+
+
+@pytest.mark.parametrize("size", [1024, 512, 256, 128])
+def test_fast_twin_renders_what_the_reference_module_renders(generator, size: int) -> None:
+    """``models.fast.FastSynthesis`` (NHWC, permuted channels, folded styles) against
+    ``Synthesis`` with the preview heads: one image (styles folded) and a batch (styles
+    multiplied), different codes per slot."""
+    rng = torch.Generator().manual_seed(size)
+    code = generator.map(generator.sample_z(40, n=3), 0.7)[:, None].expand(-1, 23, -1).contiguous()
+    code = code + 0.5 * torch.randn(code.shape, generator=rng)
+    fast = generator.fast()
+    assert fast is not None
+    with torch.no_grad():
+        ref = generator.render(code, size)
+        assert torch.allclose(fast.render(code, size), ref, atol=2e-4)
+        assert torch.allclose(fast.render(code[1:2], size), ref[1:2], atol=2e-4)
+
+
+def test_fast_twin_follows_weight_changes(generator) -> None:
+    """A weight changed in place (as training does) rebuilds the twin instead of rendering stale weights."""
+    import copy
+
+    from latentstudio.models.generator import Generator
+
+    g = Generator(generator.mapping, copy.deepcopy(generator.synthesis), generator.w_avg, generator.heads,
+                  generator.device)
+    w = g.seed_w(3)
+    before = g.synthesize(w, size=256)
+    first = g.fast()
+    with torch.no_grad():
+        g.synthesis.blocks[2].conv1.bias.add_(0.5)
+    after = g.synthesize(w, size=256)
+    assert g.fast() is not first and not torch.allclose(before, after, atol=1e-3)
+    with torch.no_grad():
+        assert torch.allclose(after, g.render(as_w_plus(w), 256).clamp(-1, 1), atol=2e-4)
 
 
 def _low_freq_share(diff: torch.Tensor) -> float:

@@ -17,10 +17,12 @@ MIN_ZOOM, MAX_ZOOM = 0.02, 32.0
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
-    """(H,W,3) uint8 → QImage sharing the array's memory (the array is kept alive on it)."""
-    a = np.ascontiguousarray(rgb)
-    h, w = a.shape[:2]
-    img = QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    """(H,W,3) uint8 → QImage sharing the array's memory (the array is kept alive on it), in
+    Qt's native 32-bit layout so that painting it scaled needs no conversion each time."""
+    h, w = rgb.shape[:2]
+    a = np.empty((h, w, 4), np.uint8)
+    a[..., 0], a[..., 1], a[..., 2], a[..., 3] = rgb[..., 2], rgb[..., 1], rgb[..., 0], 255  # B, G, R, A in memory
+    img = QImage(a.data, w, h, 4 * w, QImage.Format.Format_RGB32)
     img._keep = a  # type: ignore[attr-defined] - QImage does not own the buffer
     return img
 

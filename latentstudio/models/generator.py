@@ -19,6 +19,7 @@ from torch import Tensor
 from latentstudio.codes import LatentError
 from latentstudio.safety import MAX_LATENT_ABS
 from latentstudio.models.fetch import require
+from latentstudio.models.fast import FastSynthesis
 from latentstudio.models.mobilestylegan import NUM_SLOTS, W_DIM, Mapping, Synthesis
 from latentstudio.models.preview import PREVIEW_SIZES, PreviewHeads, load_preview_heads
 
@@ -69,6 +70,8 @@ class Generator:
         self.w_avg = w_avg.to(device)
         self.heads = heads.to(device).eval().requires_grad_(False) if heads is not None else None
         self.lock = threading.Lock()  # one render at a time per generator (worker threads)
+        self._fast: tuple[tuple[int, ...], FastSynthesis] | None = None
+        self._fast_lock = threading.Lock()
 
     @classmethod
     def load(cls, device: str | None = "cpu", folder: Path | None = None) -> "Generator":
@@ -110,9 +113,25 @@ class Generator:
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
         w_plus = as_w_plus(code).to(self.device)
-        with torch.set_grad_enabled(grad):
-            img = self.render(w_plus, size)
+        fast = None if grad else self.fast()
+        if fast is not None:
+            img = fast.render(w_plus, size)
+        else:
+            with torch.set_grad_enabled(grad):
+                img = self.render(w_plus, size)
         return img.clamp(-1, 1) if clip else img
+
+    def fast(self) -> FastSynthesis | None:
+        """The inference twin of the synthesis network (``models.fast``; CPU only: it is not
+        measured on CUDA), rebuilt whenever a weight changed in place."""
+        if self.device.type != "cpu":
+            return None
+        params = [*self.synthesis.parameters(), *(self.heads.parameters() if self.heads is not None else ())]
+        key = tuple(p._version for p in params) + tuple(id(p) for p in params)
+        with self._fast_lock:
+            if self._fast is None or self._fast[0] != key:
+                self._fast = (key, FastSynthesis(self.synthesis, self.heads))
+            return self._fast[1]
 
     def render(self, w_plus: Tensor, size: int = 1024) -> Tensor:
         """The networks alone: W+ (n,23,512) float32 on this device → (n,3,size,size), unclipped.

@@ -18,6 +18,7 @@ import numpy as np
 from latentstudio.atomic import output_set
 from latentstudio.cli import edit as edit_commands
 from latentstudio.cli import identity as identity_commands
+from latentstudio.cli import video as video_commands
 from latentstudio.cli.common import UserError
 from latentstudio.cli.common import progress_printer
 from latentstudio.progress import Cancelled
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     edit_commands.register(sub)  # boundaries, edit
     identity_commands.register(sub)  # transfer, deidentify, identity
+    video_commands.register(sub)  # video
     a = sub.add_parser("align", help="detect a face and FFHQ-align it to 1024²")
     a.add_argument("photo")
     a.add_argument("--face", type=int, default=None, help="which face (0 = largest confident)")

@@ -14,6 +14,8 @@ the photo's resolution or on the edited crop's size (256, 512 or 1024 all work).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -29,12 +31,18 @@ GAIN_LIMITS = (0.85, 1.18)  # contrast correction allowed per channel
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), photo pixels
 
 
+ColourMatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # (edit mean, photo mean, gain), per channel
+
+
 def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
-               landmarks_photo: np.ndarray, *, match_colour: bool = True) -> np.ndarray:
+               landmarks_photo: np.ndarray, *, match_colour: bool = True,
+               colour_filter: Callable[[ColourMatch], ColourMatch] | None = None) -> np.ndarray:
     """The photo with the edited face blended in, at the photo's resolution (uint8, H x W x 3).
 
     ``quad`` is ``Alignment.quad`` (photo coordinates), ``landmarks_photo`` the face's 68
     landmarks in the photo. ``aligned_edited`` is a square uint8 RGB crop of any size.
+    ``colour_filter`` sees the colour match measured in the seam band and returns the one to
+    apply (a video smooths it over time so the face does not flicker).
     """
     img = _check_rgb(photo, "photo")
     edit = _check_rgb(aligned_edited, "aligned_edited")
@@ -48,7 +56,12 @@ def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
     warped = warp_to_photo(edit, quad, box)
     region = img[y0:y1, x0:x1].astype(np.float32)
     if match_colour:
-        warped = _match_colour(warped, region, alpha)
+        match = measure_colour(warped, region, alpha)
+        if match is not None and colour_filter is not None:
+            match = colour_filter(match)
+        if match is not None:
+            mu_e, mu_p, gain = match
+            warped = (warped - mu_e) * gain + mu_p
     a = alpha[..., None]
     blended = region + a * (warped - region)  # exactly `region` where alpha == 0
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -120,15 +133,16 @@ def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray) -> np.ndarray:
     return apply_matrix(aligned_to_photo_matrix(quad, FRAME), grown)
 
 
-def _match_colour(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Shift/scale each channel of the edit so it matches the photo in the seam band."""
+def measure_colour(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray) -> ColourMatch | None:
+    """The per-channel shift and gain that make the edit match the photo in the seam band
+    (None when the band is too small to measure)."""
     band = (alpha > 0.0) & (alpha < 1.0)
     if int(band.sum()) < 16:
-        return warped
+        return None
     e, p = warped[band], region[band]
     mu_e, mu_p = e.mean(axis=0), p.mean(axis=0)
     gain = np.clip(p.std(axis=0) / np.maximum(e.std(axis=0), 1e-3), *GAIN_LIMITS)
-    return (warped - mu_e) * gain + mu_p
+    return mu_e, mu_p, gain
 
 
 def _check_rgb(arr: np.ndarray, name: str) -> np.ndarray:

@@ -8,9 +8,10 @@ its source, and the CLI, the app's "In photo" view and the exports all paste thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,14 +102,16 @@ class Placement:
         return replace(self, size=(max(1, round(self.size[0] * sx)), max(1, round(self.size[1] * sy))),
                        quad=(self.quad + 0.5) * scale - 0.5, landmarks=(self.landmarks + 0.5) * scale - 0.5)
 
-    def paste(self, aligned: np.ndarray, photo: np.ndarray | None = None) -> np.ndarray:
-        """``aligned`` (S, S, 3) uint8 pasted into ``photo`` (default: the photo file) → (H, W, 3)."""
+    def paste(self, aligned: np.ndarray, photo: np.ndarray | None = None,
+              colour_filter: Callable[[Any], Any] | None = None) -> np.ndarray:
+        """``aligned`` (S, S, 3) uint8 pasted into ``photo`` (default: the photo file) → (H, W, 3).
+        ``colour_filter``: see ``pasteback.paste_back``."""
         from latentstudio.face.pasteback import paste_back
 
         rgb = self.load_photo() if photo is None else photo
         if photo is not None:
             self.check(rgb)
-        return paste_back(rgb, aligned, self.quad, self.landmarks)
+        return paste_back(rgb, aligned, self.quad, self.landmarks, colour_filter=colour_filter)
 
 
 def _load(path: Path) -> np.ndarray:

@@ -252,16 +252,20 @@ def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels) -> n
 
 
 def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *, lock: bool = True,
-               models: IdentityModels) -> np.ndarray:
+               other: np.ndarray | None = None, models: IdentityModels) -> np.ndarray:
     """Replace the identity of ``code`` by another person's (``seed``; None = the average face),
     keeping its pose, expression, lighting and surroundings → W+ (23,512).
-    ``strength`` in [0, 1]: 0 = unchanged, 1 = the other identity in full."""
+    ``strength`` in [0, 1]: 0 = unchanged, 1 = the other identity in full. ``other``: that
+    person's code, chosen once (``random_identity``) when many codes of one face must all get
+    the same new person (a video's frames); default chosen here from ``seed``."""
     s = _amount(strength, "strength")
     c = _code(code, "code")
     if s == 0.0:
         return c
     m = models
-    if seed is None:
+    if other is not None:
+        r = _code(other, "other")
+    elif seed is None:
         r = np.repeat(m.generator.w_avg.cpu().numpy().reshape(1, W_DIM), NUM_SLOTS, 0)  # type: ignore[attr-defined]
     else:
         r = random_identity(c, seed, models=m)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from latentstudio.atomic import output_set
+from latentstudio.cli import batch as batch_commands
 from latentstudio.cli import edit as edit_commands
 from latentstudio.cli import identity as identity_commands
 from latentstudio.cli import video as video_commands
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit_commands.register(sub)  # boundaries, edit
     identity_commands.register(sub)  # transfer, deidentify, identity
     video_commands.register(sub)  # video
+    batch_commands.register(sub)  # batch
     a = sub.add_parser("align", help="detect a face and FFHQ-align it to 1024²")
     a.add_argument("photo")
     a.add_argument("--face", type=int, default=None, help="which face (0 = largest confident)")
@@ -218,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-BENCHMARKS = ("render", "invert", "edit", "transfer", "repair", "gui")
+BENCHMARKS = ("render", "invert", "edit", "transfer", "repair", "gui", "video", "batch")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

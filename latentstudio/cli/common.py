@@ -37,8 +37,14 @@ def as_user_errors() -> Iterator[None]:
 
 
 def progress_printer(label: str = "") -> ProgressFn:
-    """The CLI's one way of showing ``Progress``: a timed line on stderr at the start of each stage,
-    about every 5 % of it, and at its end, e.g. ``[   4.2s] inverting: invert 60/138 loss 0.4120``."""
+    """The CLI's one way of showing ``Progress``: on a terminal a progress bar per stage with its
+    rate and time left (rich); otherwise (logs, pipes) a timed line on stderr at the start of each
+    stage, about every 5 % of it, and at its end, e.g. ``[   4.2s] invert 60/138 loss 0.4120``."""
+    if sys.stderr.isatty():
+        try:
+            return _bar(label)
+        except ImportError:
+            pass
     start = time.monotonic()
     last: list[str] = [""]
 
@@ -50,6 +56,27 @@ def progress_printer(label: str = "") -> ProgressFn:
         parts = [f"[{time.monotonic() - start:7.1f}s]", f"{label}:" if label else "", p.stage,
                  f"{p.done}/{p.total}", p.message, "" if p.loss is None else f"loss {p.loss:.4f}"]
         print(" ".join(x for x in parts if x), file=sys.stderr, flush=True)
+
+    return show
+
+
+def _bar(label: str) -> ProgressFn:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+              TextColumn("{task.fields[note]}"), transient=False)
+    tasks: dict[str, int] = {}
+
+    def show(p: Progress) -> None:
+        if not tasks:
+            bar.start()
+        if p.stage not in tasks:
+            tasks[p.stage] = bar.add_task(f"{label} {p.stage}".strip(), total=p.total or None, note="")
+        note = p.message + ("" if p.loss is None else f" loss {p.loss:.4f}")
+        bar.update(tasks[p.stage], completed=p.done, total=p.total or None, note=note)
+        if p.total and p.done >= p.total and all(bar.tasks[t].finished for t in tasks.values()):
+            bar.stop()
 
     return show
 

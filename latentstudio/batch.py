@@ -357,33 +357,23 @@ def _local(jobs: list[Job], options: Options, workers: int) -> Iterator[Result]:
             raise
 
 
+class _RayWorker:
+    """A Ray actor: the models loaded once, one job at a time."""
+
+    def __init__(self, options: Options) -> None:
+        _one_thread()
+        self.models = Models(options)
+
+    def run(self, job: Job) -> Result:
+        return run_job(job, self.models)
+
+
 def _ray(jobs: list[Job], options: Options, address: str | None, workers: int) -> Iterator[Result]:
-    try:
-        import ray
-    except ImportError as exc:
-        raise BatchError("--ray needs Ray: pip install -e '.[cluster]' (or pip install 'ray[default]')") from exc
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": max(workers, 1)}))
-    try:
-        gpus = 1 if options.device == "cuda" else 0
+    from latentstudio import cluster
 
-        @ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=2, max_task_retries=2)
-        class Worker:
-            def __init__(self, opts: Options) -> None:
-                _one_thread()
-                self.models = Models(opts)
-
-            def run(self, job: Job) -> Result:
-                return run_job(job, self.models)
-
-        n = max(1, min(workers or int(ray.available_resources().get("CPU", 1)), len(jobs)))  # 0: all CPUs
-        pool = ray.util.ActorPool([Worker.remote(options) for _ in range(n)])
-        yield from pool.map_unordered(lambda actor, job: actor.run.remote(job), jobs)
-    finally:
-        if started:
-            ray.shutdown()
+    with cluster.session(address, num_cpus=None if address else max(workers, 2)) as ray:
+        yield from cluster.map_unordered(ray, _RayWorker, (options,), "run", jobs, actors=workers,
+                                         num_gpus=1 if options.device == "cuda" else 0)
 
 
 def run(jobs: list[Job], options: Options, outdir: Path, *, workers: int = 1, ray: str | None | bool = False,

@@ -468,3 +468,17 @@ def test_cli_edit_pastes_back_with_the_stored_quad(tmp_path: Path, generator) ->
     assert changed.mean() > 0.01
     assert xs.min() > box[0] - 0.6 * (box[2] - box[0]) and xs.max() < box[2] + 0.6 * (box[2] - box[0])
     assert not changed[-50:].any()  # the bottom of the photo is untouched
+
+
+def test_scoring_on_a_local_ray_cluster_matches_local_scoring(tmp_path: Path, generator) -> None:  # noqa: ANN001
+    """``boundaries train --ray``: the same seeds scored by Ray actors (a local cluster started
+    here) give the same chunk caches as scoring here, up to float rounding."""
+    pytest.importorskip("ray")
+    spec = train.SampleSpec(n=6, seed=4242, psi=0.7, size=256)
+    local = train.score_samples(spec, generator=generator, cache_dir=tmp_path / "local")
+    remote = train.score_samples(spec, generator=generator, cache_dir=tmp_path / "ray", ray=True, workers=2)
+    assert np.array_equal(local.seeds, remote.seeds) and np.array_equal(local.valid, remote.valid)
+    for name in local.scores:
+        np.testing.assert_allclose(remote.scores[name], local.scores[name], atol=0.05, equal_nan=True)
+    again = train.score_samples(spec, generator=generator, cache_dir=tmp_path / "ray", ray=True)  # all cached
+    np.testing.assert_array_equal(again.scores["age"], remote.scores["age"])

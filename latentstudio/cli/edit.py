@@ -101,7 +101,8 @@ def _train_predictors(args: argparse.Namespace) -> list[Boundary]:
     fits = train_attributes(names, spec, ratio=args.ratio, val_fraction=args.val_fraction,
                             generator=Runtime(args.device).generator(), batch=args.batch, workers=args.workers,
                             cache_dir=Path(args.cache) if args.cache else None,
-                            keep_images=args.keep_images, whiten=args.whiten, progress=progress_printer("train"))
+                            keep_images=args.keep_images, whiten=args.whiten, progress=progress_printer("train"),
+                            ray=args.ray)
     command = _train_command(args, names)
     out = []
     for name, fit in fits.items():
@@ -340,7 +341,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                          + "), all, or none (raw W, as InterFaceGAN)")
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
     tr.add_argument("--batch", type=int, default=None, help="renders per synthesis call")
-    tr.add_argument("--workers", type=int, default=0, help="predictor processes (use on many-core machines)")
+    tr.add_argument("--workers", type=int, default=0,
+                    help="predictor processes (use on many-core machines); with --ray: actors (default all CPUs)")
+    tr.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
+                    help="render and score the samples on a Ray cluster (ADDRESS, or a local one)")
     tr.add_argument("--cache", help="score cache folder (resumable; default in $LATENTSTUDIO_HOME)")
     tr.add_argument("--keep-images", action="store_true",
                     help="also cache the renders (size² × 3 bytes each) so re-scoring skips rendering")

@@ -229,10 +229,31 @@ def _z_of_seeds(generator, seeds: np.ndarray):  # noqa: ANN001, ANN202 - Generat
     return torch.cat([generator.sample_z(int(s), 1) for s in seeds])
 
 
+class _RayScorer:
+    """A Ray actor for ``score_samples(ray=…)``: its own generator and predictors, one chunk of
+    seeds rendered and scored at a time."""
+
+    def __init__(self, device: str, psi: float, size: int, batch: int) -> None:
+        from latentstudio.models.generator import Generator
+
+        _init_worker()
+        self.g = Generator.load(device)  # this actor's own, loaded once
+        self.psi, self.size, self.batch = psi, size, batch
+
+    def score(self, seeds: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        from latentstudio.models.generator import to_uint8
+
+        parts = []
+        for sub in _batches(seeds, self.batch):
+            w = self.g.map(_z_of_seeds(self.g, sub), self.psi)
+            parts.append(_score_images(to_uint8(self.g.synthesize(w, size=self.size))))
+        return seeds, _merge(parts)
+
+
 def score_samples(spec: SampleSpec, *, generator,  # noqa: ANN001 - Generator
                   batch: int | None = None, workers: int = 0, cache_dir: Path | None = None,
                   keep_images: bool = False, progress: ProgressFn | None = None,
-                  cancelled: CancelFn | None = None) -> Scores:
+                  cancelled: CancelFn | None = None, ray: str | bool = False) -> Scores:
     """Render and score seeds ``spec.seed … spec.seed+spec.n-1`` (see module doc), resumably.
 
     ``batch``: renders per synthesis call (default 4 on CPU, 128 on CUDA). ``workers`` > 0 scores
@@ -240,7 +261,9 @@ def score_samples(spec: SampleSpec, *, generator,  # noqa: ANN001 - Generator
     rendered images go to the pool in pieces of ``PIECE`` while the GPU renders the next chunks.
     ``keep_images`` also caches the renders (uint8, ``size``² × 3 bytes each) next to the scores,
     so that scoring again with changed predictors skips the expensive rendering; cached renders
-    are reused whenever present.
+    are reused whenever present. ``ray`` (an address, or True for a local cluster): the chunks
+    still to do are rendered and scored by Ray actors (``latentstudio.cluster``; GPUs where the
+    cluster has them), each chunk cached as it arrives.
     """
     from latentstudio.models.generator import to_uint8
 
@@ -273,6 +296,17 @@ def score_samples(spec: SampleSpec, *, generator,  # noqa: ANN001 - Generator
         if progress:
             progress(Progress("score", done, spec.n, f"{done}/{spec.n} samples scored"))
 
+    if ray is not False and todo:
+        from latentstudio import cluster
+
+        device = "cuda" if g.device.type == "cuda" else "cpu"
+        with cluster.session(ray if isinstance(ray, str) else None) as r:
+            for seeds, merged in cluster.map_unordered(r, _RayScorer, (device, spec.psi, spec.size, batch), "score",
+                                                       todo, actors=workers, num_gpus=1 if device == "cuda" else 0):
+                finish(seeds, [merged])
+                if cancelled and cancelled():
+                    raise Cancelled(f"scoring cancelled after {done}/{spec.n} samples")
+        todo = []
     # a CUDA parent must not fork (its driver state and threads do not survive it): spawn there
     context = multiprocessing.get_context("spawn" if g.device.type == "cuda" else None)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) if workers > 0 else None
@@ -441,7 +475,7 @@ def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0
                      val_fraction: float = 0.3, generator,  # noqa: ANN001 - Generator
                      batch: int | None = None, workers: int = 0, cache_dir: Path | None = None,
                      keep_images: bool = False, whiten: str = "auto", progress: ProgressFn | None = None,
-                     cancelled: CancelFn | None = None) -> dict[str, FitResult]:
+                     cancelled: CancelFn | None = None, ray: str | bool = False) -> dict[str, FitResult]:
     """Score once, then fit one boundary per predictor name (see ``predictors.SCORE_NAMES``).
     ``whiten``: which fits work in the coordinates that whiten the N sampled codes (module doc):
     ``"auto"`` (each attribute's ``AttributeInfo.whiten``), ``"all"`` or ``"none"``."""
@@ -455,7 +489,7 @@ def train_attributes(names: Sequence[str], spec: SampleSpec, *, ratio: float = 0
                             f"predictors: {', '.join(SCORE_NAMES)}")
     g = generator
     s = score_samples(spec, generator=g, batch=batch, workers=workers, cache_dir=cache_dir,
-                      keep_images=keep_images, progress=progress, cancelled=cancelled)
+                      keep_images=keep_images, progress=progress, cancelled=cancelled, ray=ray)
     w = sample_w(g, s.seeds, spec.psi)
     ok = np.asarray(s.valid, bool)
     use = [n for n in names if whitened(n, whiten)]

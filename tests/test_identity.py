@@ -310,3 +310,30 @@ def test_training_is_cancellable_and_resumes(tmp_path: Path, generator) -> None:
     assert not torch.equal(result.mapper.gate[:13], torch.zeros(13, 8))
     x = torch.randn(1, 23, 512)
     torch.testing.assert_close(result.mapper(x, x), x, rtol=0, atol=1e-4)
+
+
+def test_training_faces_build_locally_and_on_a_local_ray_cluster(tmp_path: Path, generator) -> None:  # noqa: ANN001
+    """``identity data``: chunks are seeded (the same codes wherever they are made), measured, and
+    resumable; ``--ray`` makes the missing ones on Ray actors (a local cluster started here)."""
+    from latentstudio.face.chip import IdentityNet
+    from latentstudio.identity import data
+
+    net = IdentityNet.load("cpu")
+    seen = []
+    data.build(2, generator=generator, identity_net=net, folder=tmp_path / "local", chunk_size=8,
+               progress=seen.append)
+    local = data.load_chunks(tmp_path / "local")
+    assert local["w1"].shape == (16, 512) and local["img128"].shape == (16, 128, 128, 3) and local["valid"].any()
+    assert seen[-1].done == seen[-1].total == 2
+    data.build(2, generator=generator, identity_net=net, folder=tmp_path / "local", chunk_size=8,
+               cancelled=lambda: True)  # nothing left to do: no cancel, nothing rebuilt
+    pytest.importorskip("ray")
+    (tmp_path / "ray").mkdir()
+    import shutil
+
+    shutil.copy(tmp_path / "local" / "chunk000.npz", tmp_path / "ray" / "chunk000.npz")  # one done already
+    data.build(2, generator=generator, identity_net=net, folder=tmp_path / "ray", chunk_size=8, ray=True, actors=1)
+    remote = data.load_chunks(tmp_path / "ray")
+    np.testing.assert_array_equal(remote["w1"], local["w1"])
+    np.testing.assert_array_equal(remote["cross"], local["cross"])
+    np.testing.assert_allclose(remote["emb"], local["emb"], atol=1e-3)

@@ -205,7 +205,8 @@ def cmd_identity_data(args: argparse.Namespace) -> int:
     def job(progress, cancelled) -> None:  # noqa: ANN001
         g = Generator.load(args.device)
         folder = build(args.chunks, folder=Path(args.data) if args.data else None, generator=g,
-                       identity_net=IdentityNet.load(g.device), progress=progress, cancelled=cancelled)
+                       identity_net=IdentityNet.load(g.device), progress=progress, cancelled=cancelled,
+                       ray=args.ray)
         print(f"training faces in {folder}")
 
     return _run_interruptible(job)
@@ -286,6 +287,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--chunks", type=int, default=40, help="chunks of 200 faces (default 40)")
     data.add_argument("--data", help="folder (default in $LATENTSTUDIO_HOME/cache)")
     data.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    data.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
+                      help="make the chunks on a Ray cluster (ADDRESS, or a local one)")
     data.set_defaults(func=cmd_identity_data)
 
     tr = ident.add_parser("train", help="train the mapper (resumable: rerun the same command)")

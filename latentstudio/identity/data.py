@@ -40,14 +40,14 @@ def default_folder() -> Path:
     return paths.home() / "cache" / "identity_data"
 
 
-def chunk_codes(chunk: int, generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
-    """(w1, w2 (C,512) f32, cross (C,) int) of a chunk: cross = 23 means one w on every slot."""
+def chunk_codes(chunk: int, generator, n: int = CHUNK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """(w1, w2 (n,512) f32, cross (n,) int) of a chunk: cross = 23 means one w on every slot."""
     rng = np.random.default_rng(10_000 + chunk)
-    z = torch.from_numpy(rng.standard_normal((2 * CHUNK, 512)).astype(np.float32))
+    z = torch.from_numpy(rng.standard_normal((2 * n, 512)).astype(np.float32))
     with torch.no_grad():
         w = generator.map(z.to(generator.device), PSI).cpu().numpy()
-    cross = np.where(rng.random(CHUNK) < 0.5, NUM_SLOTS, rng.integers(1, 14, CHUNK))
-    return w[:CHUNK], w[CHUNK:], cross
+    cross = np.where(rng.random(n) < 0.5, NUM_SLOTS, rng.integers(1, 14, n))
+    return w[:n], w[n:], cross
 
 
 def mixed_codes(w1: np.ndarray, w2: np.ndarray, cross: np.ndarray) -> np.ndarray:
@@ -56,40 +56,80 @@ def mixed_codes(w1: np.ndarray, w2: np.ndarray, cross: np.ndarray) -> np.ndarray
     return np.where(take_first, w1[:, None], w2[:, None]).astype(np.float32)
 
 
-def build(chunks: int, *, generator, identity_net, folder: Path | None = None,  # noqa: ANN001
-          progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> Path:
-    """Render and measure ``chunks`` chunks (those already on disk are kept) → the folder."""
-    from latentstudio.edit.predictors import find_landmarks, head_pose, load_models
+def measure_chunk(c: int, generator, identity_net, predictors, n: int = CHUNK) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Chunk ``c`` (``n`` faces): its codes rendered at 256² and measured → the arrays of ``chunkNNN.npz``."""
+    from latentstudio.edit.predictors import find_landmarks, head_pose
     from latentstudio.models.generator import from_uint8, to_uint8
+
+    w1, w2, cross = chunk_codes(c, generator, n)
+    codes = mixed_codes(w1, w2, cross)
+    images, embs = [], []
+    with torch.no_grad():
+        for i in range(0, n, 8):
+            u8 = to_uint8(generator.synthesize(torch.from_numpy(codes[i:i + 8]), size=SIZE))
+            images.append(u8)
+            embs.append(identity_net.embed_aligned(from_uint8(u8)).cpu().numpy())
+    imgs = np.concatenate(images)
+    lm = find_landmarks(imgs, predictors)  # the images are at the predictors' working size (256²)
+    yaw, pitch, roll = head_pose(lm.points)
+    small = imgs.reshape(n, 128, 2, 128, 2, 3).mean((2, 4)).round().astype(np.uint8)
+    return {"w1": w1, "w2": w2, "cross": cross, "landmarks": lm.points.astype(np.float32),
+            "valid": lm.detected & np.isfinite(yaw), "yaw": yaw, "pitch": pitch, "roll": roll,
+            "emb": np.concatenate(embs).astype(np.float32), "img128": small}
+
+
+class _RayChunks:
+    """A Ray actor for ``build(ray=…)``: its own generator, identity net and predictors."""
+
+    def __init__(self, device: str, n: int) -> None:
+        from latentstudio.edit.predictors import load_models
+        from latentstudio.face.chip import IdentityNet
+        from latentstudio.models.generator import Generator
+
+        torch.set_num_threads(1)
+        self.g = Generator.load(device)
+        self.net, self.pred, self.n = IdentityNet.load(self.g.device), load_models(), n
+
+    def make(self, c: int) -> tuple[int, dict[str, np.ndarray]]:
+        return c, measure_chunk(c, self.g, self.net, self.pred, self.n)
+
+
+def build(chunks: int, *, generator, identity_net, folder: Path | None = None,  # noqa: ANN001
+          progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
+          ray: str | bool = False, actors: int = 0, chunk_size: int = CHUNK) -> Path:
+    """Render and measure ``chunks`` chunks (those already on disk are kept) → the folder.
+    ``ray`` (an address, or True for a local cluster): the missing chunks are made by Ray actors
+    (``latentstudio.cluster``) and saved as they arrive."""
+    from latentstudio.edit.predictors import load_models
 
     folder = folder or default_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    pred = load_models()
-    for c in range(chunks):
-        path = folder / f"chunk{c:03d}.npz"
-        if progress:
-            progress(Progress("faces", c, chunks, f"chunk {c + 1}/{chunks}"))
-        if path.is_file():
-            continue
-        if cancelled and cancelled():
-            raise Cancelled(f"data build cancelled after {c} of {chunks} chunks (kept; run again)")
-        w1, w2, cross = chunk_codes(c, generator)
-        codes = mixed_codes(w1, w2, cross)
-        images, embs = [], []
-        with torch.no_grad():
-            for i in range(0, CHUNK, 8):
-                u8 = to_uint8(generator.synthesize(torch.from_numpy(codes[i:i + 8]), size=SIZE))
-                images.append(u8)
-                embs.append(identity_net.embed_aligned(from_uint8(u8)).cpu().numpy())
-        imgs = np.concatenate(images)
-        lm = find_landmarks(imgs, pred)  # the images are at the predictors' working size (256²)
-        yaw, pitch, roll = head_pose(lm.points)
-        small = imgs.reshape(CHUNK, 128, 2, 128, 2, 3).mean((2, 4)).round().astype(np.uint8)
-        save_npz(path, w1=w1, w2=w2, cross=cross, landmarks=lm.points.astype(np.float32),
-                 valid=lm.detected & np.isfinite(yaw), yaw=yaw, pitch=pitch, roll=roll,
-                 emb=np.concatenate(embs).astype(np.float32), img128=small)
+    todo = [c for c in range(chunks) if not (folder / f"chunk{c:03d}.npz").is_file()]
+    done = chunks - len(todo)
     if progress:
-        progress(Progress("faces", chunks, chunks, "done"))
+        progress(Progress("faces", done, chunks, f"{done} chunks on disk"))
+    if ray is not False and todo:
+        from latentstudio import cluster
+
+        device = "cuda" if generator.device.type == "cuda" else "cpu"
+        with cluster.session(ray if isinstance(ray, str) else None) as r:
+            for c, arrays in cluster.map_unordered(r, _RayChunks, (device, chunk_size), "make", todo, actors=actors,
+                                                   num_gpus=1 if device == "cuda" else 0):
+                save_npz(folder / f"chunk{c:03d}.npz", **arrays)
+                done += 1
+                if progress:
+                    progress(Progress("faces", done, chunks, f"chunk {c}"))
+                if cancelled and cancelled():
+                    raise Cancelled(f"data build cancelled after {done} of {chunks} chunks (kept; run again)")
+        return folder
+    pred = load_models()
+    for c in todo:
+        if cancelled and cancelled():
+            raise Cancelled(f"data build cancelled after {done} of {chunks} chunks (kept; run again)")
+        save_npz(folder / f"chunk{c:03d}.npz", **measure_chunk(c, generator, identity_net, pred, chunk_size))
+        done += 1
+        if progress:
+            progress(Progress("faces", done, chunks, f"chunk {c + 1}/{chunks}"))
     return folder
 
 

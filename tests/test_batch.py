@@ -87,3 +87,32 @@ def test_cli_batch_exit_codes(photos: Path, tmp_path: Path, capsys: pytest.Captu
     blocker.write_text("x")
     assert main(["batch", "align", *good, "-o", str(blocker / "sub")]) == 2
     assert "cannot be written" in capsys.readouterr().err
+
+
+def test_a_full_disk_stops_the_batch_with_a_clear_message_and_a_valid_manifest(
+        photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC while recording the second result: exit 2 with the OS's words, the manifest keeps
+    whole lines only, and --resume (with space again) finishes the rest."""
+    import errno
+    import os
+
+    from latentstudio.cli import main
+
+    real_write, calls = os.write, []
+
+    def full(fd: int, data: bytes) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(batch.os, "write", full)
+    args = ["batch", "align", str(photos / "a"), "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["status"] in ("ok", "failed")
+    monkeypatch.setattr(batch.os, "write", real_write)
+    assert main([*args, "--resume"]) == 2  # broken.png still fails; the rest is done now
+    done = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(Path(d["input"]).name for d in done if d["status"] == "ok") == ["face0.png", "face1.png"]

@@ -91,17 +91,38 @@ def align_photo(path: str | Path, face: int | None = None) -> tuple[Any, Any, in
 
 def to_code(photo: PhotoFaces, face: int | None = None, *, generator: Any, preset: str | Preset = "fast",
             steps: int | None = None, tune: TuneSettings | None = None, seed: int = 0,
-            progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> PhotoCode:
+            progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
+            init: Any = None) -> PhotoCode:
     """Face ``face`` of ``photo`` (default: the largest confident) → aligned → W+ code (→ tuned
     weights when ``tune``). ``progress`` gets the aligned face first (``Progress("align", …)``
-    with a preview), then the inversion's and the tuning's steps on one scale."""
+    with a preview), then the inversion's and the tuning's steps on one scale. ``init``: where
+    the inversion starts (a w (512,), e.g. ``first_guess``'s; default the preset's start)."""
     from latentstudio.progress import Progress, report
 
     alignment, chosen, index = photo.align(face)
     report(progress, Progress("align", 0, 1, preview=alignment.image))
     inv, tuning = invert_and_tune(alignment.image, preset=preset, steps=steps, tune=tune, generator=generator,
-                                  seed=seed, progress=progress, cancelled=cancelled)
+                                  seed=seed, progress=progress, cancelled=cancelled, init=init)
     return PhotoCode(photo.path, alignment, chosen, index, len(photo.confident), inv, tuning)
+
+
+def first_guess(photo: PhotoFaces, face: int | None = None, *, generator: Any) -> PhotoCode:
+    """A code at once (well under a second on a CPU): the face aligned and the linear encoder's
+    w (``latentstudio.encoder``) on every slot (the average face when the encoder is unusable).
+    ``to_code(…, init=guess.w_plus[0])`` refines it."""
+    import numpy as np
+
+    from latentstudio.encoder import EncoderError, load_encoder
+    from latentstudio.invert import Inversion
+    from latentstudio.latent import NUM_SLOTS
+
+    alignment, chosen, index = photo.align(face)
+    try:
+        w = np.asarray(load_encoder()(alignment.image), np.float32)
+    except EncoderError:
+        w = generator.w_avg.cpu().numpy().astype(np.float32).reshape(-1)
+    return PhotoCode(photo.path, alignment, chosen, index, len(photo.confident),
+                     Inversion(np.repeat(w[None], NUM_SLOTS, 0), {}, 0))
 
 
 def invert_photo(path: str | Path, face: int | None = None, **kwargs: Any) -> PhotoCode:

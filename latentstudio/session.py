@@ -104,6 +104,13 @@ class PendingPhoto(PhotoFaces):
     target: str = "document"
 
 
+def chosen_index(pending: PhotoFaces, index: int | None) -> int:
+    """The index of the face ``pick_face`` chooses (FaceError when there is none usable)."""
+    from latentstudio.face.detect import pick_face
+
+    return pending.faces.index(pick_face(pending.faces, index))
+
+
 class Session:
     """One document, its history and the models; Qt-free."""
 
@@ -116,6 +123,8 @@ class Session:
         self.invert_preset = "fast"
         self.invert_steps: int | None = None
         self.tune_steps = 0  # "High fidelity": pivotal tuning steps after a photo's inversion (0: off)
+        self.early_guess = False  # a photo opens at once as the encoder's guess, then refines (the app)
+        self._to_refine: tuple[Document, PendingPhoto, int] | None = None
 
     # ================================================================= models
     def set_runtime(self, runtime: Runtime) -> None:
@@ -245,6 +254,57 @@ class Session:
             if isinstance(result, OtherFace):
                 return self.set_other(result)
             return self._opened(result, None)
+
+        if self.early_guess and pending.target == "document":
+            return self._guess_task(pending, chosen_index(pending, index), dirs)
+        return Task(f"Inverting {pending.path.name}", run, finish)
+
+    def _guess_task(self, pending: PendingPhoto, index: int, dirs: list[Any]) -> Task:
+        """The photo as the linear encoder's guess, at once; ``inversion_task`` then inverts it."""
+        runtime = self.runtime
+
+        def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Document:
+            from latentstudio.photo import first_guess
+
+            return Document.from_photo(first_guess(pending, index, generator=runtime.generator()),
+                                       photo=pending.rgb, directions=dirs)
+
+        def finish(doc: Document) -> str | None:
+            self._opened(doc, None)
+            self._to_refine = (doc, pending, index)
+            return "A first guess of the face: refining it in the background (the sliders work meanwhile)"
+
+        return Task(f"Opening {pending.path.name}", run, finish)
+
+    def guess_pending(self) -> bool:
+        """A photo opened as a first guess waits for its inversion (``inversion_task``)."""
+        return self._to_refine is not None and self._to_refine[0] is self.doc
+
+    def inversion_task(self) -> Task:
+        """Invert the first guess's photo, starting from the guess; the result replaces the
+        document's code and keeps its edits and history (what was done meanwhile carries over).
+        Cancel keeps the guess."""
+        if not self.guess_pending():
+            raise DocumentError("no first guess to refine")
+        assert self._to_refine is not None
+        guess, pending, index = self._to_refine
+        preset, steps, runtime, tune = self.invert_preset, self.invert_steps, self.runtime, self.tune_steps
+
+        def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Any:
+            from latentstudio.tune import TuneSettings
+
+            return to_code(pending, index, generator=runtime.generator(), preset=preset, steps=steps,
+                           tune=TuneSettings(steps=tune) if tune else None, progress=progress, cancelled=cancelled,
+                           init=guess.base[0])
+
+        def finish(code: Any) -> str | None:
+            if self.doc is not guess:
+                return "Refinement dropped: another face was opened meanwhile"
+            doc = Document.from_photo(code, photo=pending.rgb, directions=guess.directions.values())
+            doc.set_state(guess.state)
+            doc.runtime = self.runtime
+            self.doc, self._to_refine = doc, None  # the history stays: the edits apply to the new code
+            return f"Inverted {pending.path.name}"
 
         return Task(f"Inverting {pending.path.name}", run, finish)
 

@@ -103,14 +103,14 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
 def invert_and_tune(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | None = None,
                     tune: TuneSettings | None = None, generator: Generator, seed: int = 0,
                     progress: ProgressFn | None = None,
-                    cancelled: CancelFn | None = None) -> tuple[Inversion, Tuning | None]:
+                    cancelled: CancelFn | None = None, init: np.ndarray | None = None) -> tuple[Inversion, Tuning | None]:
     """:func:`latentstudio.invert.invert`, then (when ``tune`` is given) :func:`pivotal_tune`
     around the code, as one job: ``progress`` counts the steps of both on one scale."""
     g = generator
     extra = tune.steps if tune is not None else 0
     report = None if progress is None else (lambda pr: progress(replace(pr, total=pr.total + extra)))
     inv = invert(aligned, preset=preset, steps=steps, generator=g, seed=seed, progress=report,
-                 cancelled=cancelled)
+                 cancelled=cancelled, init=init)
     if tune is None:
         return inv, None
     report = None if progress is None else (

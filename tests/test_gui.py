@@ -63,6 +63,15 @@ def window(qtbot, generator, boundaries: Path, tmp_path: Path):  # noqa: ANN001,
     win.close()
 
 
+def open_photo_and_wait(qtbot, window, photo: Path) -> None:  # noqa: ANN001
+    """Open a photo: it shows at once as the encoder's first guess, then its inversion replaces it."""
+    s = window.session
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(photo)
+    assert s.doc.source.path == photo.resolve()  # the first guess, before the inversion
+    qtbot.waitUntil(lambda: not s.core.guess_pending() and s.task is None, timeout=WAIT)
+
+
 def wait_full_frame(qtbot, win) -> None:  # noqa: ANN001
     """Until the renderer is idle and the canvas shows a full-size frame of the current state."""
     s = win.session
@@ -109,8 +118,7 @@ def test_photo_slider_undo_export(qtbot, window, tmp_path: Path) -> None:  # noq
     Image.fromarray(skimage_data.astronaut()).save(photo)
     progress = []
     s.taskProgress.connect(lambda p: progress.append((p.done, p.preview is not None)))
-    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
-        window.open_path(photo)
+    open_photo_and_wait(qtbot, window, photo)
     assert s.doc.source.kind == "photo" and s.doc.source.path == photo.resolve()
     assert any(has for _, has in progress), "the inversion preview reached the canvas"
     assert window.errors == []
@@ -238,11 +246,12 @@ def test_drop_and_face_picker(qtbot, window, tmp_path: Path) -> None:  # noqa: A
     assert ended.args == ["cancelled"] and s.doc is doc and window.errors == []
 
 
-def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cancel_inversion_keeps_the_first_guess(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+    """A photo shows at once (the encoder's guess); cancelling its inversion keeps that guess, with
+    the edits made meanwhile."""
     from PIL import Image
 
     s = window.session
-    doc, state = s.doc, s.doc.state
     s.invert_steps = 500  # would take minutes: it must stop at the next step
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo)
@@ -250,11 +259,14 @@ def test_cancel_inversion_keeps_document(qtbot, window, tmp_path: Path) -> None:
     s.taskProgress.connect(lambda p: steps.append(p.done))
     window.open_path(photo)
     qtbot.waitUntil(lambda: any(st > 0 for st in steps), timeout=WAIT)
+    guess = s.doc
+    assert guess.source.path == photo.resolve() and s.core.guess_pending()
+    s.set_value("smile", 1.0)  # the sliders work while the inversion runs
     assert window.progress.isVisible() and window.cancel_button.isVisible()
     with qtbot.waitSignal(s.taskEnded, timeout=WAIT) as ended:
         window.cancel_button.click()
     assert ended.args == ["cancelled"] and max(steps) < 500
-    assert s.doc is doc and s.doc.state == state and window.errors == []
+    assert s.doc is guess and s.doc.state.values == {"smile": 1.0} and window.errors == []
     assert not window.progress.isVisible()
 
 
@@ -276,8 +288,7 @@ def test_high_fidelity_photo_project_and_code_file(qtbot, window, tmp_path: Path
     Image.fromarray(skimage_data.astronaut()).save(photo)
     progress = []
     s.taskProgress.connect(lambda p: progress.append((p.done, p.total)))
-    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
-        window.open_path(photo)
+    open_photo_and_wait(qtbot, window, photo)
     assert progress[-1] == (4, 4) and [p for p, _ in progress] == sorted(p for p, _ in progress)
     doc = s.doc
     assert doc.tuning and window.errors == []

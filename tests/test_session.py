@@ -167,3 +167,30 @@ def test_pure_state_tests_need_no_model_files(tmp_path: Path) -> None:
                         __file__], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "7 passed" in r.stdout and not (tmp_path / "empty-home" / "models").exists()
+
+
+def test_a_photo_opens_as_a_first_guess_and_the_inversion_keeps_the_edits(generator, tmp_path: Path) -> None:  # noqa: ANN001
+    """The app's photo opening: the encoder's guess at once, sliders usable meanwhile, then the
+    inversion replaces the code and keeps the edits and the history."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    s = Session(Runtime("cpu", generator_factory=lambda: generator))
+    s.early_guess, s.invert_steps = True, 2
+    pending = s.photo_task(photo).run(None, None)
+    t = __import__("time").monotonic()
+    message = s.face_task(pending)()
+    assert __import__("time").monotonic() - t < 5 and "first guess" in message
+    guess = s.doc
+    assert s.guess_pending() and np.allclose(guess.base, guess.base[0])  # one w on every slot
+    s.set_value(next(iter(guess.directions)), 1.0)
+    task = s.inversion_task()
+    with pytest.raises(Cancelled):
+        task.run(None, lambda: True)
+    assert s.doc is guess  # cancelled: the guess stays
+    assert s.inversion_task()() == "Inverted astronaut.png"
+    assert s.doc is not guess and not s.guess_pending()
+    assert s.doc.state == guess.state and s.history.count() == 1  # the edit carried over
+    assert not np.allclose(s.doc.base, guess.base) and s.doc.source.placement.size == (512, 512)

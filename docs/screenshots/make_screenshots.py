@@ -115,7 +115,8 @@ def _main_shots(args, tmp, session, win, until, settled, shot) -> None:  # noqa:
     win.open_path(photo)
     until(lambda: session.task is not None and win.progress.value() > args.steps // 3)
     shot("inversion_progress.png")
-    until(lambda: session.doc is not None and session.doc.source.kind == "photo" and settled())
+    until(lambda: session.doc is not None and session.doc.source.kind == "photo" and not session.core.guess_pending()
+          and session.task is None and settled())
     for name, value in (("smile", 1.5), ("age", -1.0)):
         if name in win.attributes.rows:
             r = win.attributes.rows[name]

@@ -60,6 +60,7 @@ class EditorSession(QObject):
         self.device = device
         self._factory = generator_factory
         self.core = Session(Runtime(device, generator_factory=generator_factory))
+        self.core.early_guess = True  # a photo shows at once and refines in the background
         self.core.history.listeners.append(self.historyChanged.emit)
         self.view = "aligned"  # or "photo"
         # drag previews at 256²: 27 ms on 2 CPU cores with the models.fast twin (bench/RESULTS.md)
@@ -301,6 +302,8 @@ class EditorSession(QObject):
             self._after_change(before)
             if message:
                 self.status.emit(message)
+            if self.core.guess_pending() and (self.task is None or not self.task.running()):
+                self._run_core(self.core.inversion_task())  # the first guess refines in the background
 
         self._run_task(task.label, lambda report, cancelled: task.run(report, cancelled), done)
 

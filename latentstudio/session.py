@@ -49,6 +49,7 @@ from latentstudio.photo import PhotoFaces, find_faces, to_code
 from latentstudio.progress import CancelFn, Progress, ProgressFn, report
 from latentstudio.project import PROJECT_SUFFIX, load_project, save_project
 from latentstudio.runtime import Runtime
+from latentstudio.video import VIDEO_SUFFIXES
 
 DEMO_SEED, DEMO_PSI = 42, 0.7
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
@@ -97,6 +98,16 @@ class FrameGate:
 
 
 @dataclass
+class VideoContext:
+    """The open clip: its file and decoder facts, the followed face, the frame shown."""
+
+    path: Path
+    clip: Any  # latentstudio.video.Clip
+    track: Any  # latentstudio.video.Track
+    frame: int
+
+
+@dataclass
 class PendingPhoto(PhotoFaces):
     """A photo's faces waiting for one to be chosen (``target``: "document" opens it, "other"
     makes it the identity panel's second face)."""
@@ -125,6 +136,7 @@ class Session:
         self.tune_steps = 0  # "High fidelity": pivotal tuning steps after a photo's inversion (0: off)
         self.early_guess = False  # a photo opens at once as the encoder's guess, then refines (the app)
         self._to_refine: tuple[Document, PendingPhoto, int] | None = None
+        self.video: VideoContext | None = None  # set while the document is a frame of a clip
 
     # ================================================================= models
     def set_runtime(self, runtime: Runtime) -> None:
@@ -163,6 +175,7 @@ class Session:
     def set_document(self, doc: Document, project_path: Path | None = None) -> list[str]:
         """Make ``doc`` the open document (a new history); its load warnings are returned."""
         doc.runtime = self.runtime
+        self.video = None
         self.doc, self.project_path = doc, project_path
         self.history.clear()
         return list(doc.warnings)
@@ -516,6 +529,122 @@ class Session:
 
         return Task("Refining the identity blend", run, finish)
 
+    # ================================================================= video
+    def video_task(self, path: str | Path) -> Task:
+        """Open a clip: follow its face, invert the first frame where it is found → a document
+        of that frame (the sliders and the identity panel then say what every frame gets)."""
+        from latentstudio import video
+
+        p, runtime, dirs = Path(path), self.runtime, self._directions()
+        preset, steps = self.invert_preset, self.invert_steps
+
+        def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> tuple[Document, VideoContext]:
+            clip = video.probe(p)
+            tr = video.track(p, progress=progress, cancelled=cancelled)
+            k = int(np.flatnonzero(tr.found)[0])
+            fr = video.frame_at(p, k)
+            doc = self._frame_document(p, fr.rgb, tr.landmarks[k], dirs, generator=runtime.generator(),
+                                       preset=preset, steps=steps, progress=progress, cancelled=cancelled)
+            return doc, VideoContext(p, clip, tr, k)
+
+        def finish(result: tuple[Document, VideoContext]) -> str | None:
+            doc, ctx = result
+            self._opened(doc, None)
+            self.video = ctx
+            missing = int((~ctx.track.found).sum())
+            return (f"{p.name}: {len(ctx.track.found)} frames" + (f", no face in {missing}" if missing else "")
+                    + "; the edits apply to every frame (File ▸ Export video)")
+
+        return Task(f"Opening {p.name}", run, finish)
+
+    @staticmethod
+    def _frame_document(path: Path, rgb: np.ndarray, landmarks: np.ndarray, dirs: Any, *, generator: Any,
+                        preset: Any = "fast", steps: int | None = None, init: np.ndarray | None = None,
+                        progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> Document:
+        from latentstudio.document import Source
+        from latentstudio.face.align import align_face
+        from latentstudio.face.placement import Placement
+        from latentstudio.invert import invert
+        from latentstudio.models.fetch import sha256_of
+
+        alignment = align_face(rgb, landmarks)
+        if init is None:
+            code = invert(alignment.image, preset=preset, steps=steps, generator=generator, progress=progress,
+                          cancelled=cancelled).w_plus
+        else:
+            from latentstudio.video import _warm_preset
+
+            code = invert(alignment.image, preset=_warm_preset(), generator=generator, init=init, progress=progress,
+                          cancelled=cancelled).w_plus
+        src = Source("photo", path.resolve(), sha256_of(path),
+                     Placement(path.resolve(), (rgb.shape[1], rgb.shape[0]), alignment.quad, landmarks))
+        src.remember(photo=rgb, aligned=alignment.image)
+        return Document(code, src, dirs)
+
+    def frame_task(self, k: int) -> Task:
+        """Show frame ``k`` of the open clip (warm-started from the frame shown now); the edits and
+        the history stay."""
+        from latentstudio import video
+
+        ctx, doc, runtime = self.video, self._doc(), self.runtime
+        if ctx is None:
+            raise DocumentError("no video is open")
+        if not 0 <= k < len(ctx.track.found):
+            raise DocumentError(f"the clip has frames 0 to {len(ctx.track.found) - 1}")
+        if not ctx.track.found[k]:
+            raise DocumentError(f"no face in frame {k}: it is exported unchanged")
+
+        def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Document:
+            fr = video.frame_at(ctx.path, k)
+            return self._frame_document(ctx.path, fr.rgb, ctx.track.landmarks[k], doc.directions.values(),
+                                        generator=runtime.generator(), init=np.array(doc.base), progress=progress,
+                                        cancelled=cancelled)
+
+        def finish(new: Document) -> str | None:
+            if self.doc is not doc:
+                return "Frame dropped: the document changed meanwhile"
+            new.set_state(doc.state)
+            new.runtime = self.runtime
+            self.doc = new  # the history stays: the edits are the clip's, not the frame's
+            ctx.frame = k
+            return None
+
+        return Task(f"Frame {k}", run, finish)
+
+    def video_export_task(self, out: str | Path) -> Task:
+        """Write the open clip with the document's edits and identity settings on every frame
+        (``latentstudio.video``; resumable, Cancel keeps what is done)."""
+        from dataclasses import replace
+
+        from latentstudio import video
+        from latentstudio.document import IdentityState
+
+        ctx, doc, runtime = self.video, self._doc(), self.runtime
+        if ctx is None:
+            raise DocumentError("no video is open")
+        ident = doc.state.identity
+        blends = ident.other is not None and (ident.id_alpha or ident.attr_alpha)
+        edit = video.VideoEdit(state=replace(doc.state, identity=IdentityState()),
+                               identity=ident.other.code if blends else None,  # type: ignore[union-attr]
+                               id_alpha=ident.id_alpha, attr_alpha=ident.attr_alpha,
+                               deidentify=ident.deid_strength, deid_seed=ident.deid_seed)
+        dirs, preset, steps, p = doc.directions, self.invert_preset, self.invert_steps, Path(out)
+
+        def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Any:
+            first: Any = preset
+            if steps is not None:
+                from latentstudio.invert import PRESETS
+
+                first = replace(PRESETS[preset], steps=steps, refine_steps=0, tail_steps=0)
+            return video.edit_clip(ctx.path, p, edit, runtime=runtime, directions=dirs, preset=first,
+                                   progress=progress, cancelled=cancelled)
+
+        def finish(rep: Any) -> str | None:
+            gone = f"; no face in {len(rep.passed_through)} frame(s), left unchanged" if rep.passed_through else ""
+            return f"Exported {p} ({rep.edited} of {rep.frames} frames edited{gone})"
+
+        return Task(f"Exporting {p.name}", run, finish)
+
     # ================================================================= export
     def export(self, path: str | Path, mode: str = "aligned", aligned_rgb: np.ndarray | None = None,
                state: EditState | None = None) -> Path:
@@ -531,9 +660,11 @@ class Session:
         return Path(path)
 
     def open_task(self, path: str | Path) -> Task:
-        """A project, a code file or a photo, by extension (a photo's task ends in a
+        """A project, a code file, a video or a photo, by extension (a photo's task ends in a
         ``PendingPhoto``)."""
         p = Path(path)
+        if p.suffix.lower() in VIDEO_SUFFIXES:
+            return self.video_task(p)
         if p.suffix.lower() == PROJECT_SUFFIX:
             return self.project_task(p)
         if p.suffix.lower() in CODE_SUFFIXES:
@@ -541,4 +672,4 @@ class Session:
         return self.photo_task(p)
 
 
-__all__ = ["Session", "Task", "PendingPhoto", "FrameGate", "DEMO_SEED", "DEMO_PSI", "IMAGE_SUFFIXES", "AMOUNT_TEXT"]
+__all__ = ["Session", "Task", "PendingPhoto", "FrameGate", "VideoContext", "VIDEO_SUFFIXES", "DEMO_SEED", "DEMO_PSI", "IMAGE_SUFFIXES", "AMOUNT_TEXT"]

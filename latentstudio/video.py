@@ -157,6 +157,14 @@ def frames(path: str | Path, start: float | None = None, end: float | None = Non
         raise VideoError(f"{p}: the video cannot be decoded ({type(exc).__name__}: {exc})") from exc
 
 
+def frame_at(path: str | Path, k: int) -> Frame:
+    """The ``k``-th decoded frame (0-based; VideoError past the end)."""
+    for i, fr in enumerate(frames(path)):
+        if i == k:
+            return fr
+    raise VideoError(f"{path}: there is no frame {k}")
+
+
 # ----------------------------------------------------------------------------- tracking
 @dataclass
 class Track:
@@ -238,9 +246,11 @@ class VideoEdit:
     layers: Any = None
     identity: np.ndarray | None = None  # another face's W+ code: transfer its identity
     id_alpha: float = 1.0
+    attr_alpha: float = 0.0  # … and this much of its attributes (the app's identity panel)
     deidentify: float = 0.0  # strength; 0 = off
     deid_seed: int = 0
     coherency: bool = True  # put the clip's own identity (the first frame's) into every frame
+    state: Any = None  # the app's EditState (no identity part): sliders, locks, slot ranges, repair
 
 
 @dataclass
@@ -361,7 +371,11 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
 
                 identity = random_identity(code, edit.deid_seed, models=models)
         edited = _identity_stage(code, identity, edit, models)
-        if edit.alphas:
+        if edit.state is not None:  # exactly what the app's document does to a code
+            from latentstudio.document import Document, Source
+
+            edited = Document(edited, Source("code"), directions.values(), state=edit.state).code()
+        elif edit.alphas:
             from latentstudio.edit.apply import apply_edits
 
             edited = apply_edits(edited, edit.alphas, directions, keep=edit.keep, layers=edit.layers)
@@ -397,7 +411,7 @@ def _identity_stage(code: np.ndarray, identity: np.ndarray, edit: VideoEdit, mod
     if edit.deidentify:
         return api.deidentify(code, edit.deidentify, other=identity, models=models)
     if edit.identity is not None:
-        return api.blend(code, identity, edit.id_alpha, 0.0, models=models)
+        return api.blend(code, identity, edit.id_alpha, edit.attr_alpha, models=models)
     if edit.coherency:
         return api.transfer(identity, code, lock=False, models=models)
     return code
@@ -492,5 +506,5 @@ def _add_audio(video: Path, source: Path, start: float) -> None:
     os.replace(tmp, video)
 
 
-__all__ = ["Clip", "Frame", "Track", "VideoEdit", "VideoError", "VideoReport", "edit_clip", "frames", "probe",
+__all__ = ["Clip", "Frame", "Track", "VideoEdit", "VideoError", "VideoReport", "edit_clip", "frame_at", "frames", "probe",
            "smooth", "track"]

@@ -572,3 +572,32 @@ def test_inversion_choices_are_remembered(qtbot, generator, tmp_path: Path) -> N
     second = window()
     assert second.session.invert_preset == "quality" and second.session.tune_steps > 0
     assert second.act_high_fidelity.isChecked()
+
+
+def test_video_open_frame_slider_and_export(qtbot, window, generator, tmp_path: Path,  # noqa: ANN001
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """File ▸ Open video: a document of the clip's first frame, a frame slider, and File ▸ Export
+    video writing every frame with the edit, in the background."""
+    pytest.importorskip("av")
+    from latentstudio import video
+    from test_video import _make_clip
+
+    monkeypatch.setattr(video, "WARM_STEPS", 2)
+    s = window.session
+    s.invert_steps = 3
+    clip = _make_clip(generator, tmp_path / "clip.mp4", n=3, audio=False)
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.open_path(clip)
+    qtbot.waitUntil(lambda: s.task is None, timeout=WAIT)
+    assert window.frame_bar.isVisibleTo(window) and window.act_export_video.isEnabled()
+    assert window.frame_slider.maximum() == 2 and s.core.video.frame == 0
+    s.set_value("smile", 1.0)
+    with qtbot.waitSignal(s.documentChanged, timeout=WAIT):
+        window.frame_slider.setValue(2)
+    qtbot.waitUntil(lambda: s.task is None, timeout=WAIT)
+    assert s.core.video.frame == 2 and s.doc.state.values == {"smile": 1.0} and window.errors == []
+    out = tmp_path / "out.mp4"
+    with qtbot.waitSignal(s.taskEnded, timeout=WAIT) as ended:
+        s.export_video(out)
+    assert ended.args == ["done"] and out.is_file() and len(list(video.frames(out))) == 3
+    assert window.errors == []

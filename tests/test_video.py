@@ -188,3 +188,30 @@ def test_cli_video_edits_a_clip(generator, tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr()
     assert "wrote" in err.out and "track" in err.err
     assert len(_frames(out)) == 3 and video.probe(out).has_audio  # --start dropped the first frame
+
+
+def test_session_opens_a_clip_moves_between_frames_and_exports_the_edits(generator, runtime, quick,  # noqa: ANN001
+                                                                         tmp_path: Path) -> None:
+    """The app's video workflow without Qt: open (a document of the first frame), an edit, another
+    frame (the edit and the history stay), export (every frame gets the edit)."""
+    from latentstudio.session import Session
+
+    src = _make_clip(generator, tmp_path / "in.mp4", n=4, audio=False)
+    s = Session(runtime)
+    s.invert_steps = 3
+    message = s.open_task(src)()
+    assert "4 frames" in message and s.video is not None and s.video.frame == 0
+    first = s.doc
+    assert first.source.can_paste_back and first.source.placement.size == (W, H)
+    s.set_value("age", 2.0)
+    s.frame_task(2)()
+    assert s.doc is not first and s.video.frame == 2 and s.doc.state.values == {"age": 2.0}
+    assert s.history.count() == 1
+    composed = s.doc.compose(np.zeros((64, 64, 3), np.uint8))  # pasted into frame 2, not frame 0
+    assert composed.shape == (H, W, 3)
+    out = tmp_path / "edited.mp4"
+    assert s.video_export_task(out)().startswith(f"Exported {out} (4 of 4 frames")
+    a, b = _frames(src), _frames(out)
+    assert all(np.abs(x.astype(int) - y.astype(int)).mean(-1)[110:150, 120:180].mean() > 8 for x, y in zip(a, b))
+    with pytest.raises(Exception, match="frames 0 to 3"):
+        s.frame_task(9)

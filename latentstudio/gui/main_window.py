@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QStyle,
     QPushButton,
+    QSlider,
+    QStyle,
     QTabWidget,
     QWidget,
 )
@@ -30,11 +31,13 @@ from latentstudio.gui.dialogs import FacePicker, show_error
 from latentstudio.gui.history import HistoryView, update_actions
 from latentstudio.gui.identity import IdentityPanel
 from latentstudio.gui.session import IMAGE_SUFFIXES, EditorSession, PendingPhoto
+from latentstudio.session import VIDEO_SUFFIXES
 from latentstudio.progress import Progress
 from latentstudio.project import PROJECT_SUFFIX
 from latentstudio.render import Frame
 
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff)"
+VIDEO_FILTER = f"Videos ({' '.join('*' + s for s in sorted(VIDEO_SUFFIXES))})"
 CODE_FILTER = f"Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})"
 PRESETS = (("fast", "Fast (CPU friendly)"), ("quality", "Quality (slow on CPU)"))  # inversion presets
 PROJECT_FILTER = f"LatentStudio projects (*{PROJECT_SUFFIX})"
@@ -117,6 +120,11 @@ class MainWindow(QMainWindow):
                                              "Ctrl+Shift+E", "Paste the edit back into the photo at full size")
         self.act_export_code = self._action("Export &code…", self.export_code_dialog, None,
                                             "Save the edited W+ code (.npz) for the command line")
+        self.act_open_video = self._action("Open &video…", self.open_video_dialog, None,
+                                           "Open a clip: the edits apply to every frame")
+        self.act_export_video = self._action("Export v&ideo…", self.export_video_dialog, None,
+                                             "Write the clip with the edits on every frame (background, Cancel)")
+        self.act_export_video.setEnabled(False)
         self.act_import = self._action("&Import direction…", self.import_dialog, None,
                                        "Add a latent direction (.npy/.pt) or PCA components (.npz)")
         self.act_quit = self._action("&Quit", self.close, S.Quit)
@@ -146,12 +154,14 @@ class MainWindow(QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         f.addAction(self.act_open)
+        f.addAction(self.act_open_video)
         self.recent_menu = f.addMenu("Open &recent")
         f.addAction(self.act_demo)
         f.addSeparator()
         f.addActions([self.act_save, self.act_save_as])
         f.addSeparator()
-        f.addActions([self.act_export, self.act_export_photo, self.act_export_code, self.act_import])
+        f.addActions([self.act_export, self.act_export_photo, self.act_export_code, self.act_export_video,
+                      self.act_import])
         f.addSeparator()
         f.addAction(self.act_quit)
         e = mb.addMenu("&Edit")
@@ -217,6 +227,14 @@ class MainWindow(QMainWindow):
             if act in (self.act_export, self.act_redo, self.act_1to1):
                 tb.addSeparator()
         tb.addWidget(self.view_box)
+        self.frame_bar = self.addToolBar("Video frame")
+        self.frame_bar.setObjectName("frameToolbar")
+        self.frame_label = QLabel("Frame")
+        self.frame_slider = QSlider(Qt.Orientation.Horizontal, minimumWidth=240, tracking=False)
+        self.frame_slider.valueChanged.connect(self._frame_chosen)  # on release (no tracking)
+        self.frame_bar.addWidget(self.frame_label)
+        self.frame_bar.addWidget(self.frame_slider)
+        self.frame_bar.setVisible(False)
         self.addAction(self.act_cancel)
         self._refresh_recent()
 
@@ -282,6 +300,15 @@ class MainWindow(QMainWindow):
         self.view_box.setCurrentIndex(1 if self.session.view == "photo" else 0)
         self.view_box.blockSignals(False)
         self.act_export_photo.setEnabled(can_photo)
+        video = self.session.core.video
+        self.act_export_video.setEnabled(video is not None)
+        self.frame_bar.setVisible(video is not None)
+        if video is not None:
+            self.frame_slider.blockSignals(True)
+            self.frame_slider.setRange(0, len(video.track.found) - 1)
+            self.frame_slider.setValue(video.frame)
+            self.frame_slider.blockSignals(False)
+            self.frame_label.setText(f"Frame {video.frame}")
         name = self.session.project_path.name if self.session.project_path else doc.source.label
         self.setWindowTitle(f"{name}[*] — LatentStudio")
         self.setWindowModified(False)
@@ -364,6 +391,25 @@ class MainWindow(QMainWindow):
         p = Path(path)
         self._add_recent(p)
         self.session.open_path(p)
+
+    def open_video_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video", self._last_dir(), VIDEO_FILTER)
+        if path:
+            self.open_path(path)
+
+    def _frame_chosen(self, k: int) -> None:
+        self.frame_label.setText(f"Frame {k}")
+        self.session.show_frame(k)
+
+    def export_video_dialog(self) -> None:
+        video = self.session.core.video
+        if video is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export video",
+                                              str(Path(self._last_dir()) / f"{video.path.stem}_edited.mp4"),
+                                              "MP4 video (*.mp4)")
+        if path:
+            self.session.export_video(Path(path).with_suffix(".mp4") if not Path(path).suffix else Path(path))
 
     def _load_other_photo(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Second face", self._last_dir(),

@@ -286,6 +286,25 @@ class EditorSession(QObject):
             return
         self._run_core(task)
 
+    # ================================================================= video
+    def show_frame(self, k: int) -> None:
+        """Show frame ``k`` of the open clip (a task: its inversion warm-starts from this frame)."""
+        try:
+            task = self.core.frame_task(k)
+        except DocumentError as exc:
+            self.error.emit("Cannot show that frame", str(exc), "")
+            return
+        self._run_core(task)
+
+    def export_video(self, path: str | Path) -> None:
+        """Write the clip with the edits on every frame (a task: progress, time left, Cancel)."""
+        try:
+            task = self.core.video_export_task(path)
+        except DocumentError as exc:
+            self.error.emit("Cannot export the video", str(exc), "")
+            return
+        self._run_core(task)
+
     def set_high_fidelity(self, on: bool) -> None:
         """Photos opened from now on are also pivotally tuned (``latentstudio.tune``)."""
         self.core.set_high_fidelity(on)

@@ -449,6 +449,7 @@ class _Writer:
             self.stream.pix_fmt = "yuv420p"
             self.stream.options = {"crf": "18", "preset": "veryfast"}
             self.stream.time_base = Fraction(1, 90000)
+            self.stream.codec_context.time_base = Fraction(1, 90000)  # the source's own times, variable rates too
         h, w = self.stream.height, self.stream.width
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
         frame.pts = int(round((fr.time - self.start) * 90000))

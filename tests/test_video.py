@@ -215,3 +215,42 @@ def test_session_opens_a_clip_moves_between_frames_and_exports_the_edits(generat
     assert all(np.abs(x.astype(int) - y.astype(int)).mean(-1)[110:150, 120:180].mean() > 8 for x, y in zip(a, b))
     with pytest.raises(Exception, match="frames 0 to 3"):
         s.frame_task(9)
+
+
+def test_phone_rotation_and_variable_frame_rate_are_kept(generator, runtime, quick, tmp_path: Path) -> None:  # noqa: ANN001
+    """A portrait clip stored landscape with a display rotation comes out upright; irregular frame
+    times stay irregular."""
+    from fractions import Fraction
+
+    import cv2
+
+    from latentstudio.models.generator import to_uint8
+
+    face = to_uint8(generator.synthesize(generator.seed_w(5, 0.7), size=256))[0]
+    upright = np.full((320, 240, 3), 90, np.uint8)
+    upright[60:240, 30:210] = cv2.resize(face, (180, 180), interpolation=cv2.INTER_AREA)
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # what the phone wrote: landscape
+    src = tmp_path / "phone.mp4"
+    c = av.open(str(src), "w")
+    vs = c.add_stream("libx264", rate=10)
+    vs.width, vs.height, vs.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+    vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
+    vs.set_display_rotation(-90)  # players turn it clockwise: upright
+    times = [0, 100, 150, 400]  # ms: a variable frame rate
+    for t in times:
+        f = av.VideoFrame.from_ndarray(stored, format="rgb24")
+        f.pts, f.time_base = t, Fraction(1, 1000)
+        for p in vs.encode(f):
+            c.mux(p)
+    for p in vs.encode():
+        c.mux(p)
+    c.close()
+    decoded = list(video.frames(src))
+    assert [round(f.time * 1000) for f in decoded] == times
+    assert decoded[0].rgb.shape == upright.shape  # rotated upright on decoding
+    assert np.abs(decoded[0].rgb.astype(int) - upright).mean() < 6
+    out = tmp_path / "out.mp4"
+    rep = video.edit_clip(src, out, video.VideoEdit(), runtime=runtime, preset=QUICK)
+    assert rep.edited == 4
+    got = [round(f.time * 1000) for f in video.frames(out)]
+    assert got == times and video.probe(out).height == 320

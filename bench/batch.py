@@ -29,6 +29,7 @@ from PIL import Image  # noqa: E402
 
 from latentstudio import batch  # noqa: E402
 from photos import real_photos  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def inputs(folder: Path, n: int) -> list[str]:
@@ -85,11 +86,7 @@ def main() -> None:
               "it includes starting the local cluster and its actors). Peak memory of the largest child process "
               "(a worker, or one of the local Ray cluster's own processes): "
               f"{peak:.2f} GB. Outputs bit-identical across the three runs: {'yes' if same else 'NO'}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        with open(args.results, "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+    publish("\n".join(lines) + "\n", args.results)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photos import real_photos  # noqa: E402
+from report import publish  # noqa: E402
 
 from latentstudio import video  # noqa: E402
 from latentstudio.edit.boundaries import load_all  # noqa: E402
@@ -222,11 +223,7 @@ def main() -> None:
     ap.add_argument("--work", default="bench/out/video")
     ap.add_argument("--results", default="", help="append the table to this file")
     args = ap.parse_args()
-    text = run(args)
-    print(text)
-    if args.results:
-        with open(args.results, "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+    publish(run(args), args.results)
 
 
 if __name__ == "__main__":

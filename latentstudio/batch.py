@@ -17,7 +17,6 @@ written atomically by the worker that made it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from latentstudio.models.fetch import sha256_of
 from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
 from latentstudio.safety import InputError
 
@@ -134,14 +134,6 @@ def plan(inputs: Iterable[str], outdir: Path, op: str) -> list[Job]:
     return jobs
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- one input
 class Models:
     """What a worker loads once: the runtime (generator, identity models), the boundaries and
@@ -200,7 +192,7 @@ def run_job(job: Job, models: Models) -> Result:
 
     t = time.monotonic()
     try:
-        digest = sha256_file(job.input)
+        digest = sha256_of(job.input)
     except OSError as exc:
         return Result(str(job.input), "", str(job.output), "failed", 0.0, explain(exc).message)
     try:
@@ -293,7 +285,7 @@ def pending(jobs: list[Job], manifest: Manifest, resume: bool) -> list[Job]:
         rec = done.get(str(job.input))
         if rec and rec.get("status") == "ok" and Path(str(rec.get("output"))).is_file():
             try:
-                if rec.get("sha256") == sha256_file(job.input):
+                if rec.get("sha256") == sha256_of(job.input):
                     continue
             except OSError:
                 pass

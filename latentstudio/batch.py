@@ -182,7 +182,7 @@ def _code_of(path: Path, models: Models) -> tuple[np.ndarray, Any]:
         p = PRESETS[o.preset]
         preset = replace(p, steps=o.steps, refine_steps=round(p.refine_steps * o.steps / p.steps),
                          tail_steps=round(p.tail_steps * o.steps / p.steps))
-    pc = invert_photo(path, generator=models.runtime.generator(), preset=preset, seed=o.seed)
+    pc = invert_photo(path, generator=models.runtime.generator(), preset=preset, seed=o.seed, nets=models.runtime)
     return pc.w_plus, pc.placement.arrays()
 
 

@@ -35,6 +35,7 @@ never reaches the slots of the last block, so the tail fits those on the real ne
 from __future__ import annotations
 
 import warnings
+from typing import Any, Protocol
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -82,35 +83,58 @@ class Inversion:
     steps: int = 0
 
 
-class Losses:
-    """Loss terms against one target image; the nets are loaded once and cached per device."""
+class LossNets(Protocol):
+    """Where the loss networks come from: ``latentstudio.runtime.Runtime`` (the app, the CLI), or
+    ``ProcessNets`` for a library caller without one."""
 
-    _cache: dict[tuple[str, str], torch.nn.Module] = {}
+    def lpips(self, net: str) -> Any: ...
 
-    def __init__(self, target: Tensor, preset: Preset, device: torch.device) -> None:
+    def identity_net(self) -> Any | None: ...
+
+
+class ProcessNets:
+    """Loss networks loaded once per process and device (callers without a ``Runtime``)."""
+
+    _cache: dict[tuple[str, str], Any] = {}
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def _get(self, key: str, load: Any) -> Any:
+        k = (key, str(self.device))
+        if k not in self._cache:
+            self._cache[k] = load()
+        return self._cache[k]
+
+    def lpips(self, net: str) -> Any:
         from latentstudio.losses.lpips import load_lpips
 
-        key = ("lpips-" + preset.lpips_net, str(device))
-        if key not in self._cache:
-            self._cache[key] = load_lpips(preset.lpips_net, device)
+        return self._get("lpips-" + net, lambda: load_lpips(net, self.device))
+
+    def identity_net(self) -> Any | None:
+        return self._get("identity", lambda: _load_identity_net(self.device))
+
+
+def _load_identity_net(device: torch.device) -> Any | None:
+    """dlib's identity net, or None when it is not installed (the inversion then has no id term)."""
+    try:
+        from latentstudio.face.chip import IdentityNet
+
+        return IdentityNet.load(device)
+    except Exception:  # noqa: BLE001 - model not installed
+        return None
+
+
+class Losses:
+    """Loss terms against one target image, with the networks of ``nets``."""
+
+    def __init__(self, target: Tensor, preset: Preset, device: torch.device, nets: LossNets | None = None) -> None:
+        nets = nets or ProcessNets(device)
         self.preset = preset
         self.target = resize(target, preset.loss_size)
-        self.lpips = self._cache[key].to_target(self.target)  # the target's features computed once
-        self.identity = self._identity_net(device) if preset.id_weight > 0 else None
+        self.lpips = nets.lpips(preset.lpips_net).to_target(self.target)  # the target's features computed once
+        self.identity = nets.identity_net() if preset.id_weight > 0 else None
         self.target_id = self.identity.embed_aligned(self.target) if self.identity else None
-
-    def _identity_net(self, device: torch.device):  # noqa: ANN202 - IdentityNet | None
-        try:
-            from latentstudio.face.chip import IdentityNet
-        except ImportError:
-            return None
-        key = ("identity", str(device))
-        if key not in self._cache:
-            try:
-                self._cache[key] = IdentityNet.load(device)
-            except Exception:  # noqa: BLE001 - model not installed: invert without the id term
-                return None
-        return self._cache[key]
 
     def __call__(self, img: Tensor) -> dict[str, Tensor]:
         x = resize(img, self.preset.loss_size)
@@ -125,7 +149,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
            generator: Generator, seed: int = 0,
            progress: ProgressFn | None = None,
            cancelled: CancelFn | None = None, preview_every: int = 10,
-           init: np.ndarray | None = None, cuda_graphs: bool = True) -> Inversion:
+           init: np.ndarray | None = None, cuda_graphs: bool = True, nets: LossNets | None = None) -> Inversion:
     """Find W+ (23,512) whose render matches ``aligned`` ((S,S,3) uint8, FFHQ-aligned, any S).
 
     Start: ``init`` when given — a w (512,) runs the W phase from there, a W+ code (23,512) skips
@@ -145,7 +169,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
     g = generator
     torch.manual_seed(seed)
     target = from_uint8(img).to(g.device)
-    losses = Losses(target, p, g.device)
+    losses = Losses(target, p, g.device, nets)
 
     if init is None and p.start == "encoder":
         init = _encoder_start(img)
@@ -178,7 +202,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
         report_progress(progress, step, total_steps, total, out, preview_every)
     code = (w[None] + delta).detach()
     if p.tail_steps:
-        code, terms = _fit_tail(code, w.detach(), p, g, target, progress, cancelled, preview_every)
+        code, terms = _fit_tail(code, w.detach(), p, g, target, progress, cancelled, preview_every, nets)
     return Inversion(code.cpu().numpy().astype(np.float32),
                      {k: float(v.detach()) for k, v in terms.items()}, total_steps)
 
@@ -256,7 +280,7 @@ def objective(terms: dict[str, Tensor], p: Preset, delta: Tensor | None = None) 
 
 def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
               progress: ProgressFn | None, cancelled: CancelFn | None,
-              preview_every: int) -> tuple[Tensor, dict[str, Tensor]]:
+              preview_every: int, nets: LossNets | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Phase 3: move only the fine slots ``1 + 3·tail_block`` … 22 of ``code`` (23,512), through
     the real 1024² network, with ``tail_lpips`` (LPIPS-VGG: the metric). The coarse blocks' features
     are computed once and nothing flows back through them: with ``tail_block`` 5 a step costs
@@ -269,7 +293,7 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
     Progress and cancel continue the main loop's count (steps ``p.steps`` … ``p.steps + tail_steps``).
     """
     first = 1 + 3 * p.tail_block
-    losses = Losses(target, replace(p, lpips_net=p.tail_lpips), g.device)
+    losses = Losses(target, replace(p, lpips_net=p.tail_lpips), g.device, nets)
     with torch.no_grad():
         features = g.synthesis.features(code[None], p.tail_block)
     coarse = code[None, :first]

@@ -92,17 +92,18 @@ def align_photo(path: str | Path, face: int | None = None) -> tuple[Any, Any, in
 def to_code(photo: PhotoFaces, face: int | None = None, *, generator: Any, preset: str | Preset = "fast",
             steps: int | None = None, tune: TuneSettings | None = None, seed: int = 0,
             progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
-            init: Any = None) -> PhotoCode:
+            init: Any = None, nets: Any = None) -> PhotoCode:
     """Face ``face`` of ``photo`` (default: the largest confident) → aligned → W+ code (→ tuned
     weights when ``tune``). ``progress`` gets the aligned face first (``Progress("align", …)``
     with a preview), then the inversion's and the tuning's steps on one scale. ``init``: where
-    the inversion starts (a w (512,), e.g. ``first_guess``'s; default the preset's start)."""
+    the inversion starts (a w (512,), e.g. ``first_guess``'s; default the preset's start). ``nets``:
+    the loss networks' owner (a ``Runtime``; default loaded once per process)."""
     from latentstudio.progress import Progress, report
 
     alignment, chosen, index = photo.align(face)
     report(progress, Progress("align", 0, 1, preview=alignment.image))
     inv, tuning = invert_and_tune(alignment.image, preset=preset, steps=steps, tune=tune, generator=generator,
-                                  seed=seed, progress=progress, cancelled=cancelled, init=init)
+                                  seed=seed, progress=progress, cancelled=cancelled, init=init, nets=nets)
     return PhotoCode(photo.path, alignment, chosen, index, len(photo.confident), inv, tuning)
 
 

@@ -2,9 +2,11 @@
 
 A ``Runtime`` is made for one device and loads each model the first time it is asked for, once:
 
-    generator()    the StyleGAN generator (``models.generator.Generator``) on the device
-    identity()     the identity panel's models (mapper, dlib identity net) on the same generator
-    predictors()   the attribute predictors and dlib's detector / landmarks (CPU)
+    generator()     the StyleGAN generator (``models.generator.Generator``) on the device
+    identity()      the identity panel's models (mapper, dlib identity net) on the same generator
+    lpips(net)      LPIPS ("vgg" or "alex") on the device: the inversion's and tuning's loss
+    identity_net()  dlib's identity net on the device (the identity models and the inversion share it)
+    predictors()    the attribute predictors and dlib's detector / landmarks (CPU)
 
 Whatever needs a model is handed the runtime (or what it returns); no module loads a model behind
 its caller's back. The app keeps one runtime and makes a new one when the user changes the device,
@@ -63,9 +65,27 @@ class Runtime:
         def load() -> Any:
             from latentstudio.identity.api import IdentityModels
 
-            return IdentityModels.load(self.generator(), self.mapper_weights)
+            return IdentityModels.load(self.generator(), self.mapper_weights, identity_net=self.identity_net())
 
         return self._get("identity", load)
+
+    def lpips(self, net: str) -> Any:
+        """LPIPS with the ``net`` features on the generator's device (``losses.lpips``)."""
+        def load() -> Any:
+            from latentstudio.losses.lpips import load_lpips
+
+            return load_lpips(net, self.generator().device)
+
+        return self._get("lpips-" + net, load)
+
+    def identity_net(self) -> Any | None:
+        """dlib's identity net on the generator's device, or None when it is not installed."""
+        def load() -> Any:
+            from latentstudio.invert import _load_identity_net
+
+            return _load_identity_net(self.generator().device)
+
+        return self._get("identity_net", load)
 
     def predictors(self) -> Any:
         """dlib's detector and landmarks and the attribute predictors (``edit.predictors.Models``)."""

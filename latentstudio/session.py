@@ -257,7 +257,8 @@ class Session:
             from latentstudio.tune import TuneSettings
 
             pc = to_code(pending, index, generator=runtime.generator(), preset=preset, steps=steps,
-                         tune=TuneSettings(steps=tune) if tune else None, progress=progress, cancelled=cancelled)
+                         tune=TuneSettings(steps=tune) if tune else None, progress=progress, cancelled=cancelled,
+                         nets=runtime)
             if pending.target == "other":
                 return OtherFace(pc.w_plus, pending.path.name, {"kind": "photo", "path": str(pending.path),
                                                                 "face_index": pc.face_index})
@@ -308,7 +309,7 @@ class Session:
 
             return to_code(pending, index, generator=runtime.generator(), preset=preset, steps=steps,
                            tune=TuneSettings(steps=tune) if tune else None, progress=progress, cancelled=cancelled,
-                           init=guess.base[0])
+                           init=guess.base[0], nets=runtime)
 
         def finish(code: Any) -> str | None:
             if self.doc is not guess:
@@ -544,7 +545,8 @@ class Session:
             k = int(np.flatnonzero(tr.found)[0])
             fr = video.frame_at(p, k)
             doc = self._frame_document(p, fr.rgb, tr.landmarks[k], dirs, generator=runtime.generator(),
-                                       preset=preset, steps=steps, progress=progress, cancelled=cancelled)
+                                       preset=preset, steps=steps, progress=progress, cancelled=cancelled,
+                                       nets=runtime)
             return doc, VideoContext(p, clip, tr, k)
 
         def finish(result: tuple[Document, VideoContext]) -> str | None:
@@ -560,7 +562,8 @@ class Session:
     @staticmethod
     def _frame_document(path: Path, rgb: np.ndarray, landmarks: np.ndarray, dirs: Any, *, generator: Any,
                         preset: Any = "fast", steps: int | None = None, init: np.ndarray | None = None,
-                        progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> Document:
+                        progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
+                        nets: Any = None) -> Document:
         from latentstudio.document import Source
         from latentstudio.face.align import align_face
         from latentstudio.face.placement import Placement
@@ -570,12 +573,12 @@ class Session:
         alignment = align_face(rgb, landmarks)
         if init is None:
             code = invert(alignment.image, preset=preset, steps=steps, generator=generator, progress=progress,
-                          cancelled=cancelled).w_plus
+                          cancelled=cancelled, nets=nets).w_plus
         else:
             from latentstudio.video import _warm_preset
 
             code = invert(alignment.image, preset=_warm_preset(), generator=generator, init=init, progress=progress,
-                          cancelled=cancelled).w_plus
+                          cancelled=cancelled, nets=nets).w_plus
         src = Source("photo", path.resolve(), sha256_of(path),
                      Placement(path.resolve(), (rgb.shape[1], rgb.shape[0]), alignment.quad, landmarks))
         src.remember(photo=rgb, aligned=alignment.image)
@@ -598,7 +601,7 @@ class Session:
             fr = video.frame_at(ctx.path, k)
             return self._frame_document(ctx.path, fr.rgb, ctx.track.landmarks[k], doc.directions.values(),
                                         generator=runtime.generator(), init=np.array(doc.base), progress=progress,
-                                        cancelled=cancelled)
+                                        cancelled=cancelled, nets=runtime)
 
         def finish(new: Document) -> str | None:
             if self.doc is not doc:

@@ -28,6 +28,7 @@ from torch import Tensor
 from latentstudio.codes import LatentError, tuned_arrays, tuned_deltas
 from latentstudio.invert import (
     Inversion,
+    LossNets,
     Losses,
     Preset,
     check_aligned,
@@ -62,7 +63,7 @@ class Tuning:
 def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSettings = TuneSettings(),
                  generator: Generator, seed: int = 0,
                  progress: ProgressFn | None = None,
-                 cancelled: CancelFn | None = None, preview_every: int = 10) -> Tuning:
+                 cancelled: CancelFn | None = None, preview_every: int = 10, nets: LossNets | None = None) -> Tuning:
     """Tune the synthesis weights so the render of ``w_plus`` (23,512) matches ``aligned``.
 
     ``aligned``: (S,S,3) uint8 FFHQ-aligned face (any S). ``progress`` gets an
@@ -82,7 +83,7 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
     code = as_w_plus(w_plus).to(g.device)
     losses = Losses(from_uint8(img).to(g.device),
                     Preset(steps=settings.steps, render_size=settings.size, loss_size=256, lpips_net="alex",
-                           pixel_weight=settings.pixel_weight, id_weight=settings.id_weight), g.device)
+                           pixel_weight=settings.pixel_weight, id_weight=settings.id_weight), g.device, nets)
     opt = torch.optim.Adam(params.values(), lr=settings.lr)
     terms: dict[str, Tensor] = {}
     for step in range(settings.steps):
@@ -103,20 +104,21 @@ def pivotal_tune(aligned: np.ndarray, w_plus: np.ndarray, *, settings: TuneSetti
 def invert_and_tune(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | None = None,
                     tune: TuneSettings | None = None, generator: Generator, seed: int = 0,
                     progress: ProgressFn | None = None,
-                    cancelled: CancelFn | None = None, init: np.ndarray | None = None) -> tuple[Inversion, Tuning | None]:
+                    cancelled: CancelFn | None = None, init: np.ndarray | None = None,
+                    nets: LossNets | None = None) -> tuple[Inversion, Tuning | None]:
     """:func:`latentstudio.invert.invert`, then (when ``tune`` is given) :func:`pivotal_tune`
     around the code, as one job: ``progress`` counts the steps of both on one scale."""
     g = generator
     extra = tune.steps if tune is not None else 0
     report = None if progress is None else (lambda pr: progress(replace(pr, total=pr.total + extra)))
     inv = invert(aligned, preset=preset, steps=steps, generator=g, seed=seed, progress=report,
-                 cancelled=cancelled, init=init)
+                 cancelled=cancelled, init=init, nets=nets)
     if tune is None:
         return inv, None
     report = None if progress is None else (
         lambda pr: progress(replace(pr, done=inv.steps + pr.done, total=inv.steps + pr.total)))
     return inv, pivotal_tune(aligned, inv.w_plus, settings=tune, generator=g, seed=seed, progress=report,
-                             cancelled=cancelled)
+                             cancelled=cancelled, nets=nets)
 
 
 def tuned_generator(g: Generator, deltas: dict[str, np.ndarray]) -> Generator:

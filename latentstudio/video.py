@@ -358,9 +358,9 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
         code = _cached_code(code_file)
         if code is None:
             if prev_code is None:
-                inv = invert(alignment.image, preset=preset, generator=g)
+                inv = invert(alignment.image, preset=preset, generator=g, nets=runtime)
             else:
-                inv = invert(alignment.image, preset=warm, generator=g, init=prev_code)
+                inv = invert(alignment.image, preset=warm, generator=g, init=prev_code, nets=runtime)
             code = inv.w_plus
             save_npz(code_file, w_plus=code)
         prev_code = code

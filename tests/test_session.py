@@ -194,3 +194,4 @@ def test_a_photo_opens_as_a_first_guess_and_the_inversion_keeps_the_edits(genera
     assert s.doc is not guess and not s.guess_pending()
     assert s.doc.state == guess.state and s.history.count() == 1  # the edit carried over
     assert not np.allclose(s.doc.base, guess.base) and s.doc.source.placement.size == (512, 512)
+    assert s.runtime.loaded("lpips-alex")  # the inversion's loss net is the runtime's, not a hidden cache

@@ -50,13 +50,19 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- render
-def _load_generator(device: str | None):  # noqa: ANN202 - returns Generator
-    from latentstudio.models.generator import Generator
+def _runtime(device: str | None):  # noqa: ANN202 - Runtime, its generator loaded
+    from latentstudio.runtime import Runtime
 
+    runtime = Runtime(device)
     try:
-        return Generator.load(device)
-    except RuntimeError as exc:
+        runtime.generator()
+    except RuntimeError as exc:  # e.g. CUDA asked for but absent
         raise UserError(str(exc)) from exc
+    return runtime
+
+
+def _load_generator(device: str | None):  # noqa: ANN202 - returns Generator
+    return _runtime(device).generator()
 
 
 def _save_rgb(path: Path, rgb, metadata: dict[str, str] | None = None) -> None:  # noqa: ANN001
@@ -143,9 +149,10 @@ def cmd_invert(args: argparse.Namespace) -> int:
         raise UserError(f"--tune must be at least 1 step, got {args.tune}")
     photo = find_faces(args.photo)
     _warn_faces(len(photo.confident), pick_face(photo.faces, args.face))  # no usable face: fail before loading
-    g = _load_generator(args.device)
+    runtime = _runtime(args.device)
+    g = runtime.generator()
     preset = replace(PRESETS[args.preset], start=args.start) if args.start else args.preset
-    pc = to_code(photo, args.face, generator=g, preset=preset, steps=args.steps, seed=args.seed,
+    pc = to_code(photo, args.face, generator=g, preset=preset, steps=args.steps, seed=args.seed, nets=runtime,
                  tune=TuneSettings(steps=args.tune) if args.tune is not None else None,
                  progress=progress_printer())
     inv, tuned = pc.inversion, pc.tuning.arrays() if pc.tuning else {}

@@ -294,7 +294,8 @@ def _source_code(args: argparse.Namespace, runtime: Runtime) -> tuple[np.ndarray
         return code, extras, photo if photo and Path(photo).is_file() else None
     from latentstudio.photo import invert_photo
 
-    pc = invert_photo(args.photo, preset=args.preset, generator=runtime.generator(), progress=progress_printer())
+    pc = invert_photo(args.photo, preset=args.preset, generator=runtime.generator(), progress=progress_printer(),
+                      nets=runtime)
     return np.asarray(pc.w_plus, np.float32).reshape(W_PLUS), pc.placement.arrays(), args.photo
 
 

@@ -67,14 +67,15 @@ class IdentityModels:
         self._landmark_net: object | None = None
 
     @classmethod
-    def load(cls, generator: object, weights: str | Path | None = None) -> IdentityModels:
-        """The mapper (``weights``, default the shipped one) and dlib's identity net on
-        ``generator``'s device; MapperError when the mapper weights are missing or unreadable."""
+    def load(cls, generator: object, weights: str | Path | None = None, identity_net: object | None = None) -> IdentityModels:
+        """The mapper (``weights``, default the shipped one) and dlib's identity net (the one
+        given, else loaded) on ``generator``'s device; MapperError when the mapper weights are
+        missing or unreadable."""
         from latentstudio.face.chip import IdentityNet
 
         device = generator.device  # type: ignore[attr-defined]
         mapper = load_mapper(Path(weights) if weights else ASSET, device)  # first: fails fast when missing
-        return cls(generator, IdentityNet.load(device), mapper)
+        return cls(generator, identity_net or IdentityNet.load(device), mapper)
 
     @property
     def predictors(self):  # noqa: ANN201 - edit.predictors.Models

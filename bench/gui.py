@@ -212,7 +212,8 @@ def main() -> int:
         f"Peak resident memory: {rss_gb:.2f} GB. Drag: {n} move events ({skipped_events} did not "
         f"change the value and are not counted); whole run: {stats.rendered} renders, "
         f"{stats.skipped} requests superseded before they started, {stats.dropped} stale results "
-        f"dropped, {stats.interrupted} renders abandoned for a newer preview.",
+        f"dropped, {stats.interrupted} renders abandoned for a newer preview. Finished renders by size: "
+        + ", ".join(f"{v}²: {int((sizes == v).sum())}" for v in sorted(set(sizes.tolist()))) + ".",
         "",
     ]
     text = "\n".join(lines)

@@ -65,6 +65,8 @@ class EditorSession(QObject):
         self.view = "aligned"  # or "photo"
         # drag previews at 256²: 27 ms on 2 CPU cores with the models.fast twin (bench/RESULTS.md)
         self.preview_size = 256
+        self.quick_size = 128  # while dragging, when the renderer is still busy with the last move
+        self.sharpen_ms = 90  # a drag that pauses this long gets its preview_size² frame
         self.full_size = 1024
         self.settle_ms = 250
         self.last_frame: Frame | None = None
@@ -77,6 +79,8 @@ class EditorSession(QObject):
         self._drags = itertools.count(1)
         self._settle = QTimer(self, singleShot=True, interval=self.settle_ms)
         self._settle.timeout.connect(self._render_full)
+        self._sharpen = QTimer(self, singleShot=True, interval=self.sharpen_ms)
+        self._sharpen.timeout.connect(lambda: self._request(self.preview_size) if self.dragging else None)
         self.autosave = autosave or Autosave()
         self._autosave_dirty = False
         self._autosave_timer = QTimer(self, interval=30_000)
@@ -433,6 +437,7 @@ class EditorSession(QObject):
             return
         self._drag_key = None
         self._settle.stop()
+        self._sharpen.stop()
         self._render_full()
 
     @property
@@ -565,11 +570,18 @@ class EditorSession(QObject):
         self._render_before()
 
     def _render_now(self) -> None:
-        """A preview now; the full size after ``settle_ms`` (or on release when dragging)."""
+        """A preview now; the full size after ``settle_ms`` (or on release when dragging).
+
+        During a drag the preview is ``preview_size``² (256²) when the renderer is free; when it
+        is still busy with the last move, ``quick_size``² (128², half the wait; the running render
+        is abandoned for it), and ``preview_size``² again once the drag pauses for ``sharpen_ms``."""
         if self.doc is None or self.bridge is None:
             return
-        self._request(self.preview_size)
-        if not self.dragging:
+        busy = self.dragging and not self.bridge.renderer.wait_idle(0)
+        self._request(self.quick_size if busy else self.preview_size)
+        if self.dragging:
+            self._sharpen.start(self.sharpen_ms)
+        else:
             self._settle.start(self.settle_ms)
 
     def _render_full(self) -> None:

@@ -1,6 +1,6 @@
 """Video editing: identity consistency, flicker, edits that hold, and time per frame.
 
-    python bench/video.py [--frames 12] [--results bench/RESULTS.md] [--work bench/out/video]
+    python bench/video.py [--frames 12] [--device cpu|cuda] [--results bench/RESULTS.md] [--work bench/out/video]
 
 Two clips made here at 1280×720, 12 fps:
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime("cpu")
+    runtime = Runtime(args.device)
     g = runtime.generator()
     judge = Judge()
     directions = load_all()
@@ -220,6 +220,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU timing (≤ 1 s a frame)")
     ap.add_argument("--work", default="bench/out/video")
     ap.add_argument("--results", default="", help="append the table to this file")
     args = ap.parse_args()

@@ -11,7 +11,7 @@ Two passes over the clip, streamed (never the whole clip in memory):
    steps on the 256² route, so the fine slots, which that route never moves, stay the first
    frame's: texture does not flicker); put **one identity** into the code through the identity
    mapper (temporal identity coherency, after Nitzan et al. 2020: the clip's own identity, the
-   first frame's code, by default; another face's for a transfer; a seeded random one for
+   mean of all its frames' codes, by default; another face's for a transfer; a seeded random one for
    de-identification); apply the slider edits; render 1024² and paste back with a colour match
    smoothed over time. Frames without the face pass through unchanged and are reported. Per-frame
    codes are cached in ``<out>.frames/`` so an interrupted export resumes where it stopped.
@@ -249,7 +249,7 @@ class VideoEdit:
     attr_alpha: float = 0.0  # … and this much of its attributes (the app's identity panel)
     deidentify: float = 0.0  # strength; 0 = off
     deid_seed: int = 0
-    coherency: bool = True  # put the clip's own identity (the first frame's) into every frame
+    coherency: bool = True  # put the clip's own identity (the mean of its frames' codes) into every frame
     state: Any = None  # the app's EditState (no identity part): sliders, locks, slot ranges, repair
 
 
@@ -330,47 +330,31 @@ def _cached_track(src: Path, cache: Path, **kw: Any) -> Track:
 def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Writer, cache: Path, *,
                  runtime: Any, directions: Any, preset: Any, start: float | None, end: float | None,
                  progress: ProgressFn | None, cancelled: CancelFn | None) -> VideoReport:
-    from latentstudio.face.align import align_face
+    """Two passes: invert every frame with the face (cached), then measure the clip's identity
+    over all of them and render, paste and write every frame."""
+    from latentstudio.face.align import ffhq_quad
     from latentstudio.face.placement import Placement
-    from latentstudio.invert import invert
     from latentstudio.models.generator import to_uint8
 
     g = runtime.generator()
     models = runtime.identity() if (edit.coherency or edit.identity is not None or edit.deidentify) else None
     rep = VideoReport(frames=len(tr.landmarks))
+    codes, spent = _invert_frames(src, tr, cache, runtime=runtime, preset=preset, start=start, end=end,
+                                  progress=progress, cancelled=cancelled, rep=rep)
+    identity = _clip_identity(codes, edit, models)
     colour = ColourSmoother()
-    prev_code: np.ndarray | None = None
-    identity: np.ndarray | None = None
-    durations: list[float] = []
-    warm = _warm_preset()
+    t_pass = time.monotonic()
     for k, fr in enumerate(frames(src, start, end)):
         if k >= len(tr.landmarks):
             break
         check(cancelled, f"video export cancelled at frame {fr.index} (resume by running it again)")
         t0 = time.monotonic()
         lm = tr.landmarks[k]
-        if not np.isfinite(lm).all():
+        if k not in codes:
             rep.passed_through.append(fr.index)
             writer.write(fr, fr.rgb)
             continue
-        alignment = align_face(fr.rgb, lm)
-        code_file = cache / f"{fr.index:06d}.npz"
-        code = _cached_code(code_file)
-        if code is None:
-            if prev_code is None:
-                inv = invert(alignment.image, preset=preset, generator=g, nets=runtime)
-            else:
-                inv = invert(alignment.image, preset=warm, generator=g, init=prev_code, nets=runtime)
-            code = inv.w_plus
-            save_npz(code_file, w_plus=code)
-        prev_code = code
-        if identity is None:  # chosen once, on the first frame with the face: one person throughout
-            identity = code if edit.identity is None else as_code(edit.identity, "the identity face")
-            if edit.deidentify:
-                from latentstudio.identity.api import random_identity
-
-                identity = random_identity(code, edit.deid_seed, models=models)
-        edited = _identity_stage(code, identity, edit, models)
+        edited = _identity_stage(codes[k], identity, edit, models)
         if edit.state is not None:  # exactly what the app's document does to a code
             from latentstudio.document import Document, Source
 
@@ -380,18 +364,70 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
 
             edited = apply_edits(edited, edit.alphas, directions, keep=edit.keep, layers=edit.layers)
         face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]
-        placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), alignment.quad, lm)
+        quad = ffhq_quad(lm)  # the inversion's alignment quad
+        placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), quad, lm)
         writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour))
         rep.edited += 1
-        spent = time.monotonic() - t0
-        if rep.edited == 1:
-            rep.seconds_first = spent
-        else:
-            durations.append(spent)
-        left = (rep.frames - k - 1) * (float(np.median(durations)) if durations else spent)
-        report(progress, Progress("video", k + 1, rep.frames, f"frame {fr.index}, about {left:.0f} s left"))
-    rep.seconds_per_frame = float(np.median(durations)) if durations else rep.seconds_first
+        spent[k] = spent.get(k, 0.0) + time.monotonic() - t0
+        per = (time.monotonic() - t_pass) / (k + 1)
+        report(progress, Progress("video", k + 1, rep.frames,
+                                  f"frame {fr.index}, about {(rep.frames - k - 1) * per:.0f} s left"))
+    later = [v for k, v in sorted(spent.items())[1:]]
+    rep.seconds_per_frame = float(np.median(later)) if later else rep.seconds_first
     return rep
+
+
+def _invert_frames(src: Path, tr: Track, cache: Path, *, runtime: Any, preset: Any, start: float | None,
+                   end: float | None, progress: ProgressFn | None, cancelled: CancelFn | None,
+                   rep: VideoReport) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """Every frame with the face → its W+ code (the first with ``preset``, each next warm-started
+    from the one before), cached per frame; (codes, seconds spent per frame)."""
+    from latentstudio.face.align import align_face
+    from latentstudio.invert import invert
+
+    g, warm = runtime.generator(), _warm_preset()
+    codes: dict[int, np.ndarray] = {}
+    spent: dict[int, float] = {}
+    prev: np.ndarray | None = None
+    t_pass = time.monotonic()
+    for k, fr in enumerate(frames(src, start, end)):
+        if k >= len(tr.landmarks):
+            break
+        check(cancelled, f"video export cancelled while inverting frame {fr.index} (resume by running it again)")
+        if not np.isfinite(tr.landmarks[k]).all():
+            continue
+        t0 = time.monotonic()
+        code_file = cache / f"{fr.index:06d}.npz"
+        code = _cached_code(code_file)
+        if code is None:
+            aligned = align_face(fr.rgb, tr.landmarks[k]).image
+            inv = invert(aligned, preset=preset if prev is None else warm, generator=g,
+                         init=None if prev is None else prev, nets=runtime)
+            code = inv.w_plus
+            save_npz(code_file, w_plus=code)
+        codes[k] = prev = code
+        spent[k] = time.monotonic() - t0
+        if len(codes) == 1:
+            rep.seconds_first = spent[k]
+        per = (time.monotonic() - t_pass) / (k + 1)
+        report(progress, Progress("invert", k + 1, rep.frames,
+                                  f"frame {fr.index}, about {(rep.frames - k - 1) * per:.0f} s left to invert"))
+    return codes, spent
+
+
+def _clip_identity(codes: dict[int, np.ndarray], edit: VideoEdit, models: Any) -> np.ndarray | None:
+    """The one identity every frame gets: another face's, a seeded new person, or the clip's own
+    (the mean of its frames' codes: a look-alike of every frame, not of the first one only)."""
+    if not codes:
+        return None
+    own = np.mean(np.stack(list(codes.values())), axis=0).astype(np.float32)
+    if edit.identity is not None:
+        return as_code(edit.identity, "the identity face")
+    if edit.deidentify:
+        from latentstudio.identity.api import random_identity
+
+        return random_identity(own, edit.deid_seed, models=models)
+    return own
 
 
 def _cached_code(path: Path) -> np.ndarray | None:

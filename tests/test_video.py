@@ -110,8 +110,8 @@ def test_cancel_leaves_no_output_and_the_rerun_resumes_from_the_cache(generator,
     done = []
     with pytest.raises(Cancelled):
         video.edit_clip(src, out, video.VideoEdit(), runtime=runtime, preset=QUICK,
-                        progress=lambda p: done.append(p) if p.stage == "video" else None,
-                        cancelled=lambda: len(done) >= 3)
+                        progress=lambda p: done.append(p) if p.stage == "invert" else None,
+                        cancelled=lambda: len(done) >= 3)  # during the inversions
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     cached = sorted(p.name for p in (tmp_path / "out.mp4.frames").glob("0*.npz"))
     assert cached == [f"{i:06d}.npz" for i in range(3)]

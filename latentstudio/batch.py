@@ -171,18 +171,11 @@ def _code_of(path: Path, models: Models) -> tuple[np.ndarray, Any]:
 
     if path.suffix.lower() in CODE_SUFFIXES:
         return load_code(path), load_code_extras(path)
-    from latentstudio.invert import PRESETS
     from latentstudio.photo import invert_photo
 
     o = models.options
-    preset: Any = o.preset
-    if o.steps is not None:
-        from dataclasses import replace
-
-        p = PRESETS[o.preset]
-        preset = replace(p, steps=o.steps, refine_steps=round(p.refine_steps * o.steps / p.steps),
-                         tail_steps=round(p.tail_steps * o.steps / p.steps))
-    pc = invert_photo(path, generator=models.runtime.generator(), preset=preset, seed=o.seed, nets=models.runtime)
+    pc = invert_photo(path, generator=models.runtime.generator(), preset=o.preset, steps=o.steps, seed=o.seed,
+                      nets=models.runtime)
     return pc.w_plus, pc.placement.arrays()
 
 

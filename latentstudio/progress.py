@@ -31,10 +31,6 @@ class Progress:
     loss: float | None = None
     preview: np.ndarray | None = None  # (256, 256, 3) uint8 of the current result, now and then
 
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total > 0 else 0.0
-
 
 ProgressFn = Callable[[Progress], None]
 CancelFn = Callable[[], bool]
@@ -58,13 +54,3 @@ def report(progress: ProgressFn | None, p: Progress) -> None:
     """Send ``p`` when there is someone to send it to."""
     if progress is not None:
         progress(p)
-
-
-def offset(progress: ProgressFn | None, done: int, total: int) -> ProgressFn | None:
-    """``progress`` for a phase that continues another's count: ``done`` units already made,
-    ``total`` in all."""
-    if progress is None:
-        return None
-    from dataclasses import replace
-
-    return lambda p: progress(replace(p, done=done + p.done, total=total))

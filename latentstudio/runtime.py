@@ -22,11 +22,6 @@ from pathlib import Path
 from typing import Any
 
 
-def resolve_device(device: str | None) -> str | None:
-    """"auto" (or None) → None, which ``Generator.load`` turns into CUDA when present, else CPU."""
-    return None if device in (None, "auto") else device
-
-
 class Runtime:
     """Models for one device, each loaded once, on demand."""
 
@@ -55,7 +50,7 @@ class Runtime:
                 return self._factory()
             from latentstudio.models.generator import Generator
 
-            return Generator.load(resolve_device(self.device))
+            return Generator.load(self.device)  # "auto": CUDA when present, else CPU
 
         return self._get("generator", load)
 

@@ -245,9 +245,7 @@ class Session:
         (and tune the generator in high-fidelity mode) → a new document, or the identity panel's
         second face when ``pending.target`` is "other". Raises FaceError when there is no usable
         face."""
-        from latentstudio.face.detect import pick_face
-
-        pick_face(pending.faces, index)  # FaceError now, before any work
+        index = chosen_index(pending, index)  # FaceError now, before any work
         preset, steps, runtime = self.invert_preset, self.invert_steps, self.runtime
         # the second face of the identity panel is only a code: tuned weights would not be used
         tune = self.tune_steps if pending.target == "document" else 0
@@ -270,7 +268,7 @@ class Session:
             return self._opened(result, None)
 
         if self.early_guess and pending.target == "document":
-            return self._guess_task(pending, chosen_index(pending, index), dirs)
+            return self._guess_task(pending, index, dirs)
         return Task(f"Inverting {pending.path.name}", run, finish)
 
     def _guess_task(self, pending: PendingPhoto, index: int, dirs: list[Any]) -> Task:
@@ -544,9 +542,8 @@ class Session:
             tr = video.track(p, progress=progress, cancelled=cancelled)
             k = int(np.flatnonzero(tr.found)[0])
             fr = video.frame_at(p, k)
-            doc = self._frame_document(p, fr.rgb, tr.landmarks[k], dirs, generator=runtime.generator(),
-                                       preset=preset, steps=steps, progress=progress, cancelled=cancelled,
-                                       nets=runtime)
+            doc = self._frame_document(p, fr.rgb, tr.landmarks[k], dirs, lambda aligned: video.invert_frame(
+                aligned, None, runtime=runtime, preset=preset, steps=steps, progress=progress, cancelled=cancelled))
             return doc, VideoContext(p, clip, tr, k)
 
         def finish(result: tuple[Document, VideoContext]) -> str | None:
@@ -560,29 +557,18 @@ class Session:
         return Task(f"Opening {p.name}", run, finish)
 
     @staticmethod
-    def _frame_document(path: Path, rgb: np.ndarray, landmarks: np.ndarray, dirs: Any, *, generator: Any,
-                        preset: Any = "fast", steps: int | None = None, init: np.ndarray | None = None,
-                        progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
-                        nets: Any = None) -> Document:
+    def _frame_document(path: Path, rgb: np.ndarray, landmarks: np.ndarray, dirs: Any, code_of: Any) -> Document:
+        """A document of one video frame: ``code_of(aligned)`` is its code, the frame its photo."""
         from latentstudio.document import Source
         from latentstudio.face.align import align_face
         from latentstudio.face.placement import Placement
-        from latentstudio.invert import invert
         from latentstudio.models.fetch import sha256_of
 
         alignment = align_face(rgb, landmarks)
-        if init is None:
-            code = invert(alignment.image, preset=preset, steps=steps, generator=generator, progress=progress,
-                          cancelled=cancelled, nets=nets).w_plus
-        else:
-            from latentstudio.video import _warm_preset
-
-            code = invert(alignment.image, preset=_warm_preset(), generator=generator, init=init, progress=progress,
-                          cancelled=cancelled, nets=nets).w_plus
         src = Source("photo", path.resolve(), sha256_of(path),
                      Placement(path.resolve(), (rgb.shape[1], rgb.shape[0]), alignment.quad, landmarks))
         src.remember(photo=rgb, aligned=alignment.image)
-        return Document(code, src, dirs)
+        return Document(code_of(alignment.image), src, dirs)
 
     def frame_task(self, k: int) -> Task:
         """Show frame ``k`` of the open clip (warm-started from the frame shown now); the edits and
@@ -600,8 +586,8 @@ class Session:
         def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Document:
             fr = video.frame_at(ctx.path, k)
             return self._frame_document(ctx.path, fr.rgb, ctx.track.landmarks[k], doc.directions.values(),
-                                        generator=runtime.generator(), init=np.array(doc.base), progress=progress,
-                                        cancelled=cancelled, nets=runtime)
+                                        lambda aligned: video.invert_frame(aligned, doc.base, runtime=runtime,
+                                                                           progress=progress, cancelled=cancelled))
 
         def finish(new: Document) -> str | None:
             if self.doc is not doc:
@@ -634,12 +620,7 @@ class Session:
         dirs, preset, steps, p = doc.directions, self.invert_preset, self.invert_steps, Path(out)
 
         def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Any:
-            first: Any = preset
-            if steps is not None:
-                from latentstudio.invert import PRESETS
-
-                first = replace(PRESETS[preset], steps=steps, refine_steps=0, tail_steps=0)
-            return video.edit_clip(ctx.path, p, edit, runtime=runtime, directions=dirs, preset=first,
+            return video.edit_clip(ctx.path, p, edit, runtime=runtime, directions=dirs, preset=preset, steps=steps,
                                    progress=progress, cancelled=cancelled)
 
         def finish(rep: Any) -> str | None:

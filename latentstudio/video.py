@@ -1,6 +1,7 @@
 """Edit a face through a video clip, one identity in every frame.
 
-Two passes over the clip, streamed (never the whole clip in memory):
+The clip is decoded three times, streamed (never the whole clip in memory): once to track the
+face, once to invert every frame with it (codes cached), once to render and write.
 
 1. **Track** (``track``): detect the face in every frame (the chosen one on the first frame
    where it is found, then the face nearest to it), keep its 68 landmarks, and smooth them over
@@ -288,7 +289,8 @@ def _cache_dir(out: Path) -> Path:
 
 
 def edit_clip(src: str | Path, out: str | Path, edit: VideoEdit, *, runtime: Any, directions: Any = None,
-              preset: Any = "fast", face: int | None = None, start: float | None = None, end: float | None = None,
+              preset: Any = "fast", steps: int | None = None, face: int | None = None, start: float | None = None,
+              end: float | None = None,
               progress: ProgressFn | None = None, cancelled: CancelFn | None = None) -> VideoReport:
     """Edit the followed face in every frame of ``src`` and write ``out`` (a video file, or a
     folder of PNG frames when ``out`` has no suffix). Written atomically; the per-frame codes
@@ -304,7 +306,8 @@ def edit_clip(src: str | Path, out: str | Path, edit: VideoEdit, *, runtime: Any
         tr = _cached_track(src, cache, face=face, start=start, end=end, progress=progress, cancelled=cancelled)
         writer = _Writer(out, clip, start)
         report_ = _edit_frames(src, clip, tr, edit, writer, cache, runtime=runtime, directions=directions,
-                               preset=preset, start=start, end=end, progress=progress, cancelled=cancelled)
+                               preset=preset, steps=steps, start=start, end=end, progress=progress,
+                               cancelled=cancelled)
         writer.close()
     except BaseException:
         if writer is not None:
@@ -328,8 +331,8 @@ def _cached_track(src: Path, cache: Path, **kw: Any) -> Track:
 
 
 def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Writer, cache: Path, *,
-                 runtime: Any, directions: Any, preset: Any, start: float | None, end: float | None,
-                 progress: ProgressFn | None, cancelled: CancelFn | None) -> VideoReport:
+                 runtime: Any, directions: Any, preset: Any, steps: int | None, start: float | None,
+                 end: float | None, progress: ProgressFn | None, cancelled: CancelFn | None) -> VideoReport:
     """Two passes: invert every frame with the face (cached), then measure the clip's identity
     over all of them and render, paste and write every frame."""
     from latentstudio.face.align import ffhq_quad
@@ -339,7 +342,7 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
     g = runtime.generator()
     models = runtime.identity() if (edit.coherency or edit.identity is not None or edit.deidentify) else None
     rep = VideoReport(frames=len(tr.landmarks))
-    codes, spent = _invert_frames(src, tr, cache, runtime=runtime, preset=preset, start=start, end=end,
+    codes, spent = _invert_frames(src, tr, cache, runtime=runtime, preset=preset, steps=steps, start=start, end=end,
                                   progress=progress, cancelled=cancelled, rep=rep)
     identity = _clip_identity(codes, edit, models)
     colour = ColourSmoother()
@@ -377,15 +380,27 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
     return rep
 
 
-def _invert_frames(src: Path, tr: Track, cache: Path, *, runtime: Any, preset: Any, start: float | None,
-                   end: float | None, progress: ProgressFn | None, cancelled: CancelFn | None,
-                   rep: VideoReport) -> tuple[dict[int, np.ndarray], dict[int, float]]:
-    """Every frame with the face → its W+ code (the first with ``preset``, each next warm-started
-    from the one before), cached per frame; (codes, seconds spent per frame)."""
-    from latentstudio.face.align import align_face
+def invert_frame(aligned: np.ndarray, prev: np.ndarray | None, *, runtime: Any, preset: Any = "fast",
+                 steps: int | None = None, progress: ProgressFn | None = None,
+                 cancelled: CancelFn | None = None) -> np.ndarray:
+    """One frame's W+ code: with ``preset`` (``steps``) when there is no ``prev``, else
+    ``WARM_STEPS`` steps on the 256² route starting from ``prev`` (the fine slots stay its)."""
     from latentstudio.invert import invert
 
-    g, warm = runtime.generator(), _warm_preset()
+    if prev is None:
+        return invert(aligned, preset=preset, steps=steps, generator=runtime.generator(), progress=progress,
+                      cancelled=cancelled, nets=runtime).w_plus
+    return invert(aligned, preset=_warm_preset(), generator=runtime.generator(), init=np.array(prev),
+                  progress=progress, cancelled=cancelled, nets=runtime).w_plus
+
+
+def _invert_frames(src: Path, tr: Track, cache: Path, *, runtime: Any, preset: Any, steps: int | None,
+                   start: float | None, end: float | None, progress: ProgressFn | None,
+                   cancelled: CancelFn | None, rep: VideoReport) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """Every frame with the face → its W+ code (``invert_frame``), cached per frame; (codes,
+    seconds spent per frame)."""
+    from latentstudio.face.align import align_face
+
     codes: dict[int, np.ndarray] = {}
     spent: dict[int, float] = {}
     prev: np.ndarray | None = None
@@ -400,10 +415,8 @@ def _invert_frames(src: Path, tr: Track, cache: Path, *, runtime: Any, preset: A
         code_file = cache / f"{fr.index:06d}.npz"
         code = _cached_code(code_file)
         if code is None:
-            aligned = align_face(fr.rgb, tr.landmarks[k]).image
-            inv = invert(aligned, preset=preset if prev is None else warm, generator=g,
-                         init=None if prev is None else prev, nets=runtime)
-            code = inv.w_plus
+            code = invert_frame(align_face(fr.rgb, tr.landmarks[k]).image, prev, runtime=runtime, preset=preset,
+                                steps=steps)
             save_npz(code_file, w_plus=code)
         codes[k] = prev = code
         spent[k] = time.monotonic() - t0

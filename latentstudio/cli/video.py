@@ -36,15 +36,6 @@ def cmd_video(args: argparse.Namespace) -> int:
         if args.steps is not None and args.steps < 1:
             raise user_error(f"--steps must be at least 1, got {args.steps}")
         runtime = Runtime(args.device)
-        preset = args.preset
-        if args.steps is not None:
-            from dataclasses import replace
-
-            from latentstudio.invert import PRESETS
-
-            p = PRESETS[args.preset]
-            preset = replace(p, steps=args.steps, refine_steps=round(p.refine_steps * args.steps / p.steps),
-                             tail_steps=round(p.tail_steps * args.steps / p.steps))
         identity = None
         if args.identity:
             from latentstudio.cli.identity import load_face
@@ -53,7 +44,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         edit = VideoEdit(alphas=alphas, keep=tuple(keep), layers=layers, identity=identity, id_alpha=args.id_alpha,
                          deidentify=args.deidentify or 0.0, deid_seed=args.seed, coherency=not args.no_coherency)
         with interruptible() as stop:
-            rep = edit_clip(src, out, edit, runtime=runtime, directions=directions, preset=preset,
+            rep = edit_clip(src, out, edit, runtime=runtime, directions=directions, preset=args.preset, steps=args.steps,
                             face=args.face, start=args.start, end=args.end, progress=progress_printer(),
                             cancelled=stop)
     if rep.passed_through:

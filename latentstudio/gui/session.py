@@ -26,15 +26,26 @@ from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.document import Document, DocumentError, EditState, OtherFace
 from latentstudio.gui.dialogs import describe_error
 from latentstudio.gui.workers import RenderBridge, Task
-from latentstudio.history import History
 from latentstudio.progress import Cancelled, Progress
 from latentstudio.project import Autosave
 from latentstudio.render import Frame
 from latentstudio.runtime import Runtime
+from latentstudio.safety import InputError
 from latentstudio.session import DEMO_PSI, DEMO_SEED, IMAGE_SUFFIXES, FrameGate, PendingPhoto, Session
 from latentstudio.session import Task as CoreTask
 
 PREVIEW_PHOTO_SIDE = 1600  # pasted-back previews are composed into a photo this large at most
+
+
+def _through(name: str, writable: bool = False) -> property:
+    """An ``EditorSession`` attribute that is the headless session's (``self.core``)."""
+    def get(self: EditorSession) -> Any:
+        return getattr(self.core, name)
+
+    def put(self: EditorSession, value: Any) -> None:
+        setattr(self.core, name, value)
+
+    return property(get, put if writable else None)
 
 
 class EditorSession(QObject):
@@ -90,50 +101,15 @@ class EditorSession(QObject):
         self._retired: list[RenderBridge] = []  # stopped bridges whose thread may still be finishing
         self.ready = False
 
-    # the headless session's state, read through
-    @property
-    def doc(self) -> Document | None:
-        return self.core.doc
-
-    @property
-    def history(self) -> History:
-        return self.core.history
-
-    @property
-    def runtime(self) -> Runtime:
-        return self.core.runtime
-
-    @property
-    def project_path(self) -> Path | None:
-        return self.core.project_path
-
-    @property
-    def directions_note(self) -> str | None:
-        return self.core.directions_note
-
-    @property
-    def invert_preset(self) -> str:
-        return self.core.invert_preset
-
-    @invert_preset.setter
-    def invert_preset(self, value: str) -> None:
-        self.core.invert_preset = value
-
-    @property
-    def invert_steps(self) -> int | None:
-        return self.core.invert_steps
-
-    @invert_steps.setter
-    def invert_steps(self, value: int | None) -> None:
-        self.core.invert_steps = value
-
-    @property
-    def tune_steps(self) -> int:
-        return self.core.tune_steps
-
-    @tune_steps.setter
-    def tune_steps(self, value: int) -> None:
-        self.core.tune_steps = value
+    # the headless session's state, read (and for the inversion settings, written) through
+    doc = _through("doc")
+    history = _through("history")
+    runtime = _through("runtime")
+    project_path = _through("project_path")
+    directions_note = _through("directions_note")
+    invert_preset = _through("invert_preset", writable=True)
+    invert_steps = _through("invert_steps", writable=True)
+    tune_steps = _through("tune_steps", writable=True)
 
     # ================================================================= lifecycle
     def start(self) -> None:
@@ -280,40 +256,33 @@ class EditorSession(QObject):
 
     def use_face(self, pending: PendingPhoto, index: int) -> None:
         """Align and invert face ``index`` of a detected photo (after the picker)."""
-        try:
-            task = self.core.face_task(pending, index)
-        except DocumentError as exc:
-            self.error.emit("Cannot do that", str(exc), "")
-            return
-        except ValueError as exc:  # FaceError: no usable face
-            self.error.emit("No usable face", str(exc), "")
-            return
-        self._run_core(task)
+        self._start(lambda: self.core.face_task(pending, index))
 
     # ================================================================= video
     def show_frame(self, k: int) -> None:
         """Show frame ``k`` of the open clip (a task: its inversion warm-starts from this frame)."""
-        try:
-            task = self.core.frame_task(k)
-        except DocumentError as exc:
-            self.error.emit("Cannot show that frame", str(exc), "")
-            return
-        self._run_core(task)
+        self._start(lambda: self.core.frame_task(k), "Cannot show that frame")
 
     def export_video(self, path: str | Path) -> None:
         """Write the clip with the edits on every frame (a task: progress, time left, Cancel)."""
-        try:
-            task = self.core.video_export_task(path)
-        except DocumentError as exc:
-            self.error.emit("Cannot export the video", str(exc), "")
-            return
-        self._run_core(task)
+        self._start(lambda: self.core.video_export_task(path), "Cannot export the video")
 
     def set_high_fidelity(self, on: bool) -> None:
         """Photos opened from now on are also pivotally tuned (``latentstudio.tune``)."""
         self.core.set_high_fidelity(on)
 
     # ================================================================= tasks
+    def _start(self, make: Callable[[], CoreTask], title: str | None = None) -> None:
+        """Run the session task ``make()`` returns, or say why it cannot start (``title``, default
+        the error's own: "No usable face" …)."""
+        try:
+            task = make()
+        except InputError as exc:
+            own, message, _ = describe_error(exc, "")
+            self.error.emit(title or own, message, "")
+            return
+        self._run_core(task)
+
     def _run_core(self, task: CoreTask, on_result: Callable[[Any], None] | None = None) -> None:
         """Run a session task on the worker thread; its ``finish`` (and ``on_result``) here."""
         before = (self.doc, self.doc.state if self.doc else None)
@@ -470,12 +439,7 @@ class EditorSession(QObject):
     def repair_artifacts(self) -> None:
         """Walk the edited code along the quality direction until the render looks clean (a
         task: progress and Cancel); one undoable step."""
-        try:
-            task = self.core.repair_task()
-        except DocumentError as exc:
-            self.error.emit("Cannot repair artifacts", str(exc), "")
-            return
-        self._run_core(task)
+        self._start(self.core.repair_task, "Cannot repair artifacts")
 
     def add_directions_from(self, path: str | Path) -> None:
         """Import user directions (.npy/.pt vector or .npz PCA) as new sliders."""
@@ -515,12 +479,7 @@ class EditorSession(QObject):
 
     def refine_identity(self, steps: int = 40) -> None:
         """Optimise the panel's blend (a task: progress and Cancel); one undoable step."""
-        try:
-            task = self.core.refine_task(steps)
-        except DocumentError as exc:
-            self.error.emit("Cannot refine", str(exc), "")
-            return
-        self._run_core(task)
+        self._start(lambda: self.core.refine_task(steps), "Cannot refine")
 
     def set_other(self, other: OtherFace | None) -> None:
         if self.doc is not None:

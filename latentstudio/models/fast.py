@@ -38,6 +38,7 @@ from torch import Tensor
 
 from latentstudio.latent import NUM_SLOTS
 from latentstudio.models.mobilestylegan import Synthesis
+from latentstudio.models.preview import PREVIEW_SIZES
 
 NHWC = torch.channels_last
 
@@ -145,7 +146,7 @@ class FastSynthesis:
         if heads is not None:
             for size in getattr(heads, "available", ()):
                 conv_h = heads.heads[str(size)]  # type: ignore[attr-defined]
-                n = {128: 4, 256: 5, 512: 6}[size]
+                n = PREVIEW_SIZES[size]
                 self.heads[size] = (conv_h.weight[:, self.perms[n]].detach(), conv_h.bias.detach())
         self.shuffle = shuffle_kernel(3)
 
@@ -188,7 +189,7 @@ class FastSynthesis:
                 return self.image(self.features(w_plus, len(self.blocks), between), w_plus).contiguous()
             if size not in self.heads:
                 raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
-            return self.head(self.features(w_plus, {128: 4, 256: 5, 512: 6}[size], between), size).contiguous()
+            return self.head(self.features(w_plus, PREVIEW_SIZES[size], between), size).contiguous()
 
 
 __all__ = ["FastSynthesis", "bands_together", "idwt_kernel", "shuffle_kernel"]

@@ -255,8 +255,8 @@ def fetch(keys: Iterable[str] | None = None, *, source_dir: Path | None = None,
             for spec in specs:
                 extracted = _extract(archive, spec.members, tmp / "x")
                 _install(spec, extracted, log)
-                log(f"installed {spec.key} -> {model_dir(spec.key)}")
                 done.append(spec.key)
+                log(f"installed {spec.key} -> {model_dir(spec.key)}")
     return done
 
 

@@ -140,7 +140,8 @@ class Judge:
             emb = torch.nn.functional.normalize(self.openface.embed_aligned(from_uint8(x)), dim=-1).numpy()
         pred = predict_all(x)
         mask = hull_masks(pred["landmarks"][:1] / 256.0, 256)[0, 0].numpy() < 0.5  # inside the face hull
-        return {"emb": emb, "age": pred["age"], "crops": x.astype(np.float32), "mask": mask}
+        return {"emb": emb, "age": pred["age"], "crops": x.astype(np.float32), "mask": mask,
+                "landmarks": pred["landmarks"] / 256.0}
 
 
 def consistency(m: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -149,6 +150,16 @@ def consistency(m: dict[str, np.ndarray]) -> tuple[float, float]:
     local = float(np.mean([sims[i, i + 1] for i in range(len(e) - 1)]))
     pairs = list(itertools.combinations(range(len(e)), 2))
     return local, float(np.mean([sims[i, j] for i, j in pairs]))
+
+
+def mouth_error(m: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> np.ndarray:
+    """Per frame: the mouth's 20 landmarks against the source frame's, mean point distance / the
+    source's inter-ocular distance (the expression kept, frame by frame) → (N,)."""
+    from latentstudio.edit.predictors import interocular
+
+    lm, lr = m["landmarks"], ref["landmarks"]
+    iod = np.array([interocular(p) for p in lr])
+    return np.linalg.norm(lm[:, 48:] - lr[:, 48:], axis=-1).mean(1) / iod
 
 
 def flicker(m: dict[str, np.ndarray]) -> float:
@@ -190,7 +201,8 @@ def run(args: argparse.Namespace) -> str:
                 plain[coherent] = m
             holds = float(np.mean(m["age"] > ref["age"])) if edits else float("nan")
             holds_plain = float(np.mean(m["age"] > plain[coherent]["age"])) if edits else float("nan")
-            rows.append((label, tl / ref_tl, tg / ref_tg, flicker(m) / ref_flicker, holds, holds_plain, rep))
+            mouth = mouth_error(m, ref)
+            rows.append((label, tl / ref_tl, tg / ref_tg, flicker(m) / ref_flicker, holds, holds_plain, mouth, rep))
             print(f"{label}: done ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
     lines = [
         "## Video (issue 24)", "",
@@ -202,13 +214,15 @@ def run(args: argparse.Namespace) -> str:
         f"next frame: {video.WARM_STEPS} warm-started steps (inversions computed once per clip, reused by its four "
         "variants).", "",
         "| clip, edit, coherency | TL-ID ↑ | TG-ID ↑ | flicker / source ↓ | age rose vs source frame | "
-        "age rose vs the same run without the edit | s / frame (after the first) |",
-        "|---|---|---|---|---|---|---|"]
-    for label, tl, tg, fl, holds, holds_plain, rep in rows:
+        "age rose vs the same run without the edit | mouth vs source frame / IOD, mean (max) | "
+        "s / frame (after the first) |",
+        "|---|---|---|---|---|---|---|---|"]
+    for label, tl, tg, fl, holds, holds_plain, mouth, rep in rows:
         hold = "—" if np.isnan(holds) else f"{100 * holds:.0f} %"
         hold_plain = "—" if np.isnan(holds_plain) else f"{100 * holds_plain:.0f} %"
-        lines.append(f"| {label} | {tl:.3f} | {tg:.3f} | {fl:.2f} | {hold} | {hold_plain} | {rep.seconds_per_frame:.1f} |")
-    first = [r[6].seconds_first for r in rows if r[6].seconds_first > 5]
+        lines.append(f"| {label} | {tl:.3f} | {tg:.3f} | {fl:.2f} | {hold} | {hold_plain} | "
+                     f"{100 * mouth.mean():.1f} % ({100 * mouth.max():.1f} %) | {rep.seconds_per_frame:.1f} |")
+    first = [r[7].seconds_first for r in rows if r[7].seconds_first > 5]
     lines += ["", f"First frame (fast preset inversion): {np.median(first):.0f} s." if first else "",
               "Targets: TL-ID ≥ 0.99, TG-ID ≥ 0.97, flicker ≤ 1.2 × the source's, the edit on ≥ 95 % of "
               "frames, ≤ 10 s a frame after the first. s / frame: the first run of each clip inverts every frame; "

@@ -10,7 +10,8 @@ face, once to invert every frame with it (codes cached), once to render and writ
 2. **Edit** (``edit_clip``): for every frame, align with the smoothed landmarks; invert (the
    first frame with the preset, each next one warm-started from the code before it with a few
    steps on the 256² route, so the fine slots, which that route never moves, stay the first
-   frame's: texture does not flicker); put **one identity** into the code through the identity
+   frame's: texture does not flicker; then the first ``SETTLE`` frames once more, backwards, each
+   from the next one's code, since the forward chain needs a few frames to converge); put **one identity** into the code through the identity
    mapper (temporal identity coherency, after Nitzan et al. 2020: the clip's own identity, the
    mean of all its frames' codes, by default; another face's for a transfer; a seeded random one for
    de-identification); apply the slider edits; render 1024² and paste back with a colour match
@@ -45,6 +46,7 @@ FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 FOLDER_FPS = 25
 SMOOTH_SIGMA = 1.5  # frames: the landmarks' temporal Gaussian
 WARM_STEPS = 10  # inversion steps of every frame after the first
+SETTLE = 24  # the first frames with the face are inverted again, backwards (``_settle``)
 COLOUR_MEMORY = 0.8  # the colour match: exponential smoothing over frames
 MAX_PIXELS = 4096 * 2304  # 4K frames and below
 
@@ -215,11 +217,13 @@ def track(path: str | Path, *, face: int | None = None, start: float | None = No
 
 
 def smooth(landmarks: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
-    """Gaussian smoothing of (T, 68, 2) trajectories over time, within each run of valid frames."""
+    """Smooth (T, 68, 2) trajectories over time, within each run of valid frames: a Gaussian-
+    weighted local *linear* fit at every frame (in the middle of a run the same as a Gaussian
+    blur; near a run's ends it does not lag behind a moving face, which a truncated blur does:
+    the face would sit off-centre in its crop, and the generator re-centres it)."""
     out = landmarks.copy()
     valid = np.isfinite(landmarks[:, 0, 0])
     radius = int(3 * sigma)
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     t = 0
     while t < len(valid):
         if not valid[t]:
@@ -231,8 +235,12 @@ def smooth(landmarks: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
         run = landmarks[t:e]
         for i in range(len(run)):
             lo, hi = max(0, i - radius), min(len(run), i + radius + 1)
-            k = kernel[lo - i + radius: hi - i + radius]
-            out[t + i] = np.tensordot(k / k.sum(), run[lo:hi], axes=1)
+            tau = np.arange(lo, hi) - i
+            w = np.exp(-0.5 * (tau / sigma) ** 2)
+            s0, s1, s2 = w.sum(), (w * tau).sum(), (w * tau * tau).sum()
+            det = s0 * s2 - s1 * s1
+            k = w * (s2 - s1 * tau) / det if det > 1e-9 else w / s0  # the local fit's value at i
+            out[t + i] = np.tensordot(k, run[lo:hi], axes=1)
         t = e
     return out
 
@@ -320,7 +328,7 @@ def edit_clip(src: str | Path, out: str | Path, edit: VideoEdit, *, runtime: Any
 
 def _cached_track(src: Path, cache: Path, **kw: Any) -> Track:
     f = cache / "track.npz"
-    key = f"{src.resolve()}|{src.stat().st_mtime_ns if src.is_file() else 0}|{kw.get('face')}|{kw.get('start')}|{kw.get('end')}"
+    key = f"v2|{src.resolve()}|{src.stat().st_mtime_ns if src.is_file() else 0}|{kw.get('face')}|{kw.get('start')}|{kw.get('end')}"
     if f.is_file():
         with np.load(f) as z:
             if str(z["key"]) == key:
@@ -344,6 +352,8 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
     rep = VideoReport(frames=len(tr.landmarks))
     codes, spent = _invert_frames(src, tr, cache, runtime=runtime, preset=preset, steps=steps, start=start, end=end,
                                   progress=progress, cancelled=cancelled, rep=rep)
+    _settle(src, tr, cache, codes, spent, runtime=runtime, start=start, end=end, progress=progress,
+            cancelled=cancelled)
     identity = _clip_identity(codes, edit, models)
     colour = ColourSmoother()
     t_pass = time.monotonic()
@@ -426,6 +436,40 @@ def _invert_frames(src: Path, tr: Track, cache: Path, *, runtime: Any, preset: A
         report(progress, Progress("invert", k + 1, rep.frames,
                                   f"frame {fr.index}, about {(rep.frames - k - 1) * per:.0f} s left to invert"))
     return codes, spent
+
+
+def _settle(src: Path, tr: Track, cache: Path, codes: dict[int, np.ndarray], spent: dict[int, float], *, runtime: Any,
+            start: float | None, end: float | None, progress: ProgressFn | None, cancelled: CancelFn | None) -> None:
+    """Invert the first ``SETTLE`` frames with the face again, backwards, each warm-started from
+    the next one's code; ``codes`` and ``spent`` (seconds per frame) are updated in place (cached
+    as ``<index>.settled.npz``).
+
+    Why: the forward chain starts from the first frame's one preset inversion, and its warm steps
+    need a few frames to converge; on a real clip the first frames lost the smile that the later
+    ones had. Going back from the converged frames gives the first ones a converged start."""
+    from latentstudio.face.align import align_face
+
+    keys = sorted(codes)[:SETTLE]
+    if len(keys) < 2:
+        return
+    todo: list[tuple[int, int, np.ndarray]] = []  # (k, frame index, aligned crop), in clip order
+    for k, fr in enumerate(frames(src, start, end)):
+        if k > keys[-2]:
+            break
+        if k in keys:
+            settled = _cached_code(cache / f"{fr.index:06d}.settled.npz")
+            if settled is not None:
+                codes[k] = settled
+            else:
+                todo.append((k, fr.index, align_face(fr.rgb, tr.landmarks[k]).image))
+    for n, (k, index, crop) in enumerate(reversed(todo)):
+        check(cancelled, f"video export cancelled while settling frame {index} (resume by running it again)")
+        following = keys[keys.index(k) + 1]
+        t0 = time.monotonic()
+        codes[k] = invert_frame(crop, codes[following], runtime=runtime)
+        spent[k] = spent.get(k, 0.0) + time.monotonic() - t0
+        save_npz(cache / f"{index:06d}.settled.npz", w_plus=codes[k])
+        report(progress, Progress("settle", n + 1, len(todo), f"frame {index}: the first frames again, backwards"))
 
 
 def _clip_identity(codes: dict[int, np.ndarray], edit: VideoEdit, models: Any) -> np.ndarray | None:

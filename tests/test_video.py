@@ -121,7 +121,13 @@ def test_cancel_leaves_no_output_and_the_rerun_resumes_from_the_cache(generator,
     real = invert_module.invert
     monkeypatch.setattr(invert_module, "invert", lambda *a, **k: calls.append(1) or real(*a, **k))
     rep = video.edit_clip(src, out, video.VideoEdit(), runtime=runtime, preset=QUICK)
-    assert rep.edited == 6 and len(calls) == 3 and out.is_file()  # frames 0-2 came from the cache
+    # frames 0-2 came from the cache; 3-5 forward, then 4 … 0 once more, backwards (``video._settle``)
+    assert rep.edited == 6 and len(calls) == 3 + 5 and out.is_file()
+    settled = sorted(p.name for p in (tmp_path / "out.mp4.frames").glob("*.settled.npz"))
+    assert settled == [f"{i:06d}.settled.npz" for i in range(5)]
+    calls.clear()
+    video.edit_clip(src, tmp_path / "out.mp4", video.VideoEdit(), runtime=runtime, preset=QUICK)
+    assert calls == []  # everything, the backward pass too, resumes from the cache
 
 
 def test_landmark_smoothing_removes_jitter_within_runs() -> None:
@@ -135,6 +141,14 @@ def test_landmark_smoothing_removes_jitter_within_runs() -> None:
     err_before = np.nanmean(np.abs(noisy - truth))
     err_after = np.nanmean(np.abs(out - truth))
     assert err_after < 0.6 * err_before
+
+
+def test_landmark_smoothing_does_not_lag_at_the_ends_of_a_run() -> None:
+    """A face moving fast and steadily: a truncated blur would pull the first and last frames'
+    landmarks towards the middle (the crop off the face); the local linear fit does not."""
+    truth = np.broadcast_to(100 + 12.0 * np.arange(12)[:, None, None], (12, 68, 2)).copy()
+    out = video.smooth(truth)
+    assert np.abs(out - truth).max() < 1e-6
 
 
 def test_cli_video_refuses_bad_input_with_exit_2(generator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001

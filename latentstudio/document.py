@@ -6,7 +6,7 @@ The edited code is a pure function of the document and an ``EditState``::
     identity: mapper blend with a second face (``id_alpha``, ``attr_alpha``), then de-identify
     edits:    base + Σ αᵢ·nᵢ over the moved sliders, each nᵢ applied to its slot range and made
               orthogonal to the "keep" (locked) attributes (``latentstudio.edit.apply``)
-    repair:   + α·d on every slot, the artifact repair found by ``latentstudio.edit.repair``
+    repair:   + α·D (a W+ direction), the artifact repair found by ``latentstudio.edit.repair``
 
 A photo inverted in high-fidelity mode also carries ``tuning``: generator weight changes from
 pivotal tuning (``latentstudio.tune``) that every render of the document adds to the weights
@@ -194,18 +194,22 @@ class IdentityState:
 
 @dataclass(frozen=True, eq=False)
 class RepairOffset:
-    """An artifact repair (``latentstudio.edit.repair``): ``alpha`` along the unit (512,)
-    ``direction``, added to every W+ slot after the slider edits; the quality scores are notes."""
+    """An artifact repair (``latentstudio.edit.repair``): ``alpha`` along ``direction``, a W+
+    direction (23, 512) added after the slider edits (a (512,) one, from older projects, is added
+    to every slot); the quality scores are notes."""
 
     alpha: float
-    direction: np.ndarray  # (512,) float32, read-only
+    direction: np.ndarray  # (23, 512) float32, read-only
     score_before: float = float("nan")
     score_after: float = float("nan")
 
     def __post_init__(self) -> None:
-        d = np.array(self.direction, np.float32).reshape(-1)
-        if d.shape != (W_DIM,) or not np.isfinite(d).all() or not math.isfinite(self.alpha):
-            raise DocumentError(f"a repair needs a finite alpha and a finite ({W_DIM},) direction")
+        d = np.array(self.direction, np.float32)
+        if d.shape == (W_DIM,):
+            d = np.repeat(d[None], NUM_SLOTS, 0)
+        if d.shape != (NUM_SLOTS, W_DIM) or not np.isfinite(d).all() or not math.isfinite(self.alpha):
+            raise DocumentError(f"a repair needs a finite alpha and a finite ({NUM_SLOTS}, {W_DIM}) or ({W_DIM},) "
+                                "direction")
         d.setflags(write=False)
         object.__setattr__(self, "direction", d)
 
@@ -218,7 +222,7 @@ class RepairOffset:
 
     @property
     def offset(self) -> np.ndarray:
-        """(512,) float32: what the repair adds to each slot."""
+        """(23, 512) float32: what the repair adds to the code."""
         return (self.alpha * self.direction).astype(np.float32)
 
 
@@ -470,7 +474,7 @@ class Document:
         if free:
             w = _apply_edits(w, free, dirs, keep, layers)
         if s.repair is not None:
-            w = w + s.repair.offset[None]
+            w = w + s.repair.offset
         return np.asarray(w, dtype=np.float32).reshape(NUM_SLOTS, W_DIM)
 
     def generator_for(self, generator: Any, state: EditState | None = None) -> Any:

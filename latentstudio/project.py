@@ -326,7 +326,8 @@ def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Docu
     rep = st.get("repair")
     repair = None
     if rep is not None:
-        direction = _array(arrays, "repair_direction", (W_DIM,), p)
+        raw = arrays.get("repair_direction")
+        direction = _array(arrays, "repair_direction", (W_DIM,) if raw is not None and raw.ndim == 1 else (NUM_SLOTS, W_DIM), p)
         try:
             alpha = _amount(rep["alpha"], "repair strength", p)
             notes = [float("nan") if rep.get(k) is None else float(rep[k]) for k in ("score_before", "score_after")]

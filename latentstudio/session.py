@@ -408,9 +408,12 @@ class Session:
             return str(exc)
         return None
 
-    def repair_task(self) -> Task:
-        """Walk the edited code along the quality direction until the render looks clean; the
-        result is one undoable step, redone from scratch if a repair is already applied."""
+    def repair_task(self, strength: float | None = None) -> Task:
+        """Walk the edited code along the quality direction until the render looks clean, at most
+        ``strength`` (default ``repair.DEFAULT_MAX``); the result is one undoable step, redone from
+        scratch if a repair is already applied."""
+        from latentstudio.edit.repair import DEFAULT_MAX
+
         reason = self.can_repair()
         if reason is not None:
             raise DocumentError(reason)
@@ -422,7 +425,8 @@ class Session:
             from latentstudio.edit.repair import repair
 
             g = doc.generator_for(runtime.generator(), plain)  # judge what is shown
-            return repair(doc.code(plain), doc.directions, generator=g, cancelled=cancelled, progress=progress)
+            return repair(doc.code(plain), doc.directions, generator=g, cancelled=cancelled, progress=progress,
+                          max_strength=DEFAULT_MAX if strength is None else strength)
 
         def finish(r: Any) -> str | None:
             if self.doc is not doc:

@@ -119,11 +119,16 @@ def test_identity_state_roles_and_missing_mapper(doc: Document) -> None:
 def test_project_round_trip(doc: Document, tmp_path: Path, folder: Path) -> None:
     user = make_direction("mine", np.ones(512), label="Mine", kind="user")
     doc.add_directions([user])
-    rep = RepairOffset(0.75, np.full(512, 512 ** -0.5), -0.4, 0.1)
+    direction = np.zeros((23, 512), np.float32)
+    direction[4:] = 512 ** -0.5  # a W+ repair: slots 4–22 only
+    rep = RepairOffset(0.75, direction, -0.4, 0.1)
     doc.set_state(doc.state.with_value("smile", 0.5).with_value("mine", -1.25).with_keep("age", True)
                   .with_layers("pose", (2, 5)).with_value("pose", 1.0).with_repair(rep))
     plain = doc.code(doc.state.with_repair(None))
-    np.testing.assert_allclose(doc.code(), plain + rep.offset[None], atol=1e-6)  # on every slot
+    np.testing.assert_allclose(doc.code(), plain + 0.75 * direction, atol=1e-6)
+    np.testing.assert_array_equal(doc.code()[:4], plain[:4])
+    old = RepairOffset(0.5, np.full(512, 512 ** -0.5))  # a (512,) one (older projects): every slot
+    assert old.offset.shape == (23, 512) and np.allclose(old.offset, 0.5 * 512 ** -0.5)
     path = tmp_path / "a.lsproj"
     save_project(doc, path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left

@@ -1,4 +1,4 @@
-"""Artifact repair along the shipped quality boundary (issue 8)."""
+"""Artifact repair along the shipped, pose-relative quality boundary (issues 8 and 26)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from latentstudio.edit.boundaries import BoundaryError, load_all
-from latentstudio.edit.quality import quality_scores
-from latentstudio.edit.repair import repair, repair_direction
+from latentstudio.edit.repair import KEEP, POSE_GUARD, measure_codes, quality_model, repair, repair_direction
 from latentstudio.models.generator import from_uint8, to_uint8
 
 
@@ -29,37 +28,78 @@ def _render(generator, codes: np.ndarray) -> np.ndarray:  # noqa: ANN001
     return to_uint8(generator.synthesize(torch.from_numpy(np.asarray(codes)), size=256))
 
 
-def test_repair_direction_keeps_identity_attributes(generator, boundaries) -> None:  # noqa: ANN001
+def _scores(generator, boundaries, codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # noqa: ANN001
+    m = measure_codes(generator, np.asarray(codes, np.float32))
+    return quality_model(boundaries).score(m), m
+
+
+def test_repair_direction_keeps_pose_glasses_and_identity_attributes(generator, boundaries) -> None:  # noqa: ANN001
+    from latentstudio.edit.repair import REPAIR_SLOTS
+
     code = _codes(generator, 5, 1, 1.0)[0]
-    for d in (repair_direction(boundaries), repair_direction(boundaries, code, generator.w_avg.numpy())):
-        assert abs(np.linalg.norm(d) - 1) < 1e-5
-        for name in ("gender", "age", "eyeglasses", "beard"):
-            if name in boundaries:
-                assert abs(float(d @ boundaries[name].normal)) < 1e-5
+    d = repair_direction(boundaries, code, generator.w_avg.numpy())
+    lo, hi = REPAIR_SLOTS
+    assert d.shape == (23, 512) and not d[:lo].any() and lo >= 4  # pose, outline and hats stay
+    np.testing.assert_allclose(np.linalg.norm(d[lo:hi + 1], axis=1), 1.0, atol=1e-5)
+    assert {"yaw", "pitch", "eyeglasses", "gender", "age"} <= set(KEEP)
+    for name in KEEP:
+        if name in boundaries:
+            assert np.abs(d @ boundaries[name].normal).max() < 1e-5, name
 
 
-def test_repair_fixes_broken_samples_and_keeps_the_person(generator, boundaries) -> None:  # noqa: ANN001
+def test_quality_score_is_relative_to_the_pose_and_glasses() -> None:
+    """Signals that fall with |yaw| and with glasses (as dlib's detector does) give a score that
+    does not: a profile face is judged against profile faces. A damaged face still scores low."""
+    from latentstudio.edit.repair import QualityModel
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    yaw, pitch, glasses = rng.uniform(-40, 40, n), rng.uniform(-20, 20, n), rng.uniform(4, 35, n)
+    damage = np.where(rng.random(n) < 0.05, 3.0, 0.0)  # 5 % damaged faces
+    noise = lambda: rng.normal(0, 1, n)  # noqa: E731
+    m = {"yaw": yaw, "pitch": pitch, "roll": rng.normal(0, 2, n), "eyeglasses": glasses, "valid": np.ones(n),
+         "detector": 2.0 - 0.04 * np.abs(yaw) - 0.03 * glasses + 0.3 * (noise() - damage),
+         "identity_norm": 1.5 - 0.002 * np.abs(yaw) + 0.05 * (noise() - damage),
+         "identity_mirror": 0.2 + 0.003 * np.abs(yaw) + 0.03 * (noise() + damage),
+         "landmark_mirror": np.exp(-4 + 0.02 * np.abs(yaw) + 0.3 * (noise() + damage))}
+    assert np.corrcoef(m["detector"], np.abs(yaw))[0, 1] < -0.7  # the raw signal rewards frontal faces
+    model = QualityModel.fit(m, {k: v[damage == 0] for k, v in m.items()})  # threshold: from clean faces
+    score = model.score(m)
+    assert abs(np.corrcoef(score, np.abs(yaw))[0, 1]) < 0.05 and abs(np.corrcoef(score, glasses)[0, 1]) < 0.05
+    assert score[damage > 0].mean() < score[damage == 0].mean() - 2  # damage still reads as damage
+    assert (score[damage > 0] < model.threshold).mean() > 0.9
+
+
+def test_repair_fixes_broken_samples_and_keeps_the_person_and_pose(generator, boundaries) -> None:  # noqa: ANN001
     codes = _codes(generator, 700_000, 24, 1.0)
-    scores = quality_scores(_render(generator, codes))
-    broken = np.argsort(scores)[:3]  # the worst of a fixed set of ψ = 1 samples
-    threshold = float(boundaries["quality"].details["threshold"])
-    assert (scores[broken] < threshold).all()
+    scores, m0 = _scores(generator, boundaries, codes)
+    found = m0["valid"] > 0.5  # (a render in which dlib finds no face is never moved)
+    broken = [i for i in np.argsort(scores) if found[i]][:3]  # the worst of a fixed set of ψ = 1 samples
+    assert (scores[broken] < quality_model(boundaries).threshold).all()
     from latentstudio.face.chip import IdentityNet
 
     idnet = IdentityNet.load("cpu")
     for i in broken:
         r = repair(codes[i], boundaries, generator=generator)
         assert r.alpha > 0 and r.score_after > r.score_before
-        before, after = _render(generator, codes[i][None]), _render(generator, r.w_plus[None])
+        after, m1 = _scores(generator, boundaries, r.w_plus[None])
+        assert after[0] == pytest.approx(r.score_after, abs=1e-6)
+        for k in ("yaw", "pitch"):
+            assert abs(m1[k][0] - m0[k][i]) <= POSE_GUARD
+        before, after_img = _render(generator, codes[i][None]), _render(generator, r.w_plus[None])
         with torch.no_grad():
-            e = idnet.embed_aligned(from_uint8(np.concatenate([before, after])))
+            e = idnet.embed_aligned(from_uint8(np.concatenate([before, after_img])))
         assert float((e[0] - e[1]).norm()) <= 0.45
 
 
 def test_repair_leaves_clean_faces_alone(generator, boundaries) -> None:  # noqa: ANN001
-    # ψ = 0.5 faces are cleaner than the threshold (the 10th percentile of ψ = 0.7 faces), so
-    # repair must not move them at all: identical codes.
-    for code in _codes(generator, 31, 3, 0.5):
+    # faces that score above the threshold (the 10th percentile of ψ = 0.7 faces) must not move
+    # at all: identical codes
+    codes = _codes(generator, 31, 6, 0.5)
+    scores, _ = _scores(generator, boundaries, codes)
+    clean = codes[scores >= quality_model(boundaries).threshold][:3]
+    assert len(clean) >= 2
+    for code in clean:
         r = repair(code, boundaries, generator=generator)
         assert r.alpha == 0.0 and np.array_equal(r.w_plus, code.astype(np.float32))
 
@@ -93,8 +133,13 @@ def test_edit_cli_repair_flag(generator, boundaries, tmp_path, capsys) -> None: 
     assert main(["edit", "--code", str(tmp_path / "c.npy"), "--repair", "-1", "-o", str(fixed)]) == 2
 
 
-def test_repair_reports_progress_and_cancels_with_the_one_cancelled(generator, boundaries) -> None:  # noqa: ANN001
+def test_repair_reports_progress_and_cancels_with_the_one_cancelled(generator, boundaries,  # noqa: ANN001
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import latentstudio.edit.repair as repair_module
     from latentstudio.progress import Cancelled, Progress
+
+    monkeypatch.setattr(repair_module, "POSE_GUARD", np.inf)  # the walk must go on to be cancelled
+    monkeypatch.setattr(repair_module, "GLASSES_GUARD", np.inf)
 
     code = _codes(generator, 700_000, 1, 1.0)[0]
     seen: list[Progress] = []

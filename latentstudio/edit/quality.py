@@ -146,6 +146,24 @@ def quality_signals(images: np.ndarray, codes: np.ndarray | torch.Tensor | None 
     return out
 
 
+#: dlib 68-point index of each landmark's mirror partner
+MIRROR_68 = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
+
+
+def landmark_mirror(landmarks: np.ndarray, mirrored: np.ndarray, size: int) -> np.ndarray:
+    """How much dlib's 68-point fit of a face disagrees with its fit of the mirror image, mapped
+    back (mean point distance / inter-ocular distance) → (N,). A clean face's fit agrees with
+    itself under a mirror at any pose; a melted one does not. Inputs: (N, 68, 2) pixels of the
+    (N, size, size) images and of their left–right mirror images."""
+    pb = mirrored[:, MIRROR_68].copy()
+    pb[..., 0] = size - 1 - pb[..., 0]
+    iod = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1)
+    return np.linalg.norm(landmarks - pb, axis=-1).mean(1) / np.maximum(iod, 1.0)
+
+
 def combine(signals: dict[str, np.ndarray]) -> np.ndarray:
     """Signals -> (N,) mean robust z-score against REFERENCE (+ = cleaner)."""
     z = [REFERENCE[k].sign * (v - REFERENCE[k].median) / REFERENCE[k].scale for k, v in signals.items()]

@@ -133,7 +133,8 @@ class MainWindow(QMainWindow):
         self.act_redo = self._action("&Redo", lambda: self.session.redo(), None)
         self.act_redo.setShortcuts(QKeySequence.keyBindings(S.Redo) + [QKeySequence("Ctrl+Y")])
         self.act_reset = self._action("Reset all sliders", lambda: self.session.reset_all(), "Ctrl+R")
-        self.act_repair = self._action("Repair &artifacts", lambda: self.session.repair_artifacts(),
+        self.act_repair = self._action("Repair &artifacts", lambda: self.session.repair_artifacts(
+                                           self.attributes.repair_strength.value()),
                                        "Ctrl+Shift+R", "Move the face off the artifact side of the quality "
                                        "boundary until it looks clean")
         self.act_fit = self._action("&Fit", self.canvas.fit, "Ctrl+0", "Fit the image in the window")

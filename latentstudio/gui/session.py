@@ -436,10 +436,10 @@ class EditorSession(QObject):
     def can_repair(self) -> str | None:
         return self.core.can_repair()
 
-    def repair_artifacts(self) -> None:
-        """Walk the edited code along the quality direction until the render looks clean (a
-        task: progress and Cancel); one undoable step."""
-        self._start(self.core.repair_task, "Cannot repair artifacts")
+    def repair_artifacts(self, strength: float | None = None) -> None:
+        """Walk the edited code along the quality direction until the render looks clean, at most
+        ``strength`` (a task: progress and Cancel); one undoable step."""
+        self._start(lambda: self.core.repair_task(strength), "Cannot repair artifacts")
 
     def add_directions_from(self, path: str | Path) -> None:
         """Import user directions (.npy/.pt vector or .npz PCA) as new sliders."""

@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -142,7 +143,7 @@ class AttributePanel(QWidget):
     resetRequested = Signal(str)
     resetAllRequested = Signal()
     importRequested = Signal()
-    repairRequested = Signal()
+    repairRequested = Signal(float)  # the strength
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -154,11 +155,16 @@ class AttributePanel(QWidget):
         self.import_button = QPushButton("Import…")
         self.import_button.setToolTip("Add a direction (.npy/.pt in W space) or PCA components (.npz)")
         self.repair = QPushButton("Repair artifacts")
-        self.repair.setToolTip("Move the face off the artifact side of the quality boundary until it "
-                               "looks clean (melted features, holes, smeared background), keeping "
-                               "gender, age, glasses, hair colour and beard")
+        self.repair.setToolTip("Move the face's detail (W+ slots 4–22) off the artifact side until it "
+                               "looks clean (melted features, holes, smeared background), keeping the "
+                               "head pose, glasses, gender, age, hair colour and beard; a face that "
+                               "already looks clean is left alone")
         self.repair.setEnabled(False)
         self._repair_tip = self.repair.toolTip()
+        self.repair_strength = QDoubleSpinBox(minimum=0.5, maximum=6.0, singleStep=0.5, value=3.0, decimals=1)
+        self.repair_strength.setPrefix("strength ")
+        self.repair_strength.setToolTip("How far the repair may move the face at most (it stops earlier "
+                                        "once the face looks clean)")
         self.repair_note = QLabel()
         self.repair_note.setWordWrap(True)
         self.repair_note.setVisible(False)
@@ -171,6 +177,7 @@ class AttributePanel(QWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(self.import_button)
         bottom.addWidget(self.repair)
+        bottom.addWidget(self.repair_strength)
         bottom.addStretch(1)
         bottom.addWidget(self.reset_all)
         self.body = QWidget()
@@ -189,7 +196,7 @@ class AttributePanel(QWidget):
         self.advanced.toggled.connect(self._show_slots)
         self.reset_all.clicked.connect(self.resetAllRequested)
         self.import_button.clicked.connect(self.importRequested)
-        self.repair.clicked.connect(self.repairRequested)
+        self.repair.clicked.connect(lambda: self.repairRequested.emit(self.repair_strength.value()))
 
     def build(self, directions: Iterable[Any], note: str | None = None) -> None:
         """(Re)create the rows for ``directions``; ``note`` explains an empty or partial panel."""
@@ -223,6 +230,7 @@ class AttributePanel(QWidget):
     def set_repair_available(self, reason: str | None) -> None:
         """Enable "Repair artifacts"; ``reason`` (why not) becomes the tooltip when disabled."""
         self.repair.setEnabled(reason is None)
+        self.repair_strength.setEnabled(reason is None)
         self.repair.setToolTip(self._repair_tip if reason is None else f"Unavailable: {reason}")
 
     def show_state(self, state: EditState) -> None:

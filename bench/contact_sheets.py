@@ -9,10 +9,9 @@ there otherwise, with the W codes beside it as ``<stem>_w.npy``), scores them wi
 highest scores (descending), bottom two rows = lowest (ascending), 128 px thumbnails labelled
 with their score and seed. Invalid samples are skipped.
 
-``--quality`` renders psi = 1 samples instead, scores them with
-``latentstudio.edit.quality`` (images and codes), prints each signal's median and 1.4826 * MAD
-(the values of ``quality.REFERENCE``) and writes ``<out>/quality.jpg`` (16 cleanest over 16
-worst).
+``--quality`` renders psi = 1 samples instead, scores them with the shipped quality model
+(``latentstudio.edit.repair.QualityModel``: pose-relative signals), prints each signal's spread
+and writes ``<out>/quality.jpg`` (16 cleanest over 16 worst).
 """
 
 from __future__ import annotations
@@ -83,20 +82,20 @@ def sheet(faces: np.ndarray, scores: np.ndarray, seeds: np.ndarray, name: str) -
 
 
 def quality_sheet(faces: np.ndarray, codes: np.ndarray, seeds: np.ndarray, out: Path) -> None:
-    """Score faces with latentstudio.edit.quality, print the reference stats, write quality.jpg."""
-    from latentstudio.edit import quality
+    """Score faces with the shipped quality model (``latentstudio.edit.repair``), print each
+    signal's spread, write quality.jpg."""
+    from latentstudio.edit.boundaries import load_all
+    from latentstudio.edit.repair import measure_samples, quality_model
 
     t = time.perf_counter()
-    signals = quality.quality_signals(faces, codes)
+    measured = measure_samples(faces)
     print(f"quality signals of {len(faces)} faces in {time.perf_counter() - t:.1f} s")
-    for name, v in signals.items():
-        med = float(np.median(v))
-        print(f"{name:16s} median {med:8.4f}  1.4826*MAD {1.4826 * float(np.median(np.abs(v - med))):8.4f}")
-    scores = quality.combine(signals)
-    images_only = quality.combine({k: signals[k] for k in quality.IMAGE_SIGNALS})
+    model = quality_model(load_all())
+    for name, v in model.signals(measured).items():
+        print(f"{name:16s} pose-relative z: median {float(np.median(v)):7.3f}  5th percentile {np.percentile(v, 5):7.3f}")
+    scores = model.score(measured)
     print(f"score: min {scores.min():.2f} median {np.median(scores):.2f} max {scores.max():.2f}; "
-          f"rank correlation with images-only score "
-          f"{np.corrcoef(np.argsort(np.argsort(scores)), np.argsort(np.argsort(images_only)))[0, 1]:.3f}")
+          f"below the clean threshold {model.threshold:.2f}: {(scores < model.threshold).mean():.1%}")
     print("worst 16 seeds:", " ".join(str(s) for s in seeds[np.argsort(scores)[:16]]))
     cv2.imwrite(str(out / "quality.jpg"), sheet(faces, scores, seeds, "quality"), [cv2.IMWRITE_JPEG_QUALITY, 80])
 

@@ -1,4 +1,5 @@
-"""The quality score: truncated samples beat wild ones, corrupted faces score lower, bad input is refused."""
+"""The quality signals and the shipped score: truncated samples beat wild ones, corrupted faces
+score lower, bad input is refused."""
 
 from __future__ import annotations
 
@@ -7,70 +8,61 @@ import pytest
 import torch
 
 from latentstudio.edit import quality as Q
+from latentstudio.edit.boundaries import load_all
+from latentstudio.edit.repair import measure_samples, quality_model
 
 SEEDS = (500, 8)  # first seed, count
 
 
 @pytest.fixture(scope="module")
-def samples(generator) -> dict[float, tuple[np.ndarray, torch.Tensor]]:
-    """The same 8 seeds at psi 0.5 and 1.2: psi -> (faces (8, 256, 256, 3) uint8, w (8, 512))."""
+def samples(generator) -> dict[float, np.ndarray]:
+    """The same 8 seeds at psi 0.5 and 1.2: psi -> faces (8, 256, 256, 3) uint8."""
     from latentstudio.models.generator import to_uint8
 
     z = generator.sample_z(*SEEDS)
-    out = {}
-    for psi in (0.5, 1.2):
-        w = generator.map(z, psi)
-        out[psi] = (to_uint8(generator.synthesize(w, size=256)), w)
-    return out
+    with torch.no_grad():
+        return {psi: to_uint8(generator.synthesize(generator.map(z, psi), size=256)) for psi in (0.5, 1.2)}
 
 
-def test_truncated_samples_score_higher(samples: dict[float, tuple[np.ndarray, torch.Tensor]]) -> None:
-    tame_faces, tame_w = samples[0.5]
-    wild_faces, wild_w = samples[1.2]
-    tame, wild = Q.quality_scores(tame_faces), Q.quality_scores(wild_faces)  # from the images alone
+@pytest.fixture(scope="module")
+def score():  # noqa: ANN201
+    model = quality_model(load_all())
+    return lambda faces: model.score(measure_samples(faces))
+
+
+def test_truncated_samples_score_higher(samples: dict[float, np.ndarray], score) -> None:  # noqa: ANN001
+    tame, wild = score(samples[0.5]), score(samples[1.2])
     assert tame.mean() > wild.mean() + 0.5
     assert (tame > wild).sum() >= 6
-    tame_c, wild_c = Q.quality_scores(tame_faces, tame_w), Q.quality_scores(wild_faces, wild_w)
-    assert tame_c.mean() > wild_c.mean() + 0.5
-    assert np.all(np.isfinite(tame_c)) and tame_c.shape == (SEEDS[1],)
+    assert np.all(np.isfinite(tame)) and tame.shape == (SEEDS[1],)
 
 
-def test_noise_blocks_over_the_face_lower_the_score(samples: dict[float, tuple[np.ndarray, torch.Tensor]]) -> None:
-    faces = samples[0.5][0][:4]
+def test_noise_blocks_over_the_face_lower_the_signals_and_the_score(samples: dict[float, np.ndarray], score) -> None:  # noqa: ANN001
+    faces = samples[0.5][:4]
     rng = np.random.default_rng(0)
     broken = faces.copy()
     for x, y in ((96, 121), (160, 121), (128, 152), (128, 186)):  # eyes, nose, mouth of the FFHQ layout
         broken[:, y - 18:y + 18, x - 18:x + 18] = rng.integers(0, 256, (len(faces), 36, 36, 3), np.uint8)
-    clean, noisy = Q.quality_scores(faces), Q.quality_scores(broken)
-    assert np.all(noisy < clean - 0.5)
+    clean, noisy = Q.quality_signals(faces), Q.quality_signals(broken)
+    assert set(clean) == {"detector", "identity_norm", "identity_mirror"}
+    assert clean["detector"].mean() > noisy["detector"].mean()
+    assert np.all(score(broken) < score(faces) - 0.5)
 
 
-def test_code_distance_scales_with_truncation(generator) -> None:
-    """|w_psi - w_avg| = psi |w - w_avg| (truncation is linear), and a W+ code of one repeated w
-    measures like that w."""
-    z = generator.sample_z(3, 4)
-    full = Q.code_distance(generator.map(z, 1.0))
-    assert np.allclose(Q.code_distance(generator.map(z, 0.5)), 0.5 * full, rtol=1e-4)
-    w_plus = generator.map(z, 1.0)[:, None].expand(4, 23, 512)
-    assert np.allclose(Q.code_distance(w_plus), full, rtol=1e-6)
-    assert Q.code_distance(generator.w_avg[None]).item() < 1e-5
+def test_landmark_mirror_is_zero_for_a_symmetric_fit() -> None:
+    """Landmarks whose mirror image's fit maps back onto them disagree by nothing."""
+    pts = np.random.default_rng(1).uniform(60, 200, (1, 68, 2))
+    mirrored = pts[:, Q.MIRROR_68].copy()
+    mirrored[..., 0] = 255 - mirrored[..., 0]
+    assert Q.landmark_mirror(pts, mirrored, 256)[0] < 1e-9
+    shifted = mirrored + 5.0
+    assert Q.landmark_mirror(pts, shifted, 256)[0] > 0.01
 
 
-def test_scores_are_the_mean_of_reference_z_scores(samples: dict[float, tuple[np.ndarray, torch.Tensor]]) -> None:
-    faces, w = samples[1.2]
-    signals = Q.quality_signals(faces[:2], w[:2])
-    assert set(signals) == set(Q.REFERENCE)
-    by_hand = np.mean([ref.sign * (signals[k] - ref.median) / ref.scale for k, ref in Q.REFERENCE.items()], 0)
-    assert np.allclose(Q.quality_scores(faces[:2], w[:2]), by_hand)
-
-
-@pytest.mark.parametrize("images, codes", [
-    (np.zeros((2, 64, 64, 3), np.float32), None),            # not uint8
-    (np.zeros((2, 64, 80, 3), np.uint8), None),              # not square
-    (np.zeros((2, 64, 64, 3), np.uint8), np.zeros((3, 512), np.float32)),   # count mismatch
-    (np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 256), np.float32)),   # wrong width
-    (np.zeros((2, 64, 64, 3), np.uint8), np.full((2, 512), np.nan, np.float32)),
+@pytest.mark.parametrize("images", [
+    np.zeros((2, 64, 64, 3), np.float32),  # not uint8
+    np.zeros((2, 64, 80, 3), np.uint8),    # not square
 ])
-def test_bad_input_is_a_quality_error(images: np.ndarray, codes: np.ndarray | None) -> None:
+def test_bad_input_is_a_quality_error(images: np.ndarray) -> None:
     with pytest.raises(Q.QualityError):
-        Q.quality_scores(images, codes)
+        Q.quality_signals(images)

@@ -1,33 +1,26 @@
-"""How clean a generated (or aligned) face looks: one score per image, higher = cleaner.
+"""How clean a generated (or aligned) face looks: the image signals the quality score is made of.
 
-Built from signals that were measured to separate broken psi = 1 samples (melted faces, double
-faces, objects through the face) from clean ones. Reference: 400 samples (seeds 1000-1399,
-psi 1, 256x256), 14 of them judged broken by eye; ROC AUC of each signal alone for "broken":
+Each signal was measured to separate broken ψ = 1 samples (melted faces, double faces, objects
+through the face) from clean ones (reference: 400 samples, seeds 1000–1399, 14 judged broken by
+eye; ROC AUC of each alone: detector 0.81, identity_norm 0.79, identity_mirror 0.77; the
+68-landmark residual after a similarity fit (0.69), solvePnP's reprojection error (0.37),
+lighting asymmetry (0.56) and high-frequency energy (0.54) were not used):
 
-=========================================================  =====  ==========================
-signal                                                      AUC    used
-=========================================================  =====  ==========================
-``detector``: dlib HOG detector score at the face position   0.81   yes (higher = cleaner)
-``identity_norm``: length of dlib's ResNet embedding         0.79   yes (higher = cleaner)
-``identity_mirror``: embedding distance face <-> its mirror  0.77   yes (lower = cleaner)
-``code_distance``: ``|w - w_avg|`` of the code               0.89   yes, when codes are given
-Mahalanobis distance of w (cov of 8192 mapped z)             0.85   no: plain distance does better
-68-landmark residual after a similarity fit to the mean      0.69   no: mostly measures head pose
-``solvePnP`` reprojection error of the landmarks             0.37   no: broken faces fit *better*
-left/right lightness asymmetry in the canonical frame        0.56   no: mostly measures lighting
-high-frequency energy in the face                            0.54   no
-=========================================================  =====  ==========================
+* ``detector``: dlib's HOG detector score of a box near the FFHQ face position (higher = cleaner);
+* ``identity_norm``: the length of dlib's ResNet embedding (higher = cleaner);
+* ``identity_mirror``: the embedding's change under a left–right mirror (lower = cleaner);
+* ``landmark_mirror``: how much dlib's 68-landmark fit disagrees with its fit of the mirror image
+  (lower = cleaner).
 
-Each used signal becomes a robust z-score against :data:`REFERENCE` (median and 1.4826 * MAD on
-the reference set, signed so that + = cleaner); the score is their mean. Equal weights, nothing
-fitted to the labels. AUC of the score: 0.91 from the images alone, 0.94 with the codes.
-``bench/contact_sheets.py --quality`` re-measures the reference and draws the best and worst.
+All of them also depend on the pose and on glasses (a profile face is detected less surely and is
+less symmetric). The score is therefore not a fixed mix of them but
+``latentstudio.edit.repair.QualityModel``: each signal relative to the pose and glasses, fitted
+on 20 000 ψ = 1 samples and shipped with the ``quality`` boundary.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,23 +36,6 @@ class QualityError(ValueError):
     """Bad input to the quality scorer."""
 
 
-@dataclass(frozen=True)
-class Reference:
-    """Median and scale (1.4826 * MAD) of a signal on the reference set; sign +1: higher = cleaner."""
-
-    median: float
-    scale: float
-    sign: float
-
-
-#: Measured on 400 psi = 1 samples (seeds 1000-1399, 256x256) by ``bench/contact_sheets.py --quality``.
-REFERENCE: dict[str, Reference] = {
-    "detector": Reference(1.832, 0.617, +1.0),
-    "identity_norm": Reference(1.488, 0.0793, +1.0),
-    "identity_mirror": Reference(0.209, 0.0402, -1.0),
-    "code_distance": Reference(9.618, 1.759, -1.0),
-}
-IMAGE_SIGNALS = ("detector", "identity_norm", "identity_mirror")
 #: Detector score given when the detector finds nothing near the face position, even at a
 #: threshold of DETECTOR_THRESHOLD (the lowest score seen on 400 psi = 1 samples was -0.73).
 NO_DETECTION = -1.5
@@ -73,16 +49,6 @@ def _identity_net() -> IdentityNet:
     from latentstudio.face.chip import IdentityNet
 
     return IdentityNet.load("cpu")
-
-
-@functools.lru_cache(maxsize=1)
-def _w_avg() -> np.ndarray:
-    """The generator's average w (512,) from the model cache."""
-    from safetensors.numpy import load_file
-
-    from latentstudio.models.fetch import require
-
-    return load_file(str(require("mobilestylegan") / "w_avg.safetensors"))["w_avg"].astype(np.float64)
 
 
 def detector_scores(work: np.ndarray) -> np.ndarray:
@@ -117,32 +83,16 @@ def identity_signals(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return torch.cat(norms).double().numpy(), torch.cat(mirror).double().numpy()
 
 
-def code_distance(codes: np.ndarray | torch.Tensor, w_avg: np.ndarray | None = None) -> np.ndarray:
-    """W codes (N, 512) or W+ codes (N, 23, 512) -> (N,) distance from w_avg (RMS over W+ slots)."""
-    c = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
-    if c.ndim == 2:
-        c = c[:, None]
-    if c.ndim != 3 or c.shape[-1] != 512 or not np.issubdtype(c.dtype, np.floating):
-        raise QualityError(f"codes must be float (N, 512) or (N, 23, 512), got {c.dtype} {c.shape}")
-    if not np.isfinite(c).all():
-        raise QualityError("codes contain NaN or infinity")
-    ref = _w_avg() if w_avg is None else np.asarray(w_avg, np.float64).reshape(512)
-    return np.sqrt(np.square(c.astype(np.float64) - ref).sum(-1).mean(-1))
-
-
-def quality_signals(images: np.ndarray, codes: np.ndarray | torch.Tensor | None = None) -> dict[str, np.ndarray]:
-    """Raw signals (each (N,) float64) of FFHQ-aligned images (N, H, W, 3) uint8 [and their codes]."""
+def quality_signals(images: np.ndarray) -> dict[str, np.ndarray]:
+    """``detector``, ``identity_norm``, ``identity_mirror`` (each (N,) float64) of FFHQ-aligned
+    images (N, H, W, 3) uint8 (square, any size; measured at 256²). ``landmark_mirror`` needs the
+    landmarks of the image and its mirror, which ``repair.measure_samples`` has anyway."""
     try:
         work = working_images(np.asarray(images))
     except ValueError as exc:
         raise QualityError(str(exc)) from exc
-    distance = None if codes is None else code_distance(codes)
-    if distance is not None and len(distance) != len(work):
-        raise QualityError(f"{len(distance)} codes for {len(work)} images")
     out = {"detector": detector_scores(work)}
     out["identity_norm"], out["identity_mirror"] = identity_signals(work)
-    if distance is not None:
-        out["code_distance"] = distance
     return out
 
 
@@ -162,17 +112,3 @@ def landmark_mirror(landmarks: np.ndarray, mirrored: np.ndarray, size: int) -> n
     pb[..., 0] = size - 1 - pb[..., 0]
     iod = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1)
     return np.linalg.norm(landmarks - pb, axis=-1).mean(1) / np.maximum(iod, 1.0)
-
-
-def combine(signals: dict[str, np.ndarray]) -> np.ndarray:
-    """Signals -> (N,) mean robust z-score against REFERENCE (+ = cleaner)."""
-    z = [REFERENCE[k].sign * (v - REFERENCE[k].median) / REFERENCE[k].scale for k, v in signals.items()]
-    return np.mean(z, axis=0)
-
-
-def quality_scores(images: np.ndarray, codes: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
-    """Cleanliness of FFHQ-aligned faces: images (N, H, W, 3) uint8 (square, any size; scored
-    at 256x256), codes (N, 512) W or (N, 23, 512) W+ of the same faces, or None -> (N,) float64,
-    higher = cleaner. About 0 for a typical psi = 1 sample, about -2 or below for broken ones.
-    """
-    return combine(quality_signals(images, codes))

@@ -14,9 +14,10 @@ nothing in it rewards an average face (the distance to w_avg is not used).
 live; slots 0–3 hold the pose, the face outline, the hair's shape and hats, and stay), each slot's
 unit way towards w_avg, made orthogonal to the pose (yaw, pitch, roll), eyeglasses and the
 identity-bearing attributes (gender, age, hair colour, beard). The InterFaceGAN boundary of the
-score (the shipped ``quality`` normal, fitted on the 5 % ends of the same samples) can be added
-(``NORMAL_WEIGHT``); measured, it repaired less, so it is not. The previous repair moved every
-slot the same way towards w_avg, which turned faces to the camera and took hats off.
+score (the shipped ``quality`` normal, fitted on the 5 % ends of the same samples; the
+"Quality" slider) was measured as part of the direction and repaired less (250 held-out faces:
+10.4 % left broken against 8.4 %), so the direction does not use it. The previous repair moved
+every slot the same way towards w_avg, which turned faces to the camera and took hats off.
 
 **The walk** (``repair``): in steps of ``step`` up to ``max_strength`` (the strength control),
 each step scored on the 256² render; it stops as soon as the face scores as clean as 99 % of
@@ -46,13 +47,10 @@ from latentstudio.progress import CancelFn, Progress, ProgressFn, check, report
 QUALITY = "quality"
 #: the repair direction is made orthogonal to these boundaries (those present)
 KEEP = ("yaw", "pitch", "roll", "eyeglasses", "gender", "age", "hair_color", "beard")
-IDENTITY_KEEP = KEEP  # the name older callers use
 #: signal → sign (+1: higher = cleaner)
 SIGNALS = {"detector": 1.0, "identity_norm": 1.0, "identity_mirror": -1.0, "landmark_mirror": -1.0}
 INVALID_SCORE = -5.0  # the score of a render in which no face is found
 REPAIR_SLOTS = (4, 22)  # the slots the repair moves; 0–3 (pose, face outline, hair shape, hats) stay
-NORMAL_WEIGHT = 0.0  # the learned quality normal's weight beside the slot's own way towards w_avg:
-                     # measured on 250 held-out faces, 1.0 left 10.4 % broken, 0.0 left 8.4 %
 DEFAULT_MAX = 3.0
 STEP = 0.25
 POSE_GUARD = 1.5  # degrees of yaw or pitch a repair step may turn the head …
@@ -155,18 +153,16 @@ def quality_model(boundaries: Mapping[str, Boundary]) -> QualityModel:
 
 def repair_direction(boundaries: Mapping[str, Boundary], code: np.ndarray, w_avg: np.ndarray,
                      keep: tuple[str, ...] = KEEP) -> np.ndarray:
-    """The W+ repair direction (23, 512) for ``code``: on the slots ``REPAIR_SLOTS``, the unit way
-    from each slot towards ``w_avg`` plus ``NORMAL_WEIGHT`` × the quality normal, made orthogonal
-    to the ``keep`` boundaries and scaled to unit length per slot; zero on the other slots."""
-    n = quality_boundary(boundaries).normal.astype(np.float64)
-    kept = np.stack([boundaries[k].normal for k in keep if k in boundaries]) if any(k in boundaries for k in keep) else None
+    """The W+ repair direction (23, 512) for ``code``: on the slots ``REPAIR_SLOTS``, each slot's
+    way towards ``w_avg`` made orthogonal to the ``keep`` boundaries (those present) and scaled to
+    unit length; zero on the other slots (and on a slot already at ``w_avg``)."""
+    kept = [boundaries[k].normal for k in keep if k in boundaries]
     out = np.zeros((NUM_SLOTS, W_DIM), np.float32)
     lo, hi = REPAIR_SLOTS
     for s in range(lo, hi + 1):
         towards = np.asarray(w_avg, np.float64).reshape(W_DIM) - np.asarray(code[s], np.float64)
-        norm = float(np.linalg.norm(towards))
-        v = NORMAL_WEIGHT * n + (towards / norm if norm > 1e-6 else 0.0)
-        out[s] = condition(v, kept) if kept is not None else v / np.linalg.norm(v)
+        if np.linalg.norm(towards) > 1e-6:
+            out[s] = condition(towards, np.stack(kept)) if kept else towards / np.linalg.norm(towards)
     return out
 
 
@@ -245,11 +241,6 @@ def train_quality_boundary(samples: Mapping[str, np.ndarray], clean: Mapping[str
 
 
 # ------------------------------------------------------------------------------ samples
-#: what ``measure_samples`` records per face besides the code
-SAMPLE_FIELDS = ("detector", "identity_norm", "identity_mirror", "landmark_mirror", "yaw", "pitch", "roll",
-                 "eyeglasses", "hair_color", "beard", "gender", "age", "valid")
-
-
 def measure_samples(images: np.ndarray) -> dict[str, np.ndarray]:
     """FFHQ-aligned faces (N, 256, 256, 3) uint8 → every quality signal, the pose and the
     attributes the repair must keep, each (N,) float64 (``valid``: a face was found, as 0/1)."""

@@ -1,135 +1,130 @@
-"""A linear encoder: FFHQ-aligned face → a first guess of its w, where inversion starts.
+"""The inversion encoder: an FFHQ-aligned face → a first guess of its W+ code (23×512).
 
-Ridge regression from the face's 32×32 area-reduced RGB pixels (3 072 numbers in [-1, 1]) to
-w (512), fitted on generated faces whose w is known (``bench/fit_encoder.py``: the 256² renders
-that ``latentstudio boundaries train --keep-images`` caches, ψ = 0.7). At 32² only pose, face
-shape, skin, hair and background colours survive, which is exactly what the W phase of the
-optimisation is slow to find from the average face: starting there, the same 180 steps (the fast
-preset of the time) reach LPIPS 0.15 instead of 0.40 on a face with a hood and a busy background.
-But the codes it leads to answer the shipped age edit less, and real photos gain nothing (bench/RESULTS.md), so
-inversion uses it only on request (``Preset.start = "encoder"``, ``invert --start encoder``).
+A small CNN in the spirit of e4e / pSp (Tov et al. 2021, Richardson et al. 2021), ours and
+trained on generated faces whose codes are known (``bench/fit_encoder.py``: single-w samples and
+style mixes at ψ 0.5–1, rendered at 256² and reduced to 128², with blur, noise and JPEG-like
+degradations so that upscaled photos look familiar). Like e4e it predicts one w plus per-slot
+offsets; the offsets go through a rank-128 bottleneck, so the guess stays near W, where the
+edit boundaries were trained. It is a starting point: the optimisation of
+:mod:`latentstudio.invert` refines it (the ``fast`` preset starts here), and the app shows it the
+moment a face is chosen (``photo.first_guess``).
+
+    image (N, 3, S, S) in [-1, 1] ─► area-resize to 128² ─► 5 stride-2 conv stages
+    (24, 48, 96, 192, 256 channels; as ``face.landmark_net``; 128² → 4²) ─► FC 4096 → 512
+    ─┬► w:      FC 512 → 512                 ─┐
+     └► deltas: FC 512 → 128 → 23·512         ├► W+ = w_mean + w_std · (w + deltas)   (N, 23, 512)
 
 >>> enc = load_encoder()            # assets/encoder.safetensors
->>> w0 = enc(aligned)               # (S,S,3) uint8 → (512,) float32
+>>> code = enc.guess(aligned)       # (S,S,3) uint8 → (23,512) float32
 
-The file holds ``weight`` (3072, 512), ``pixel_mean`` (3072,), ``w_mean`` (512,), float32, and
-metadata (format, version, size, ridge, samples, held-out relative error).
+Weight file: safetensors with the module's tensors (``w_mean`` and ``w_std`` are buffers) and
+metadata ``{"format": "latentstudio-encoder", "version": "2", …}`` (how it was trained).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from latentstudio.latent import W_DIM
+from latentstudio.face.landmark_net import _stage
+from latentstudio.latent import NUM_SLOTS, W_DIM
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
-FORMAT, VERSION = "latentstudio-linear-encoder", "1"
-SIZE = 32
+FORMAT, VERSION = "latentstudio-encoder", "2"
+INPUT = 128
+RANK = 128
 
 
 class EncoderError(Exception):
     """The encoder file is missing, damaged or of another format."""
 
 
-def features(images: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """(N,S,S,3) or (S,S,3) uint8 aligned faces → (N, 3·size²) float64 in [-1, 1] (area filter)."""
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[3] != 3 or arr.shape[1] != arr.shape[2]:
-        raise ValueError(f"expected square (N,S,S,3) uint8 faces, got {arr.dtype} {arr.shape}")
-    from latentstudio.models.generator import resize
+class Encoder(nn.Module):
+    """Aligned faces (N, 3, S, S) in [-1, 1] → W+ codes (N, 23, 512)."""
 
-    x = resize(torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).double(), size)
-    return (x.flatten(1) / 127.5 - 1.0).numpy()
+    def __init__(self) -> None:
+        super().__init__()
+        chans = (3, 24, 48, 96, 192, 256)
+        self.features = nn.Sequential(*(_stage(a, b, refine=i > 0) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))))
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(256 * 4 * 4, 512), nn.LeakyReLU(0.2))
+        self.w = nn.Linear(512, W_DIM)
+        self.deltas = nn.Sequential(nn.Linear(512, RANK), nn.Linear(RANK, NUM_SLOTS * W_DIM))
+        self.register_buffer("w_mean", torch.zeros(W_DIM))
+        self.register_buffer("w_std", torch.ones(W_DIM))
 
+    def normalised(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(N,3,S,S) → the prediction in units of ``w_std`` around ``w_mean``: w (N,512) and
+        per-slot offsets (N,23,512) (the training loss is taken here)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise EncoderError(f"expected images (N, 3, S, S), got {tuple(images.shape)}")
+        x = images
+        if x.shape[-1] != INPUT:
+            shrink = x.shape[-1] > INPUT
+            x = F.interpolate(x, size=(INPUT, INPUT), mode="area" if shrink else "bilinear",
+                              align_corners=None if shrink else False)
+        h = self.trunk(self.features(x))
+        return self.w(h), self.deltas(h).view(-1, NUM_SLOTS, W_DIM)
 
-@dataclass(frozen=True)
-class LinearEncoder:
-    """w ≈ (features(face) − pixel_mean) @ weight + w_mean."""
+    def forward(self, images: Tensor) -> Tensor:
+        w, deltas = self.normalised(images)
+        return self.w_mean + self.w_std * (w[:, None] + deltas)
 
-    weight: np.ndarray  # (3·size², 512)
-    pixel_mean: np.ndarray  # (3·size²,)
-    w_mean: np.ndarray  # (512,)
-    size: int = SIZE
-    info: dict[str, str] = field(default_factory=dict)
+    @torch.no_grad()
+    def guess(self, aligned: np.ndarray) -> np.ndarray:
+        """(S,S,3) uint8 → (23,512) float32, or (N,S,S,3) → (N,23,512)."""
+        arr = np.asarray(aligned)
+        if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3 or arr.shape[-2] != arr.shape[-3]:
+            raise ValueError(f"expected square (S,S,3) or (N,S,S,3) uint8 faces, got {arr.dtype} {arr.shape}")
+        from latentstudio.models.generator import from_uint8
 
-    def __call__(self, aligned: np.ndarray) -> np.ndarray:
-        """(S,S,3) uint8 → (512,) float32, or (N,S,S,3) → (N,512)."""
-        x = features(aligned, self.size)
-        w = ((x - self.pixel_mean) @ self.weight + self.w_mean).astype(np.float32)
-        return w[0] if np.asarray(aligned).ndim == 3 else w
-
-
-def fit_encoder(images: np.ndarray, w: np.ndarray, *, ridge: float = 10.0, size: int = SIZE,
-                held_out: int = 500) -> LinearEncoder:
-    """Fit on (N,S,S,3) uint8 faces and their (N,512) w; the last ``held_out`` are only scored.
-
-    ``info["relative_error"]``: mean ||ŵ − w||² / mean ||w̄ − w||² on the held-out faces
-    (1 = no better than always answering the mean w).
-    """
-    if len(images) != len(w) or len(images) <= held_out + 10:
-        raise ValueError(f"need matching images and codes, more than {held_out + 10}; got {len(images)}, {len(w)}")
-    x = np.concatenate([features(images[i:i + 256], size) for i in range(0, len(images), 256)])
-    w = np.asarray(w, np.float64)
-    tr = slice(0, len(x) - held_out)
-    mx, mw = x[tr].mean(0), w[tr].mean(0)
-    xc = x[tr] - mx
-    weight = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ (w[tr] - mw))
-    pred = (x[-held_out:] - mx) @ weight + mw
-    rel = float(np.sum((pred - w[-held_out:]) ** 2) / np.sum((mw - w[-held_out:]) ** 2))
-    info = {"size": str(size), "ridge": f"{ridge:g}", "samples": str(len(x) - held_out),
-            "held_out": str(held_out), "relative_error": f"{rel:.4f}"}
-    return LinearEncoder(weight.astype(np.float32), mx.astype(np.float32), mw.astype(np.float32), size, info)
+        out = self(from_uint8(np.ascontiguousarray(arr)).to(self.w_mean.device)).float().cpu().numpy()
+        return out[0] if arr.ndim == 3 else out
 
 
-def save_encoder(enc: LinearEncoder, path: str | Path, **meta: str) -> None:
-    """Write atomically as safetensors (tensors + metadata)."""
-    from safetensors.numpy import save
+def save_encoder(enc: Encoder, path: str | Path, **meta: str) -> None:
+    """Write the weights atomically (safetensors, with ``meta`` as metadata)."""
+    from safetensors.torch import save
 
     from latentstudio.atomic import atomic_write
 
-    info = {k: str(v) for k, v in {**enc.info, **meta, "format": FORMAT, "version": VERSION}.items()}
-    blob = save({"weight": enc.weight, "pixel_mean": enc.pixel_mean, "w_mean": enc.w_mean}, metadata=info)
+    info = {**{k: str(v) for k, v in meta.items()}, "format": FORMAT, "version": VERSION}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
+    blob = save(tensors, metadata=info)
     atomic_write(path, lambda f: f.write(blob))
 
 
-def load_encoder(path: str | Path | None = None) -> LinearEncoder:
-    """Read an encoder file (default: the shipped ``ASSET``); EncoderError when missing, damaged
-    or not an encoder. Cached per path and modification time."""
+def load_encoder(path: str | Path | None = None) -> Encoder:
+    """Read an encoder file (default: the shipped ``ASSET``) onto the CPU; EncoderError when
+    missing, damaged or not an encoder. Cached per path and modification time."""
     p = Path(ASSET if path is None else path).resolve()
     return _load(str(p), p.stat().st_mtime_ns if p.is_file() else 0)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path: str, mtime_ns: int) -> LinearEncoder:
+def _load(path: str, mtime_ns: int) -> Encoder:
     from safetensors import safe_open
 
     if not Path(path).is_file():
-        raise EncoderError(f"{path}: no encoder weights (fit them with bench/fit_encoder.py)")
+        raise EncoderError(f"{path}: no encoder weights (train them with bench/fit_encoder.py)")
     try:
-        with safe_open(path, "np") as f:
+        with safe_open(path, "pt") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types on damaged files
         raise EncoderError(f"{path}: not a readable safetensors file ({exc})") from exc
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise EncoderError(f"{path}: not a LatentStudio encoder file ({json.dumps(meta)[:80]})")
+    enc = Encoder()
     try:
-        size = int(meta["size"])
-        enc = LinearEncoder(tensors["weight"], tensors["pixel_mean"], tensors["w_mean"], size, meta)
-    except (KeyError, ValueError) as exc:
-        raise EncoderError(f"{path}: incomplete encoder file ({exc})") from exc
-    n = 3 * size * size
-    if enc.weight.shape != (n, W_DIM) or enc.pixel_mean.shape != (n,) or enc.w_mean.shape != (W_DIM,):
-        raise EncoderError(f"{path}: tensor shapes {enc.weight.shape}, {enc.pixel_mean.shape}, "
-                           f"{enc.w_mean.shape} do not fit a {size}² encoder")
-    if not all(np.isfinite(t).all() for t in (enc.weight, enc.pixel_mean, enc.w_mean)):
+        enc.load_state_dict(tensors)
+    except RuntimeError as exc:  # missing keys or wrong shapes
+        raise EncoderError(f"{path}: incomplete encoder file ({str(exc)[:200]})") from exc
+    if not all(torch.isfinite(t).all() for t in tensors.values()):
         raise EncoderError(f"{path}: non-finite weights")
-    return enc
+    return enc.eval().requires_grad_(False)

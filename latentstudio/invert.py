@@ -1,14 +1,13 @@
 """Invert an aligned face into the generator's W+ space (23×512) by optimisation.
 
 The code is parametrised as ``w_plus[i] = w + delta[i]``: one shared w plus a per-slot offset.
-w starts at w_avg, or (``Preset.start = "encoder"``, ``latentstudio invert --start encoder``) at the
-linear encoder's guess (:mod:`latentstudio.encoder`, a ridge regression from the face's 32² pixels
-to w, fitted on generated faces). Measured on the fast preset (bench/RESULTS.md): the encoder
-start reconstructs generated faces better (LPIPS-VGG 0.163 against 0.206 on 10 faces; a hood and a
-busy background 0.40 → 0.15) but real photos gain nothing, and the codes it leads to answer the
-shipped edits less (age on 10 generated faces: 63 % of the true code's change against 81 %;
-smile / age on 5 photos: 27 % / 54 % against 65 % / 76 %). Editability is the point of the code,
-so the presets start from w_avg. Optimisation runs in two phases (three in the fast preset):
+The start is the preset's: w_avg (``fast``, ``quality``), or the CNN encoder's W+ guess
+(:mod:`latentstudio.encoder`; the ``quick`` preset, ``latentstudio invert --start encoder``),
+which skips the W phase. Measured on five real photos (bench/RESULTS.md, 2-core CPU): started
+from the guess, 60 + 6 steps (``quick``, ~16 s a photo) reach LPIPS-VGG 0.34 and OpenFace 0.41,
+where the same steps from w_avg stop at OpenFace 0.52; over the full ``fast`` schedule the two
+starts end level (LPIPS 0.29, OpenFace 0.38–0.39), and w_avg's codes answered the edits a little
+more in that run, so ``fast`` keeps it. Optimisation runs in two phases (three with a tail):
 
 1. **W phase** (the first ``w_fraction`` of the steps): only the shared w moves, deltas stay 0.
    The result lies on the W manifold, where the boundaries were trained, and already has the
@@ -62,7 +61,7 @@ class Preset:
     lpips_net: str = "vgg"  # "vgg" or "alex" (AlexNet LPIPS: ~17× cheaper on the CPU)
     refine_size: int | None = None  # the last ``refine_steps`` steps render at this size instead
     refine_steps: int = 0
-    start: str = "average"  # "average" (w_avg) or "encoder" (latentstudio.encoder's guess of w)
+    start: str = "average"  # "average" (w_avg) or "encoder" (latentstudio.encoder's W+ guess)
     tail_steps: int = 0  # then this many steps on the fine slots alone, through the 1024² network
     tail_block: int = 6  # the tail moves slots 1 + 3·tail_block … 22 (blocks tail_block … 6 + to-image)
     tail_lr: float = 0.05
@@ -70,6 +69,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    "quick": Preset(steps=60, render_size=256, loss_size=256, lr=0.03, lpips_net="alex", start="encoder",
+                    refine_size=512, refine_steps=10, tail_steps=6, tail_block=5),
     "fast": Preset(steps=120, render_size=256, loss_size=256, lr=0.06, lpips_net="alex",
                    refine_size=512, refine_steps=20, tail_steps=18, tail_block=5),
     "quality": Preset(steps=800, render_size=1024, loss_size=256, lr=0.02),
@@ -153,7 +154,7 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
     """Find W+ (23,512) whose render matches ``aligned`` ((S,S,3) uint8, FFHQ-aligned, any S).
 
     Start: ``init`` when given — a w (512,) runs the W phase from there, a W+ code (23,512) skips
-    it — else the preset's ``start``: the linear encoder's guess (:mod:`latentstudio.encoder`) or
+    it — else the preset's ``start``: the encoder's W+ guess (:mod:`latentstudio.encoder`) or
     w_avg. ``progress`` gets an
     ``Progress("invert", …)`` every step (with a 256² preview every ``preview_every`` steps);
     ``cancelled()`` is polled every step and stops the run with ``progress.Cancelled``.
@@ -336,11 +337,11 @@ def report_progress(progress: ProgressFn | None, step: int, total: int,
 
 
 def _encoder_start(aligned: np.ndarray) -> np.ndarray | None:
-    """The linear encoder's w (512,) for the face, or None (w_avg) when its file is unusable."""
+    """The encoder's W+ guess (23,512) for the face, or None (w_avg) when its file is unusable."""
     from latentstudio.encoder import EncoderError, load_encoder
 
     try:
-        return load_encoder()(aligned)
+        return load_encoder().guess(aligned)
     except EncoderError as exc:
         warnings.warn(f"starting inversion from the average face: {exc}", stacklevel=3)
         return None

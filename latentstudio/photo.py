@@ -96,7 +96,7 @@ def to_code(photo: PhotoFaces, face: int | None = None, *, generator: Any, prese
     """Face ``face`` of ``photo`` (default: the largest confident) → aligned → W+ code (→ tuned
     weights when ``tune``). ``progress`` gets the aligned face first (``Progress("align", …)``
     with a preview), then the inversion's and the tuning's steps on one scale. ``init``: where
-    the inversion starts (a w (512,), e.g. ``first_guess``'s; default the preset's start). ``nets``:
+    the inversion starts (a w (512,) or a W+ code (23,512), e.g. ``first_guess``'s; default the preset's start). ``nets``:
     the loss networks' owner (a ``Runtime``; default loaded once per process)."""
     from latentstudio.progress import Progress, report
 
@@ -108,9 +108,10 @@ def to_code(photo: PhotoFaces, face: int | None = None, *, generator: Any, prese
 
 
 def first_guess(photo: PhotoFaces, face: int | None = None, *, generator: Any) -> PhotoCode:
-    """A code at once (well under a second on a CPU): the face aligned and the linear encoder's
-    w (``latentstudio.encoder``) on every slot (the average face when the encoder is unusable).
-    ``to_code(…, init=guess.w_plus[0])`` refines it."""
+    """A code at once (well under a second on a CPU): the face aligned and the encoder's W+
+    guess (``latentstudio.encoder``; the average face on every slot when the encoder is unusable).
+    ``to_code`` then inverts the face from its preset's start (the ``quick`` preset starts from
+    this same guess)."""
     import numpy as np
 
     from latentstudio.encoder import EncoderError, load_encoder
@@ -119,11 +120,10 @@ def first_guess(photo: PhotoFaces, face: int | None = None, *, generator: Any) -
 
     alignment, chosen, index = photo.align(face)
     try:
-        w = np.asarray(load_encoder()(alignment.image), np.float32)
+        code = load_encoder().guess(alignment.image)
     except EncoderError:
-        w = generator.w_avg.cpu().numpy().astype(np.float32).reshape(-1)
-    return PhotoCode(photo.path, alignment, chosen, index, len(photo.confident),
-                     Inversion(np.repeat(w[None], NUM_SLOTS, 0), {}, 0))
+        code = np.repeat(generator.w_avg.cpu().numpy().astype(np.float32).reshape(1, -1), NUM_SLOTS, 0)
+    return PhotoCode(photo.path, alignment, chosen, index, len(photo.confident), Inversion(code, {}, 0))
 
 
 def invert_photo(path: str | Path, face: int | None = None, **kwargs: Any) -> PhotoCode:

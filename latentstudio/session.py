@@ -272,7 +272,7 @@ class Session:
         return Task(f"Inverting {pending.path.name}", run, finish)
 
     def _guess_task(self, pending: PendingPhoto, index: int, dirs: list[Any]) -> Task:
-        """The photo as the linear encoder's guess, at once; ``inversion_task`` then inverts it."""
+        """The photo as the encoder's guess, at once; ``inversion_task`` then inverts it."""
         runtime = self.runtime
 
         def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> Document:
@@ -293,9 +293,10 @@ class Session:
         return self._to_refine is not None and self._to_refine[0] is self.doc
 
     def inversion_task(self) -> Task:
-        """Invert the first guess's photo, starting from the guess; the result replaces the
-        document's code and keeps its edits and history (what was done meanwhile carries over).
-        Cancel keeps the guess."""
+        """Invert the first guess's photo with the session's preset, from the preset's own start
+        (the encoder's guess for ``quick``, the average face for ``fast``: the same code as
+        ``latentstudio invert``); the result replaces the document's code and keeps its edits and
+        history (what was done meanwhile carries over). Cancel keeps the guess."""
         if not self.guess_pending():
             raise DocumentError("no first guess to refine")
         assert self._to_refine is not None
@@ -307,7 +308,7 @@ class Session:
 
             return to_code(pending, index, generator=runtime.generator(), preset=preset, steps=steps,
                            tune=TuneSettings(steps=tune) if tune else None, progress=progress, cancelled=cancelled,
-                           init=guess.base[0], nets=runtime)
+                           nets=runtime)
 
         def finish(code: Any) -> str | None:
             if self.doc is not guess:

@@ -144,3 +144,20 @@ def test_cuda_graph_replays_the_eager_step(target) -> None:  # noqa: ANN001
         # (measured on an H200: elements agree to ~1e-4 relative)
         assert float((grad_g - grad_e).norm() / grad_e.norm()) < 2e-3
     assert not torch.equal(codes[0], codes[1])
+
+
+def test_the_cli_offers_every_preset() -> None:
+    from latentstudio.cli.common import PRESET_NAMES
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+
+
+def test_quick_preset_starts_from_the_encoder_guess(generator, target, lpips) -> None:  # noqa: ANN001
+    """The quick preset's first step starts at the encoder's W+ guess, which is already far closer
+    to the face than the average face (so its short schedule can finish the job)."""
+    from latentstudio.encoder import load_encoder
+
+    guess = load_encoder().guess(target)
+    assert _distance(lpips, generator, guess, target) < _distance(lpips, generator, generator.w_avg, target) - 0.1
+    one = invert(target, preset="quick", steps=1, generator=generator)
+    assert np.abs(one.w_plus - guess).max() < 0.1  # one step (lr warm-up) from the guess

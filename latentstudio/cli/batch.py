@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentstudio.cli.common import as_user_errors, interruptible, progress_printer, user_error
+from latentstudio.cli.common import PRESET_NAMES, as_user_errors, interruptible, progress_printer, user_error
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--identity", metavar="PHOTO|CODE", help="transfer: whose identity every input gets")
     b.add_argument("--id-alpha", type=float, default=1.0, help="transfer: how much of it (0..1)")
     b.add_argument("--paste-back", action="store_true", help="paste each result back into its photo")
-    b.add_argument("--preset", choices=("fast", "quality"), default="fast")
+    b.add_argument("--preset", choices=PRESET_NAMES, default="fast")
     b.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     b.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024)
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

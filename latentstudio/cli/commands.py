@@ -21,7 +21,7 @@ from latentstudio.cli import edit as edit_commands
 from latentstudio.cli import identity as identity_commands
 from latentstudio.cli import video as video_commands
 from latentstudio.cli.common import UserError
-from latentstudio.cli.common import progress_printer
+from latentstudio.cli.common import PRESET_NAMES, progress_printer
 from latentstudio.progress import Cancelled
 from latentstudio.safety import check_output, explain
 
@@ -202,14 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("invert", help="invert a photo's face into a W+ code (.npz)")
     v.add_argument("photo")
-    v.add_argument("--preset", choices=("fast", "quality"), default="fast")
+    v.add_argument("--preset", choices=PRESET_NAMES, default="fast")
     v.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     v.add_argument("--device", choices=("cpu", "cuda"), default=None)
     v.add_argument("--face", type=int, default=None)
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--start", choices=("average", "encoder"), default=None,
-                   help="start from the average face (the presets' default: edits respond best) or "
-                        "from the linear encoder's guess (closer reconstructions, weaker age edits)")
+                   help="override the preset's start: the average face (fast, quality) or the "
+                        "encoder's W+ guess (quick)")
     v.add_argument("--tune", type=int, nargs="?", const=60, default=None, metavar="STEPS",
                    help="high fidelity: also fine-tune the generator around the code (pivotal "
                         "tuning, default 60 steps, ~45 s on a 2-core CPU); the code file then carries the "

@@ -13,6 +13,9 @@ from latentstudio.progress import Progress, ProgressFn
 from latentstudio.safety import InputError
 
 
+PRESET_NAMES = ("quick", "fast", "quality")  # latentstudio.invert.PRESETS, without loading torch to parse
+
+
 class UserError(InputError):
     """A problem with what the user asked for; printed as one line, exit code 2."""
 

@@ -16,7 +16,7 @@ import numpy as np
 from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.latent import W_PLUS
 from latentstudio.cli.common import as_user_errors as _as_user_errors
-from latentstudio.cli.common import interruptible, progress_printer
+from latentstudio.cli.common import PRESET_NAMES, interruptible, progress_printer
 from latentstudio.cli.common import user_error as _user_error
 
 
@@ -248,7 +248,7 @@ def cmd_identity_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- register
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=("fast", "quality"), default="fast", help="inversion preset for photos")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="fast", help="inversion preset for photos")
     p.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024, help="render size of the image")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None)
     p.add_argument("--weights", help="mapper weights (default: assets/mapper.safetensors)")

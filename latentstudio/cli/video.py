@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentstudio.cli.common import UserError, as_user_errors, interruptible, progress_printer, user_error
+from latentstudio.cli.common import PRESET_NAMES, UserError, as_user_errors, interruptible, progress_printer, user_error
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--no-coherency", action="store_true",
                    help="do not put the clip's own identity into every frame (per-frame codes as inverted)")
     v.add_argument("--face", type=int, default=None, help="which face to follow (0 = largest confident)")
-    v.add_argument("--preset", choices=("fast", "quality"), default="fast", help="the first frame's inversion")
+    v.add_argument("--preset", choices=PRESET_NAMES, default="fast", help="the first frame's inversion")
     v.add_argument("--steps", type=int, default=None, help="override the preset's step count (first frame)")
     v.add_argument("--device", choices=("cpu", "cuda"), default=None)
     v.add_argument("--start", type=float, default=None, metavar="S", help="from this many seconds")

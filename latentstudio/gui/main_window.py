@@ -39,7 +39,7 @@ from latentstudio.render import Frame
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff)"
 VIDEO_FILTER = f"Videos ({' '.join('*' + s for s in sorted(VIDEO_SUFFIXES))})"
 CODE_FILTER = f"Latent codes ({' '.join('*' + s for s in sorted(CODE_SUFFIXES))})"
-PRESETS = (("fast", "Fast (CPU friendly)"), ("quality", "Quality (slow on CPU)"))  # inversion presets
+PRESETS = (("quick", "Quick (from the encoder's guess)"), ("fast", "Fast (CPU friendly)"), ("quality", "Quality (slow on CPU)"))  # inversion presets
 PROJECT_FILTER = f"LatentStudio projects (*{PROJECT_SUFFIX})"
 EXPORT_FILTERS = {"PNG image (*.png)": ".png", "JPEG image (*.jpg *.jpeg)": ".jpg", "WebP image (*.webp)": ".webp"}
 MAX_RECENT = 10
@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
         q = v.addMenu("Inversion &quality")
         group = QActionGroup(self)
         preset = str(self.settings.value("invert_preset", self.session.invert_preset))
-        self.session.invert_preset = preset if preset in dict(PRESETS) else PRESETS[0][0]
+        self.session.invert_preset = preset if preset in dict(PRESETS) else "fast"
         for key, text in PRESETS:
             a = QAction(text, self, checkable=True, checked=key == self.session.invert_preset)
             a.triggered.connect(lambda _=False, k=key: self._set_preset(k))

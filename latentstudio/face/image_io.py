@@ -36,6 +36,7 @@ from latentstudio.atomic import atomic_write  # noqa: E402
 # header parsed here, and any other format Pillow cannot identify is refused unread. Pillow's own
 # bomb warning (above Image.MAX_IMAGE_PIXELS, below our limit) is silenced: such photos decode fine.
 ROWS_PER_CHUNK = 512  # rows converted at a time when a float conversion is needed (bounds memory)
+CHUNK_PIXELS = 1 << 20  # pixels copied at a time from a decoded RGB image into the result
 
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
@@ -193,7 +194,19 @@ def _pillow_to_rgb(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         return _array_to_rgb(np.asarray(im))
-    return np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8))
+    return _rgb_array(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+def _rgb_array(im: Image.Image) -> np.ndarray:
+    """An RGB Pillow image → (H, W, 3) uint8, copied ~CHUNK_PIXELS at a time: ``np.asarray(im)``
+    would hold the image twice (Pillow's bytes and numpy's copy of them), which for a tiny file
+    declaring tens of megapixels doubles what it costs."""
+    out = np.empty((im.height, im.width, 3), np.uint8)
+    rows = max(1, CHUNK_PIXELS // max(1, im.width))
+    for top in range(0, im.height, rows):
+        bottom = min(im.height, top + rows)
+        out[top:bottom] = np.asarray(im.crop((0, top, im.width, bottom)), dtype=np.uint8)
+    return out
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:

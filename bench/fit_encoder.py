@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from latentstudio.atomic import atomic_write, save_npz
 from latentstudio.encoder import ASSET, Encoder, load_encoder, save_encoder
+from latentstudio.identity.data import mixed_codes
 from latentstudio.latent import NUM_SLOTS
 from latentstudio.models.generator import Generator, resize, to_uint8
 from latentstudio.paths import home
@@ -63,16 +64,10 @@ def make_chunk(g: Generator, index: int, path: Path) -> None:
     cross = np.where(rng.random(CHUNK) < 0.4, NUM_SLOTS, rng.integers(2, 21, CHUNK))  # NUM_SLOTS: no mix
     images = []
     for i in range(0, CHUNK, 8):
-        codes = codes_of(w1[i:i + 8], w2[i:i + 8], torch.from_numpy(cross[i:i + 8]).to(g.device))
+        codes = torch.from_numpy(mixed_codes(w1[i:i + 8].cpu().numpy(), w2[i:i + 8].cpu().numpy(), cross[i:i + 8]))
         images.append(to_uint8(resize(g.synthesize(codes, size=256), 128)))
     save_npz(path, w1=w1.cpu().numpy(), w2=w2.cpu().numpy(), cross=cross.astype(np.int64), psi=psi[:, 0].cpu().numpy(),
              img128=np.concatenate(images))
-
-
-def codes_of(w1: torch.Tensor, w2: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-    """W+ (N,23,512): slots before ``cross`` from w1, the rest from w2."""
-    slot = torch.arange(NUM_SLOTS, device=w1.device)[None, :, None]
-    return torch.where(slot < cross[:, None, None], w1[:, None], w2[:, None])
 
 
 def load_data(folder: Path) -> dict[str, np.ndarray]:
@@ -109,8 +104,7 @@ def degrade(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
 
 def batch(data: dict[str, np.ndarray], idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.from_numpy(data["img128"][idx]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    y = codes_of(torch.from_numpy(data["w1"][idx]), torch.from_numpy(data["w2"][idx]),
-                 torch.from_numpy(data["cross"][idx]))
+    y = torch.from_numpy(mixed_codes(data["w1"][idx], data["w2"][idx], data["cross"][idx]))
     return x, y
 
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -90,6 +90,15 @@ def output_set() -> Iterator[None]:
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """``np.savez`` atomically."""
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def save_module(path: str | os.PathLike[str], module: Any, metadata: dict[str, str]) -> None:
+    """A torch module's ``state_dict`` as safetensors with ``metadata``, atomically."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    blob = save(tensors, metadata=metadata)
+    atomic_write(path, lambda f: f.write(blob))
 
 
 def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:

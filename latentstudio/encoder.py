@@ -89,14 +89,9 @@ class Encoder(nn.Module):
 
 def save_encoder(enc: Encoder, path: str | Path, **meta: str) -> None:
     """Write the weights atomically (safetensors, with ``meta`` as metadata)."""
-    from safetensors.torch import save
+    from latentstudio.atomic import save_module
 
-    from latentstudio.atomic import atomic_write
-
-    info = {**{k: str(v) for k, v in meta.items()}, "format": FORMAT, "version": VERSION}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
-    blob = save(tensors, metadata=info)
-    atomic_write(path, lambda f: f.write(blob))
+    save_module(path, enc, {**{k: str(v) for k, v in meta.items()}, "format": FORMAT, "version": VERSION})
 
 
 def load_encoder(path: str | Path | None = None) -> Encoder:

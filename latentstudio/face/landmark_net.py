@@ -63,14 +63,9 @@ class LandmarkNet(nn.Module):
 
 def save_landmark_net(net: LandmarkNet, path: str | Path, info: dict[str, str] | None = None) -> None:
     """Write the weights atomically (safetensors)."""
-    from safetensors.torch import save
+    from latentstudio.atomic import save_module
 
-    from latentstudio.atomic import atomic_write
-
-    meta = {"format": FORMAT, "version": VERSION, **{k: str(v) for k, v in (info or {}).items()}}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    data = save(tensors, metadata=meta)
-    atomic_write(path, lambda f: f.write(data))
+    save_module(path, net, {"format": FORMAT, "version": VERSION, **{k: str(v) for k, v in (info or {}).items()}})
 
 
 def load_landmark_net(device: str | torch.device = "cpu", path: str | Path = ASSET) -> LandmarkNet:

@@ -100,15 +100,10 @@ class Mapper(nn.Module):
 # ----------------------------------------------------------------------------- files
 def save_mapper(mapper: Mapper, path: str | Path, info: dict[str, str] | None = None) -> None:
     """Write the mapper's tensors and config atomically (safetensors)."""
-    from safetensors.torch import save
+    from latentstudio.atomic import save_module
 
-    from latentstudio.atomic import atomic_write
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()}
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(asdict(mapper.config))}
-    meta.update({k: str(v) for k, v in (info or {}).items()})
-    data = save(tensors, metadata=meta)
-    atomic_write(path, lambda f: f.write(data))
+    save_module(path, mapper, {**meta, **{k: str(v) for k, v in (info or {}).items()}})
 
 
 def mapper_info(path: str | Path = ASSET) -> dict[str, str]:

@@ -57,7 +57,7 @@ def main() -> None:
 
     def module(size: int) -> None:  # the readable reference module (NCHW), as training runs it
         with torch.no_grad():
-            g.render(plain, size)
+            g.reference(plain, size)
 
     for size in (1024, 512, 256, 128):
         rows.append((f"port {size}² (models.fast)", timed(lambda s=size: g.synthesize(wt, size=s), args.runs)))

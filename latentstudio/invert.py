@@ -4,7 +4,7 @@ The code is parametrised as ``w_plus[i] = w + delta[i]``: one shared w plus a pe
 The start is the preset's: w_avg (``fast``, ``quality``), or the CNN encoder's W+ guess
 (:mod:`latentstudio.encoder`; the ``quick`` preset, ``latentstudio invert --start encoder``),
 which skips the W phase. Measured on five real photos (bench/RESULTS.md, 2-core CPU): started
-from the guess, 60 + 6 steps (``quick``, ~16 s a photo) reach LPIPS-VGG 0.34 and OpenFace 0.41,
+from the guess, 60 + 6 steps (``quick``, ~12 s a photo) reach LPIPS-VGG 0.34 and OpenFace 0.41,
 where the same steps from w_avg stop at OpenFace 0.52; over the full ``fast`` schedule the two
 starts end level (LPIPS 0.29, OpenFace 0.38–0.39), and w_avg's codes answered the edits a little
 more in that run, so ``fast`` keeps it. Optimisation runs in two phases (three with a tail):
@@ -21,8 +21,9 @@ Losses: LPIPS + ``pixel_weight`` · MSE on the [-1, 1] image, + ``id_weight`` ·
 distance when the identity net is installed. ``quality`` renders 1024² and downsamples for the
 losses (LPIPS-VGG); it is meant for a GPU, where each step replays a CUDA graph (:class:`CodeLoss`):
 800 steps took 6.9 s a photo on an H200 and reached LPIPS-VGG 0.138–0.141 on five real photos
-(three runs), where 500 steps took 4.3 s and stopped at 0.156–0.157 (bench/RESULTS.md). ``fast`` is built for a 2-core CPU (measured per step there: 256² route
-fwd+bwd 0.14 s, 512² 0.40 s, 1024² 1.39 s; LPIPS-VGG at 256² 0.79 s, LPIPS-Alex 0.05 s): it uses
+(three runs), where 500 steps took 4.3 s and stopped at 0.156–0.157 (bench/RESULTS.md). ``fast`` is built for a 2-core CPU (~26 s a photo; forward + backward through
+the render twin, ``Generator.render``: 256² route 0.07 s, 512² 0.13 s, the 1024² tail 0.24 s;
+LPIPS-VGG at 256² 0.28 s, LPIPS-Alex 0.02 s): it uses
 AlexNet LPIPS, runs most steps on the cheap 256² route (blocks up to 256² + distilled preview
 head), and the last ``refine_steps`` on the 512² route, so that the code fits the real network's
 output rather than the preview head's approximation of it (on 3 test faces that halved the
@@ -284,8 +285,8 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
               preview_every: int, nets: LossNets | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Phase 3: move only the fine slots ``1 + 3·tail_block`` … 22 of ``code`` (23,512), through
     the real 1024² network, with ``tail_lpips`` (LPIPS-VGG: the metric). The coarse blocks' features
-    are computed once and nothing flows back through them: with ``tail_block`` 5 a step costs
-    ~1.4 s on 2 CPU cores, against ~2.5 s through the whole network.
+    are computed once (``Generator.tail_from``) and nothing flows back through them: with
+    ``tail_block`` 5 a step costs ~0.6 s on 2 CPU cores with LPIPS-VGG.
 
     Why: the earlier phases fit the cheap routes, which end in distilled preview heads; the real
     last blocks then add their own detail and colour, and the fine slots they read never got a
@@ -295,8 +296,7 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
     """
     first = 1 + 3 * p.tail_block
     losses = Losses(target, replace(p, lpips_net=p.tail_lpips), g.device, nets)
-    with torch.no_grad():
-        features = g.synthesis.features(code[None], p.tail_block)
+    tail = g.tail_from(code[None], p.tail_block)
     coarse = code[None, :first]
     fine = code[None, first:].clone().requires_grad_(True)
     opt = torch.optim.Adam([fine], lr=p.tail_lr)
@@ -304,7 +304,7 @@ def _fit_tail(code: Tensor, w: Tensor, p: Preset, g: Generator, target: Tensor,
     total_steps = p.steps + p.tail_steps
     for step in range(p.steps, total_steps):
         check(cancelled, f"inversion cancelled at step {step}/{total_steps}")
-        out = g.synthesis.tail(features, torch.cat([coarse, fine], dim=1), p.tail_block)
+        out = tail(torch.cat([coarse, fine], dim=1))
         terms = losses(out)
         total = objective(terms, p, (fine - w).pow(2).sum(-1).mean())
         opt.zero_grad(set_to_none=True)

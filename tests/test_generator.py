@@ -31,7 +31,7 @@ def test_port_matches_openvino(generator, openvino_models) -> None:
         assert img.shape == (1, 3, 1024, 1024)
         assert np.abs(img - img_ref).max() <= 1e-3
         with torch.no_grad():  # the reference module (training, inversion) too
-            plain = generator.render(torch.from_numpy(w_ref)[None].expand(1, 23, 512).contiguous()).numpy()
+            plain = generator.reference(torch.from_numpy(w_ref)[None].expand(1, 23, 512).contiguous()).numpy()
         assert np.abs(plain - img_ref).max() <= 1e-3
 
 
@@ -46,7 +46,7 @@ def test_fast_twin_renders_what_the_reference_module_renders(generator, size: in
     fast = generator.fast()
     assert fast is not None
     with torch.no_grad():
-        ref = generator.render(code, size)
+        ref = generator.reference(code, size)
         assert torch.allclose(fast.render(code, size), ref, atol=2e-4)
         assert torch.allclose(fast.render(code[1:2], size), ref[1:2], atol=2e-4)
 
@@ -67,7 +67,47 @@ def test_fast_twin_follows_weight_changes(generator) -> None:
     after = g.synthesize(w, size=256)
     assert g.fast() is not first and not torch.allclose(before, after, atol=1e-3)
     with torch.no_grad():
-        assert torch.allclose(after, g.render(as_w_plus(w), 256).clamp(-1, 1), atol=2e-4)
+        assert torch.allclose(after, g.reference(as_w_plus(w), 256).clamp(-1, 1), atol=2e-4)
+
+
+@pytest.mark.parametrize("size", [512, 256])
+def test_fast_twin_back_propagates_to_the_code_as_the_reference_does(generator, size: int) -> None:
+    """Inversion, refinement and the mapper's training back-propagate through ``Generator.render``
+    (the twin on the CPU): the gradient of a loss with respect to the W+ code matches the reference
+    modules', for a preview size and for the 1024² tail the inversion's last phase uses."""
+    rng = torch.Generator().manual_seed(size)
+    code = generator.map(generator.sample_z(41), 0.7)[:, None].expand(-1, 23, -1).contiguous()
+    code = code + 0.5 * torch.randn(code.shape, generator=rng)
+    target = torch.rand((1, 3, size, size), generator=rng) * 2 - 1
+    assert generator.fast() is not None
+
+    def grad(render) -> torch.Tensor:  # noqa: ANN001
+        c = code.clone().requires_grad_(True)
+        (F.adaptive_avg_pool2d(render(c), size) - target).square().mean().backward()
+        return c.grad
+
+    for twin, ref in ((lambda c: generator.render(c, size), lambda c: generator.reference(c, size)),
+                      (generator.tail_from(code, 5),
+                       lambda c: generator.synthesis.tail(generator.synthesis.features(code, 5), c, 5))):
+        g_twin, g_ref = grad(twin), grad(ref)
+        assert g_ref.abs().max() > 0
+        assert float((g_twin - g_ref).norm() / g_ref.norm()) < 1e-3
+
+
+def test_weights_that_train_use_the_reference_modules(generator) -> None:
+    """Pivotal tuning trains the synthesis weights: while any requires a gradient there is no twin
+    (its weights are detached copies), so the gradient reaches the weights."""
+    import copy
+
+    from latentstudio.models.generator import Generator
+
+    g = Generator(generator.mapping, copy.deepcopy(generator.synthesis), generator.w_avg, generator.heads,
+                  generator.device)
+    conv = g.synthesis.blocks[4].conv1
+    conv.dw.requires_grad_(True)
+    assert g.fast() is None
+    g.synthesize(g.seed_w(5), size=256, grad=True).mean().backward()
+    assert conv.dw.grad is not None and conv.dw.grad.abs().max() > 0
 
 
 def _low_freq_share(diff: torch.Tensor) -> float:

@@ -270,7 +270,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--attr-alpha", type=float, default=1.0, help="how much of B's attributes (0..1)")
     t.add_argument("--refine", type=int, nargs="?", const=40, default=None, metavar="STEPS",
                    help="optimise the result for this pair against the real identity loss and B's "
-                        "landmarks and surroundings (default 40 steps, ~1 s a step on 2 CPU cores)")
+                        "landmarks and surroundings (default 40 steps, ~0.1 s a step on 2 CPU cores)")
     _common(t)
     t.set_defaults(func=cmd_transfer)
 

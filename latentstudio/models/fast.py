@@ -1,8 +1,10 @@
-"""Inference-only twin of ``mobilestylegan.Synthesis``: the same weights, arranged for speed.
+"""Frozen-weight twin of ``mobilestylegan.Synthesis``: the same weights, arranged for speed.
 
-``Synthesis`` stays the readable reference (and the one that trains and back-propagates);
-``FastSynthesis`` renders the same images (parity-tested to float rounding) with three changes,
-each measured on a 2-core CPU (``bench/RESULTS.md``, "Render speed"):
+``Synthesis`` stays the readable reference (and the one whose *weights* train: pivotal tuning,
+the preview heads); ``FastSynthesis`` renders the same images (parity-tested to float rounding)
+and back-propagates to the *code* (inversion, refinement, mapper and encoder training: its
+weights are detached copies), with three changes, each measured on a 2-core CPU
+(``bench/RESULTS.md``, "Render speed"):
 
 1. **Channels-last (NHWC) tensors throughout.** oneDNN's depthwise and 1×1 convolutions run
    2–3× faster on NHWC than on NCHW here, and no layer has to reorder its input.
@@ -104,7 +106,8 @@ class _Up:
 
 
 class FastSynthesis:
-    """``Synthesis`` for inference (no autograd): ``render(w_plus, blocks, head)``."""
+    """``Synthesis`` with frozen weights: ``render`` (display), ``forward`` and ``tail`` (autograd
+    to the code)."""
 
     def __init__(self, syn: Synthesis, heads: object | None = None) -> None:
         with torch.no_grad():
@@ -159,12 +162,24 @@ class FastSynthesis:
         s = F.linear(w_plus[:, 0], aw, ab)
         x = self.const.expand(n, -1, -1, -1) * s[:, :, None, None]
         x = F.leaky_relu_(F.conv2d(x, weight, padding=1).add_(noise_bias), 0.2)
-        for i, (up, l1, l2) in enumerate(self.blocks[:num_blocks]):
+        return self.blocks_from(x, w_plus, 0, num_blocks, between)
+
+    def blocks_from(self, x: Tensor, w_plus: Tensor, first: int, stop: int,
+                    between: Callable[[], None] | None = None) -> Tensor:
+        """Blocks ``first`` … ``stop − 1`` on the features ``x`` after block ``first − 1``, driven
+        by slots ``1 + 3·first`` … ``3·stop`` of w_plus (N,23,512)."""
+        for i in range(first, stop):
             if between is not None:
                 between()
+            up, l1, l2 = self.blocks[i]
             w3 = w_plus[:, 1 + 3 * i: 4 + 3 * i]
             x = l2(l1(up(x, w3[:, 0]), w3[:, 1]), w3[:, 2])
         return x
+
+    def tail(self, x: Tensor, w_plus: Tensor, first_block: int) -> Tensor:
+        """Finish a 1024² render from ``features(w_plus, first_block)`` ``x`` (as
+        ``Synthesis.tail``): an optimiser moves the fine slots without the coarse blocks."""
+        return self.image(self.blocks_from(x, w_plus, first_block, len(self.blocks)), w_plus).contiguous()
 
     def image(self, x: Tensor, w_plus: Tensor) -> Tensor:
         """The to-image layer and the last inverse wavelet: features after block 6 → (N,3,1024,1024)."""
@@ -181,15 +196,20 @@ class FastSynthesis:
         weight, bias = self.heads[size]
         return F.conv_transpose2d(F.conv2d(x, weight, bias), self.shuffle, stride=2, groups=3)
 
-    def render(self, w_plus: Tensor, size: int = 1024, between: Callable[[], None] | None = None) -> Tensor:
+    def forward(self, w_plus: Tensor, size: int = 1024, between: Callable[[], None] | None = None) -> Tensor:
         """W+ (N,23,512) → (N,3,size,size), unclipped: the full network at 1024², else the
-        preview head after block 4 / 5 / 6 for 128 / 256 / 512."""
+        preview head after block 4 / 5 / 6 for 128 / 256 / 512. Autograd follows the caller
+        (gradients reach ``w_plus``, never the weights)."""
+        if size == 1024:
+            return self.image(self.features(w_plus, len(self.blocks), between), w_plus).contiguous()
+        if size not in self.heads:
+            raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
+        return self.head(self.features(w_plus, PREVIEW_SIZES[size], between), size).contiguous()
+
+    def render(self, w_plus: Tensor, size: int = 1024, between: Callable[[], None] | None = None) -> Tensor:
+        """``forward`` without autograd (for display)."""
         with torch.no_grad():  # not inference_mode: callers may mix the result into autograd work
-            if size == 1024:
-                return self.image(self.features(w_plus, len(self.blocks), between), w_plus).contiguous()
-            if size not in self.heads:
-                raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
-            return self.head(self.features(w_plus, PREVIEW_SIZES[size], between), size).contiguous()
+            return self.forward(w_plus, size, between)
 
 
 __all__ = ["FastSynthesis", "bands_together", "idwt_kernel", "shuffle_kernel"]

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,20 +114,20 @@ class Generator:
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
         w_plus = as_w_plus(code).to(self.device)
-        fast = None if grad else self.fast()
-        if fast is not None:
-            img = fast.render(w_plus, size)
-        else:
-            with torch.set_grad_enabled(grad):
-                img = self.render(w_plus, size)
+        with torch.set_grad_enabled(grad):
+            img = self.render(w_plus, size)
         return img.clamp(-1, 1) if clip else img
 
     def fast(self) -> FastSynthesis | None:
-        """The inference twin of the synthesis network (``models.fast``; CPU only: it is not
-        measured on CUDA), rebuilt whenever a weight changed in place."""
+        """The frozen-weight twin of the synthesis network (``models.fast``), rebuilt whenever a
+        weight changed in place; None on CUDA (it is not measured there) and while any synthesis
+        or head weight requires a gradient (pivotal tuning trains them: the twin's copies would
+        not)."""
         if self.device.type != "cpu":
             return None
         params = [*self.synthesis.parameters(), *(self.heads.parameters() if self.heads is not None else ())]
+        if any(p.requires_grad for p in params):
+            return None
         key = tuple(p._version for p in params) + tuple(id(p) for p in params)
         with self._fast_lock:
             if self._fast is None or self._fast[0] != key:
@@ -134,14 +135,31 @@ class Generator:
             return self._fast[1]
 
     def render(self, w_plus: Tensor, size: int = 1024) -> Tensor:
-        """The networks alone: W+ (n,23,512) float32 on this device → (n,3,size,size), unclipped.
-        No checks of the code's values (they would wait for the GPU, which a CUDA graph capture
-        forbids): ``synthesize`` is the checked entry point."""
+        """The networks alone: W+ (n,23,512) float32 on this device → (n,3,size,size), unclipped,
+        autograd as the caller has it (to the code, and to the weights when they train). The twin
+        (``fast``) where there is one, else the reference modules. No checks of the code's values
+        (they would wait for the GPU, which a CUDA graph capture forbids): ``synthesize`` is the
+        checked entry point."""
+        fast = self.fast()
+        return self.reference(w_plus, size) if fast is None else fast.forward(w_plus, size)
+
+    def reference(self, w_plus: Tensor, size: int = 1024) -> Tensor:
+        """``render`` through the readable reference modules (``mobilestylegan``, preview heads)."""
         if size == 1024:
             return self.synthesis(w_plus)
         if self.heads is None or size not in self.heads.available:
             raise RuntimeError(f"no {size}² preview head (assets/preview_heads.safetensors)")
         return self.heads(self.synthesis.features(w_plus, PREVIEW_SIZES[size]), size)
+
+    def tail_from(self, w_plus: Tensor, first_block: int) -> Callable[[Tensor], Tensor]:
+        """The coarse blocks' features of ``w_plus`` (1,23,512), computed once without autograd →
+        f(code) = the 1024² render of ``code`` through blocks ``first_block`` … and the to-image
+        layer only (reads slots ``1 + 3·first_block`` … 22 of code; autograd to them)."""
+        fast = self.fast()
+        net = self.synthesis if fast is None else fast
+        with torch.no_grad():
+            features = net.features(w_plus, first_block)
+        return lambda code: net.tail(features, code, first_block)
 
 
 def to_uint8(img: Tensor) -> np.ndarray:

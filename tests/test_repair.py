@@ -148,3 +148,26 @@ def test_repair_reports_progress_and_cancels_with_the_one_cancelled(generator, b
                cancelled=lambda: len(seen) >= 2)
     assert [(p.stage, p.done) for p in seen] == [("repair", 1), ("repair", 2)]
     assert len({p.total for p in seen}) == 1
+
+
+def test_a_step_outside_the_guards_is_skipped_not_the_end_of_the_walk(generator, boundaries, monkeypatch) -> None:  # noqa: ANN001
+    """dlib's pose reading of a damaged face jumps between neighbouring codes: a step read as
+    turned is not kept, and the walk goes on to a later step that is within the guards."""
+    import latentstudio.edit.repair as r
+
+    model = quality_model(boundaries)
+    code = _codes(generator, 900_003, 1, 1.0)[0].astype(np.float32)
+    # (yaw read, score) for the original and for each step: step 1 is read as turned and would
+    # score clean; step 2 is within the guards and better than the start; step 3 turned again
+    readings = iter([(0.0, -3.0), (POSE_GUARD + 3, 5.0), (0.5, -2.0), (POSE_GUARD + 1, 4.0)])
+
+    def fake_measure(_g, codes):  # noqa: ANN001, ANN202
+        yaw, score = next(readings)
+        return {"yaw": np.array([yaw]), "pitch": np.array([0.0]), "eyeglasses": np.array([0.0]),
+                "valid": np.array([1.0]), "score": np.array([score])}
+
+    monkeypatch.setattr(r, "measure_codes", fake_measure)
+    monkeypatch.setattr(r.QualityModel, "score", lambda self, m: m["score"])
+    out = repair(code, boundaries, generator=generator, max_strength=3 * r.STEP, threshold=model.threshold)
+    assert out.alpha == pytest.approx(2 * r.STEP) and out.score_after == -2.0
+    np.testing.assert_allclose(out.w_plus, code + 2 * r.STEP * out.direction, atol=1e-5)

@@ -174,7 +174,7 @@ def measure_codes(generator, codes: np.ndarray) -> dict[str, np.ndarray]:  # noq
     from latentstudio.models.generator import to_uint8
 
     with torch.no_grad():
-        return measure_samples(to_uint8(generator.synthesize(torch.from_numpy(np.ascontiguousarray(codes)), size=256)))
+        return measure_samples(to_uint8(generator.synthesize(torch.from_numpy(np.array(codes, np.float32)), size=256)))
 
 
 def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,  # noqa: ANN001

@@ -17,10 +17,11 @@ alignment), blurred, noisy, shifted by up to 2 px. Checkpoints go to ``<cache>/e
 every 200 steps and ``train`` resumes from the last one; ``--minutes`` bounds this run. It ends
 by writing the weights (with how they were made as metadata) and printing the held-out error.
 
-The shipped weights come from two phases: the regression alone, then (``--init`` the first
-phase's file, ``--image-weight 1``) the same loss plus LPIPS-Alex and MSE between the guess's
-128² render (through the generator, whose weights stay fixed) and the clean face, which weighs
-what shows in the image over the directions of w that do not (~0.6 s a step of 8 on 2 cores).
+A second phase (``--init`` the first phase's file, ``--image-weight 1``) adds LPIPS-Alex and MSE
+between the guess's 128² render (through the generator, whose weights stay fixed) and the clean
+face, which weighs what shows in the image over the directions of w that do not (~0.6 s a step
+of 8 on 2 cores). At CPU length it changed nothing measurable, so the shipped weights are the
+regression's alone (``assets/MODELS.md``); ``bench/train_encoder_gpu.sh`` runs both phases.
 """
 
 from __future__ import annotations

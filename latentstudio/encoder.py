@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentstudio.face.landmark_net import _stage
+from latentstudio.face.landmark_net import conv_trunk
 from latentstudio.latent import NUM_SLOTS, W_DIM
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
@@ -50,8 +49,7 @@ class Encoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        chans = (3, 24, 48, 96, 192, 256)
-        self.features = nn.Sequential(*(_stage(a, b, refine=i > 0) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))))
+        self.features = conv_trunk()
         self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(256 * 4 * 4, 512), nn.LeakyReLU(0.2))
         self.w = nn.Linear(512, W_DIM)
         self.deltas = nn.Sequential(nn.Linear(512, RANK), nn.Linear(RANK, NUM_SLOTS * W_DIM))
@@ -63,12 +61,9 @@ class Encoder(nn.Module):
         per-slot offsets (N,23,512) (the training loss is taken here)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise EncoderError(f"expected images (N, 3, S, S), got {tuple(images.shape)}")
-        x = images
-        if x.shape[-1] != INPUT:
-            shrink = x.shape[-1] > INPUT
-            x = F.interpolate(x, size=(INPUT, INPUT), mode="area" if shrink else "bilinear",
-                              align_corners=None if shrink else False)
-        h = self.trunk(self.features(x))
+        from latentstudio.models.generator import resize
+
+        h = self.trunk(self.features(resize(images, INPUT)))
         return self.w(h), self.deltas(h).view(-1, NUM_SLOTS, W_DIM)
 
     def forward(self, images: Tensor) -> Tensor:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 FORMAT, VERSION = "latentstudio-landmarks", "1"
@@ -39,13 +38,18 @@ def _stage(c_in: int, c_out: int, refine: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def conv_trunk(chans: tuple[int, ...] = (3, 24, 48, 96, 192, 256)) -> nn.Sequential:
+    """Five stride-2 stages (all but the first with a refining conv): (N, 3, 128, 128) →
+    (N, 256, 4, 4). Shared with the inversion encoder (``latentstudio.encoder``)."""
+    return nn.Sequential(*(_stage(a, b, refine=i > 0) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))))
+
+
 class LandmarkNet(nn.Module):
     """Aligned faces (N, 3, S, S) in [-1, 1] → dlib's 68 landmarks (N, 68, 2) as fractions of S."""
 
     def __init__(self) -> None:
         super().__init__()
-        chans = (3, 24, 48, 96, 192, 256)
-        self.features = nn.Sequential(*(_stage(a, b, refine=i > 0) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))))
+        self.features = conv_trunk()
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 4 * 4, 512), nn.LeakyReLU(0.2),
                                   nn.Linear(512, 136))
         self.register_buffer("mean_shape", torch.full((136,), 0.5))
@@ -53,11 +57,9 @@ class LandmarkNet(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
             raise LandmarkNetError(f"expected images (N, 3, S, S), got {tuple(images.shape)}")
-        x = images
-        if x.shape[-1] != INPUT:
-            x = F.interpolate(x, size=(INPUT, INPUT), mode="area" if x.shape[-1] > INPUT else "bilinear",
-                              align_corners=None if x.shape[-1] > INPUT else False)
-        out = self.head(self.features(x)) * 0.1 + self.mean_shape
+        from latentstudio.models.generator import resize
+
+        out = self.head(self.features(resize(images, INPUT))) * 0.1 + self.mean_shape
         return out.view(-1, 68, 2)
 
 

@@ -312,6 +312,31 @@ def test_training_is_cancellable_and_resumes(tmp_path: Path, generator) -> None:
     torch.testing.assert_close(result.mapper(x, x), x, rtol=0, atol=1e-4)
 
 
+def test_training_can_start_from_trained_weights(tmp_path: Path, generator) -> None:  # noqa: ANN001
+    from latentstudio.face.chip import IdentityNet
+    from latentstudio.face.landmark_net import load_landmark_net
+    from latentstudio.identity.data import DataError
+    from latentstudio.identity.train import Nets, TrainConfig, train_mapper, write_result
+
+    _tiny_data(tmp_path, generator)
+    nets = Nets(generator, IdentityNet.load("cpu"), load_landmark_net())
+    first = TrainConfig(steps=2, batch=2, bands=8, rank=4)
+    start = train_mapper(first, nets, data_folder=tmp_path, workdir=tmp_path / "a")
+    write_result(start, first, tmp_path / "start.safetensors")
+    # zero steps: the result is the start file's mapper, whatever the new run's own init would be
+    again = train_mapper(TrainConfig(steps=0, batch=2, bands=8, rank=4, size=256, seed=5,
+                                     init=str(tmp_path / "start.safetensors")),
+                         nets, data_folder=tmp_path, workdir=tmp_path / "b")
+    for name, t in start.mapper.state_dict().items():
+        torch.testing.assert_close(again.mapper.state_dict()[name], t, rtol=0, atol=0)
+    fresh = train_mapper(TrainConfig(steps=0, batch=2, bands=8, rank=4, seed=5), nets,
+                         data_folder=tmp_path, workdir=tmp_path / "c")
+    assert not torch.equal(fresh.mapper.down, start.mapper.down)
+    with pytest.raises(DataError, match="cannot start from"):  # another shape: a clear error
+        train_mapper(TrainConfig(steps=1, batch=2, bands=16, rank=4, init=str(tmp_path / "start.safetensors")),
+                     nets, data_folder=tmp_path, workdir=tmp_path / "d")
+
+
 def test_training_faces_build_locally_and_on_a_local_ray_cluster(tmp_path: Path, generator) -> None:  # noqa: ANN001
     """``identity data``: chunks are seeded (the same codes wherever they are made), measured, and
     resumable; ``--ray`` makes the missing ones on Ray actors (a local cluster started here)."""

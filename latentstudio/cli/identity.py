@@ -305,6 +305,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--w-lm", dest="w_lm", type=float, help="landmark loss weight")
     tr.add_argument("--w-bg", dest="w_bg", type=float, help="background loss weight")
     tr.add_argument("--seed", type=int)
+    tr.add_argument("--init", metavar="WEIGHTS", help="start from these mapper weights (fine-tune)")
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
     tr.add_argument("--data", help="training faces (default: `identity data`'s folder)")
     tr.add_argument("--workdir", help="checkpoints (default in $LATENTSTUDIO_HOME/cache)")

@@ -60,6 +60,7 @@ class TrainConfig:
     augment: float = 2.5  # each code moves up to ± this along yaw, pitch, smile and mouth-open
     keep: tuple[str, ...] = KEEP  # boundaries whose components the mapper always takes from B
     seed: int = 0
+    init: str = ""  # a mapper weight file to start from (fine-tuning, e.g. at a larger size); "" = fresh
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch < 1:
@@ -205,6 +206,8 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
             mapper.load_state_dict(ck["mapper"])
             opt.load_state_dict(ck["opt"])
             step = int(ck["step"])
+    if step == 0 and cfg.init:
+        _start_from(mapper, Path(cfg.init))
     dev = nets.identity.device  # type: ignore[attr-defined]
     mapper.to(dev)
     moves = directions(AUGMENT) if cfg.augment > 0 else ()
@@ -234,6 +237,21 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
                 progress(Progress("train", step, cfg.steps, " ".join(f"{k} {v:.4f}" for k, v in last.items())))
             _checkpoint(mapper, opt, cfg, step, ck_path)
     return TrainResult(mapper.eval().requires_grad_(False), last, time.monotonic() - t0)
+
+
+def _start_from(mapper: Mapper, path: Path) -> None:
+    """Copy a trained mapper's weights into ``mapper`` (DataError when its shape differs)."""
+    from latentstudio.identity.mapper import MapperError, load_mapper
+
+    try:
+        init = load_mapper(path)
+    except MapperError as exc:
+        raise DataError(f"cannot start from {path}: {exc}") from exc
+    if init.config != mapper.config:
+        raise DataError(f"cannot start from {path}: it has {init.config}, this run {mapper.config}")
+    with torch.no_grad():
+        for name, t in init.state_dict().items():
+            mapper.state_dict()[name].copy_(t)
 
 
 def _checkpoint(mapper: Mapper, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, path: Path) -> None:

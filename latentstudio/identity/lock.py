@@ -8,13 +8,14 @@ and undoes it along the boundaries that control those attributes:
 
     x(c)  = X + Σⱼ cⱼ · Dⱼ                        Dⱼ: boundary j's unit normal on its own W+ slots
     f(x)  = [yaw / 3°, pitch / 3°, mouth points / (2 % of the inter-ocular distance)]
-             measured on the 128² preview render by our landmark net (``face.landmark_net``;
-             yaw and pitch by solvePnP, ``edit.predictors.head_pose``)
+             measured on the 256² render by dlib's 68 landmarks (``edit.predictors``; yaw and
+             pitch by solvePnP, ``edit.predictors.head_pose``). Our landmark net on 128²
+             previews was tried first: it reads real inversions' pose too far off (bench/RESULTS.md)
     c     = argmin ‖f(x(c)) − f(T)‖² + λ‖c‖²      T: the attribute face's code
 
 solved by damped Gauss–Newton with a finite-difference Jacobian (one batch of 1 + 4 renders per
 iteration). No identity loss is involved and nothing is learned per pair: it is a measurement and
-a 4-unknown least-squares fit, ~0.4 s on 2 CPU cores, computed once per pair of faces.
+a 4-unknown least-squares fit, ~1.5 s on 2 CPU cores, computed once per pair of faces.
 """
 
 from __future__ import annotations

@@ -249,9 +249,7 @@ def _start_from(mapper: Mapper, path: Path) -> None:
         raise DataError(f"cannot start from {path}: {exc}") from exc
     if init.config != mapper.config:
         raise DataError(f"cannot start from {path}: it has {init.config}, this run {mapper.config}")
-    with torch.no_grad():
-        for name, t in init.state_dict().items():
-            mapper.state_dict()[name].copy_(t)
+    mapper.load_state_dict(init.state_dict())
 
 
 def _checkpoint(mapper: Mapper, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, path: Path) -> None:

@@ -252,7 +252,7 @@ def contact_sheet(path: Path, judge: Judge, pairs: list[tuple[str, str]], codes_
     """Rows: A's photo | B's photo | transfer | transfer pasted into B's photo | B de-identified."""
     from latentstudio.codes import load_code_extras
     from latentstudio.face.image_io import load_image
-    from latentstudio.face.pasteback import paste_back
+    from latentstudio.face.pasteback import IDENTITY_FOREHEAD, paste_back
 
     size = 192
     rows = []
@@ -260,7 +260,7 @@ def contact_sheet(path: Path, judge: Judge, pairs: list[tuple[str, str]], codes_
         img_t, img_d = judge.render(np.stack([out, deid[b]]))
         extras = load_code_extras(codes_folder / f"{b}.npz")
         pasted = paste_back(load_image(paths[b]), img_t, np.asarray(extras["quad"], np.float64),
-                            np.asarray(extras["landmarks"], np.float64))
+                            np.asarray(extras["landmarks"], np.float64), forehead=IDENTITY_FOREHEAD)
         quad = np.asarray(extras["quad"], np.float64)
         x0, y0 = np.floor(quad.min(0)).astype(int)
         x1, y1 = np.ceil(quad.max(0)).astype(int)

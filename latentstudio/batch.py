@@ -231,7 +231,7 @@ def _process(job: Job, models: Models) -> None:
     if o.paste_back:
         from latentstudio.face.placement import Placement
 
-        rgb = Placement.from_arrays(extras).paste(rgb)
+        rgb = Placement.from_arrays(extras).paste(rgb, other_person=o.op in ("transfer", "deidentify"))
     meta = {"latentstudio": f"batch {o.op} " + " ".join(f"{k}={v:g}" for k, v in o.alphas.items())}
     save_image(job.output, rgb, meta)  # atomic: a temp file renamed over
 

@@ -513,15 +513,19 @@ class Document:
         g = self.generator_for(generator, state)
         return to_uint8(g.synthesize(self.code(state), size=size))[0]
 
-    def compose(self, aligned_rgb: np.ndarray, max_side: int | None = None) -> np.ndarray:
+    def compose(self, aligned_rgb: np.ndarray, max_side: int | None = None,
+                state: EditState | None = None) -> np.ndarray:
         """Paste an edited aligned face back into the original photo: (H,W,3) uint8. With
-        ``max_side``, into a copy of the photo reduced to fit it (fast previews)."""
+        ``max_side``, into a copy of the photo reduced to fit it (fast previews). ``state`` (default:
+        the current one) is what ``aligned_rgb`` shows: when its identity panel is active the face
+        may be another person's, and the photo keeps its own hairline."""
         if not self.source.can_paste_back:
             raise DocumentError("pasting back needs the original photo, which is not available"
                                 if self.source.kind == "photo" else
                                 "this face was not opened from a photo; export the aligned crop")
         placement, photo = self.source.reduced(max_side)
-        return placement.paste(aligned_rgb, photo)
+        s = self.state if state is None else state
+        return placement.paste(aligned_rgb, photo, other_person=s.identity.active)
 
     # -- description
     def edits_summary(self, state: EditState | None = None) -> dict[str, Any]:
@@ -561,7 +565,7 @@ class Document:
             raise DocumentError(f"export mode must be 'aligned' or 'photo', got {mode!r}")
         check_output(path, [self.source.path], DocumentError)  # never over the photo or code it came from
         face = aligned_rgb if aligned_rgb is not None else self.render(generator, 1024, state)
-        out = face if mode == "aligned" else self.compose(face)
+        out = face if mode == "aligned" else self.compose(face, state=state)
         try:
             save_image(path, out, self.export_metadata(mode, state))
         except ImageError as exc:

@@ -379,7 +379,8 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
         face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]
         quad = ffhq_quad(lm)  # the inversion's alignment quad
         placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), quad, lm)
-        writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour))
+        writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour,
+                                         other_person=bool(edit.deidentify) or edit.identity is not None))
         rep.edited += 1
         spent[k] = spent.get(k, 0.0) + time.monotonic() - t0
         per = (time.monotonic() - t_pass) / (k + 1)

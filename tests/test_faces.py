@@ -248,6 +248,27 @@ def test_paste_back_changes_only_the_mask(astronaut: np.ndarray, astro_face: Fac
         assert core[int(round(p[1])), int(round(p[0]))]
 
 
+def test_another_persons_face_leaves_the_photos_hairline(astronaut: np.ndarray, astro_face: Face) -> None:
+    from latentstudio.face.pasteback import FOREHEAD, IDENTITY_FOREHEAD
+
+    al = align_face(astronaut, astro_face)
+    edited = 255 - al.image
+    own = paste_back(astronaut, edited, al.quad, astro_face.landmarks)
+    other = paste_back(astronaut, edited, al.quad, astro_face.landmarks, forehead=IDENTITY_FOREHEAD)
+    lm = astro_face.landmarks
+    brow_y, chin_y = lm[17:27, 1].mean(), lm[8, 1]
+    x = int(round(lm[17:27, 0].mean()))
+    # halfway between the two lifts, above the middle of the brows: the photo's hairline region
+    y = int(round(brow_y - 0.5 * (FOREHEAD + IDENTITY_FOREHEAD) * (chin_y - brow_y)))
+    assert np.array_equal(other[y, x], astronaut[y, x]) and not np.array_equal(own[y, x], astronaut[y, x])
+    # the face itself is pasted in both
+    nose = lm[30].round().astype(int)
+    assert not np.array_equal(other[nose[1], nose[0]], astronaut[nose[1], nose[0]])
+    a_own, _ = paste_mask(astronaut.shape, al.quad, lm)
+    a_other, _ = paste_mask(astronaut.shape, al.quad, lm, IDENTITY_FOREHEAD)
+    assert a_other.sum() < a_own.sum()
+
+
 def test_paste_back_of_the_unedited_crop_is_nearly_the_photo(astronaut: np.ndarray,
                                                              astro_face: Face) -> None:
     al = align_face(astronaut, astro_face)

@@ -69,7 +69,7 @@ def _paste(face: Face, rgb: np.ndarray) -> np.ndarray:
         raise _user_error(f"--paste-back needs the attribute face as a photo, or a code from "
                           f"`latentstudio invert` (it stores the photo, quad and landmarks); "
                           f"{face.label} has none")
-    return Placement.from_arrays(face.extras, face.photo).paste(rgb)
+    return Placement.from_arrays(face.extras, face.photo).paste(rgb, other_person=True)
 
 
 def _write(args: argparse.Namespace, code: np.ndarray, models, paste_into: Face | None,  # noqa: ANN001

@@ -23,6 +23,10 @@ from latentstudio.face.align import aligned_to_photo_matrix, apply_matrix, photo
 
 FRAME = 1024  # the aligned frame the mask parameters below are expressed in
 FOREHEAD = 0.35  # brows are lifted by this fraction of the brow-to-chin height
+#: the same when the face is another person's (identity transfer, de-identification): just above
+#: the brows, so the photo keeps its own hairline; with 0.35 the other person's fringe came along
+#: and sat on the photo's hair as a band (bench/RESULTS.md, "The hairline of a pasted identity")
+IDENTITY_FOREHEAD = 0.15
 GROW = 0.03 * FRAME  # the hull is grown by this much (aligned px) ...
 FEATHER = 0.07 * FRAME  # ... and fades to zero over this width, inwards from the grown edge
 MARGIN = 4.0  # keep the mask this far inside the aligned crop (aligned px)
@@ -36,19 +40,22 @@ ColourMatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # (edit mean, photo mea
 
 def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
                landmarks_photo: np.ndarray, *, match_colour: bool = True,
-               colour_filter: Callable[[ColourMatch], ColourMatch] | None = None) -> np.ndarray:
+               colour_filter: Callable[[ColourMatch], ColourMatch] | None = None,
+               forehead: float = FOREHEAD) -> np.ndarray:
     """The photo with the edited face blended in, at the photo's resolution (uint8, H x W x 3).
 
     ``quad`` is ``Alignment.quad`` (photo coordinates), ``landmarks_photo`` the face's 68
     landmarks in the photo. ``aligned_edited`` is a square uint8 RGB crop of any size.
     ``colour_filter`` sees the colour match measured in the seam band and returns the one to
-    apply (a video smooths it over time so the face does not flicker).
+    apply (a video smooths it over time so the face does not flicker). ``forehead``: how far above
+    the brows the pasted region reaches, as a fraction of the brow-to-chin height (``FOREHEAD``;
+    ``IDENTITY_FOREHEAD`` when the face is another person's).
     """
     img = _check_rgb(photo, "photo")
     edit = _check_rgb(aligned_edited, "aligned_edited")
     if edit.shape[0] != edit.shape[1]:
         raise ValueError(f"aligned_edited must be square, got {edit.shape[1]}x{edit.shape[0]}")
-    alpha, box = paste_mask(img.shape, quad, landmarks_photo)
+    alpha, box = paste_mask(img.shape, quad, landmarks_photo, forehead)
     out = img.copy()
     if alpha.size == 0:
         return out
@@ -88,13 +95,13 @@ def warp_to_photo(edit: np.ndarray, quad: np.ndarray, box: Box) -> np.ndarray:
 
 
 def paste_mask(photo_shape: tuple[int, ...], quad: np.ndarray,
-               landmarks_photo: np.ndarray) -> tuple[np.ndarray, Box]:
+               landmarks_photo: np.ndarray, forehead: float = FOREHEAD) -> tuple[np.ndarray, Box]:
     """The feathered blend mask (float32 in [0, 1]) over its bounding box in the photo.
 
     Outside the returned box the mask is zero; inside it, zero outside the grown polygon.
     """
     h, w = photo_shape[:2]
-    polygon = _face_polygon(quad, landmarks_photo)
+    polygon = _face_polygon(quad, landmarks_photo, forehead)
     x0 = max(int(np.floor(polygon[:, 0].min())) - 1, 0)
     y0 = max(int(np.floor(polygon[:, 1].min())) - 1, 0)
     x1 = min(int(np.ceil(polygon[:, 0].max())) + 2, w)
@@ -116,12 +123,12 @@ def _photo_px_per_frame_px(quad: np.ndarray) -> float:
     return float(np.hypot(*(np.asarray(quad[3]) - np.asarray(quad[0])))) / FRAME
 
 
-def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray) -> np.ndarray:
+def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray, lift: float) -> np.ndarray:
     """Convex polygon (photo coordinates) of the landmark hull + forehead, grown by GROW."""
     lm = apply_matrix(photo_to_aligned_matrix(quad, FRAME), landmarks_photo)
     brows = lm[17:27]
     height = max(lm[8, 1] - brows[:, 1].mean(), 1.0)  # brow line to chin, aligned frame
-    forehead = brows - (0.0, FOREHEAD * height)  # "up" is -y in the aligned frame
+    forehead = brows - (0.0, lift * height)  # "up" is -y in the aligned frame
     pts = np.vstack([lm, forehead])
     lo, hi = GROW + MARGIN - 0.5, FRAME - 0.5 - GROW - MARGIN
     pts = np.clip(pts, lo, hi)

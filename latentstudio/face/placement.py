@@ -103,15 +103,17 @@ class Placement:
                        quad=(self.quad + 0.5) * scale - 0.5, landmarks=(self.landmarks + 0.5) * scale - 0.5)
 
     def paste(self, aligned: np.ndarray, photo: np.ndarray | None = None,
-              colour_filter: Callable[[Any], Any] | None = None) -> np.ndarray:
+              colour_filter: Callable[[Any], Any] | None = None, other_person: bool = False) -> np.ndarray:
         """``aligned`` (S, S, 3) uint8 pasted into ``photo`` (default: the photo file) → (H, W, 3).
-        ``colour_filter``: see ``pasteback.paste_back``."""
-        from latentstudio.face.pasteback import paste_back
+        ``colour_filter``: see ``pasteback.paste_back``. ``other_person``: the face is someone
+        else's (identity transfer, de-identification): the photo keeps its own hairline."""
+        from latentstudio.face.pasteback import FOREHEAD, IDENTITY_FOREHEAD, paste_back
 
         rgb = self.load_photo() if photo is None else photo
         if photo is not None:
             self.check(rgb)
-        return paste_back(rgb, aligned, self.quad, self.landmarks, colour_filter=colour_filter)
+        return paste_back(rgb, aligned, self.quad, self.landmarks, colour_filter=colour_filter,
+                          forehead=IDENTITY_FOREHEAD if other_person else FOREHEAD)
 
 
 def _load(path: Path) -> np.ndarray:

@@ -549,18 +549,17 @@ class EditorSession(QObject):
 
     def _request(self, size: int) -> int:
         doc, state = self.doc, self.doc.state  # type: ignore[union-attr]
-        post = self._post(size)
+        post = self._post(size, state)
         return self.bridge.request(lambda: doc.code(state), size, post=post,  # type: ignore[union-attr]
                                    tag=(self.frames.tag, state),
                                    generator_for=lambda g: doc.generator_for(g, state))
 
-    def _post(self, size: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    def _post(self, size: int, state: EditState) -> Callable[[np.ndarray], np.ndarray] | None:
         if self.view != "photo" or self.doc is None:
             return None
         doc = self.doc
-        if size >= self.full_size:
-            return doc.compose
-        return lambda face: doc.compose(face, max_side=PREVIEW_PHOTO_SIDE)
+        side = None if size >= self.full_size else PREVIEW_PHOTO_SIDE
+        return lambda face: doc.compose(face, max_side=side, state=state)
 
     def _render_before(self) -> None:
         """The original: the aligned photo or the photo itself, or the unedited generated face."""

@@ -159,11 +159,7 @@ def run(args: argparse.Namespace) -> str:
     rec = {n: judge.codes(codes[n][None]) for n in names}
     pairs = [(a, b) for a, b in itertools.permutations(names, 2) if PERSON.get(a, a) != PERSON.get(b, b)]
 
-    methods: dict[str, Callable[[str, str], np.ndarray]] = {
-        "mapper": lambda a, b: api.transfer(codes[a], codes[b], models=models),
-        "mix 0-3": lambda a, b: np.concatenate([codes[b][:4], codes[a][4:]]),
-        "B": lambda a, b: codes[b]}
-    methods = {k: f for k, f in methods.items() if k in args.methods or k == "mapper"}
+    methods = feed_forward_methods(codes, models, args.methods)
     if args.refine:
         methods[f"mapper + refine {args.refine}"] = lambda a, b: api.refine_transfer(
             api.transfer(codes[a], codes[b], models=models), codes[b], identity_code=codes[a],
@@ -186,6 +182,16 @@ def run(args: argparse.Namespace) -> str:
         contact_sheet(Path(args.sheet), judge, pairs, Path(args.codes), aligned, paths, results["mapper"],
                       {n: d["code"] for (n, seed), d in deid.items() if seed == DEID_SEEDS[0]})
     return report(args, pairs, per_pair, sweep, deid, timing, time.monotonic() - t0, models, generated)
+
+
+def feed_forward_methods(codes: dict[str, np.ndarray], models: api.IdentityModels,
+                         names: list[str]) -> dict[str, Callable[[str, str], np.ndarray]]:
+    """The methods of ``names`` (the mapper always) as (A, B) → W+ code, on ``codes``."""
+    methods: dict[str, Callable[[str, str], np.ndarray]] = {
+        "mapper": lambda a, b: api.transfer(codes[a], codes[b], models=models),
+        "mix 0-3": lambda a, b: np.concatenate([codes[b][:4], codes[a][4:]]),
+        "B": lambda a, b: codes[b]}
+    return {k: f for k, f in methods.items() if k in names or k == "mapper"}
 
 
 def measure_methods(judge: Judge, methods: dict[str, Callable[[str, str], np.ndarray]], pairs: list[tuple[str, str]],
@@ -227,11 +233,8 @@ def generated_pairs(judge: Judge, models: api.IdentityModels, n: int,
              for k in range(2 * n)}
     ref = {k: judge.codes(c[None]) for k, c in codes.items()}
     pairs = [(f"g{2 * i}", f"g{2 * i + 1}") for i in range(n)]
-    methods: dict[str, Callable[[str, str], np.ndarray]] = {
-        "mapper": lambda a, b: api.transfer(codes[a], codes[b], models=models),
-        "mix 0-3": lambda a, b: np.concatenate([codes[b][:4], codes[a][4:]])}
-    methods = {k: f for k, f in methods.items() if k in names or k == "mapper"}
-    per_pair, _ = measure_methods(judge, methods, pairs, ref, ref, time.monotonic())
+    per_pair, _ = measure_methods(judge, feed_forward_methods(codes, models, names), pairs, ref, ref,
+                                  time.monotonic())
     return per_pair, id_sweep(judge, models, codes, pairs, ref)
 
 

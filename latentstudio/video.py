@@ -261,6 +261,11 @@ class VideoEdit:
     coherency: bool = True  # put the clip's own identity (the mean of its frames' codes) into every frame
     state: Any = None  # the app's EditState (no identity part): sliders, locks, slot ranges, repair
 
+    @property
+    def other_person(self) -> bool:
+        """The frames get another person's face (a transfer or de-identification), not the clip's."""
+        return bool(self.deidentify) or self.identity is not None
+
 
 @dataclass
 class VideoReport:
@@ -379,8 +384,7 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
         face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]
         quad = ffhq_quad(lm)  # the inversion's alignment quad
         placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), quad, lm)
-        writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour,
-                                         other_person=bool(edit.deidentify) or edit.identity is not None))
+        writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour, other_person=edit.other_person))
         rep.edited += 1
         spent[k] = spent.get(k, 0.0) + time.monotonic() - t0
         per = (time.monotonic() - t_pass) / (k + 1)

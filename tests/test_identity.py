@@ -170,6 +170,27 @@ def test_deidentify_changes_identity_not_pose(models, faces, generator) -> None:
     assert api.deidentify(code, 1.0, seed=None, models=models).shape == (23, 512)
 
 
+def test_deidentify_goes_only_as_far_as_another_person_needs(models, faces) -> None:  # noqa: ANN001
+    """The reach is the least of DEID_REACHES whose result our dlib descriptor calls far enough, and
+    it is what strength 1 uses (a fixed 1.4 moved pose and mouth more than needed)."""
+    for code in faces[:3]:
+        other = api.random_identity(code, 3, models=models)
+        k = api.deid_reach(code, other, models=models)
+        assert k in api.DEID_REACHES
+        e = models.embedding(code)
+
+        def dist(reach: float) -> float:
+            return float(np.linalg.norm(models.embedding(models.map(code + reach * (other - code), code)) - e))
+
+        i = api.DEID_REACHES.index(k)
+        assert dist(k) >= api.DEID_DISTANCE or k == api.DEID_REACHES[-1]
+        assert all(dist(r) < api.DEID_DISTANCE for r in api.DEID_REACHES[:i])
+        np.testing.assert_array_equal(api.deidentify(code, 1.0, seed=3, models=models),
+                                      api.deidentify(code, 1.0, other=other, reach=k, models=models))
+    with pytest.raises(api.IdentityError, match="reach"):
+        api.deidentify(faces[0], 1.0, reach=-1.0, models=models)
+
+
 def _attribute_error(lm: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """dlib landmarks (N, 68, 2) against the reference's (N, 68, 2) at 256² → (N,): |yaw| + |pitch|
     errors in degrees / 5 plus the mouth's mean point error / 4 % of the inter-ocular distance."""

@@ -9,9 +9,11 @@ M(X, X) = X exactly. On top of it:
                                   T = lerp(base, other, a) (whose attributes); so blend(·,·,0,0)
                                   = base, (1,1) = other, (1,0) = other's identity on base's
                                   attributes, and the amounts move each independently
-* ``deidentify(X, s, seed)``    = M(X + 1.4·s·(R − X), X) with R a generated face (seeded) whose
-                                  identity is far from X's (1.4: measured on real photos, strength
-                                  1 at R itself left two of five photos "the same person" to OpenFace)
+* ``deidentify(X, s, seed)``    = M(X + k·s·(R − X), X) with R a generated face (seeded) whose
+                                  identity is far from X's and k (``deid_reach``) the least of 0.9 …
+                                  1.4 that puts M(X + k·(R − X), X) at a dlib distance ≥ 0.85 from
+                                  X: the least change that makes another person (the farther a face
+                                  moves, the more its pose and mouth move with it)
 * ``refine_transfer``           a short optimisation of one result (``latentstudio.identity.refine``)
 
 ``transfer``, ``blend`` and ``deidentify`` then apply the attribute lock by default
@@ -42,7 +44,12 @@ EMBED_SIZE = 256  # render size for identity descriptors of codes
 EMB_DIM = 128
 DEID_SEED_BASE = 7_000_000  # de-identification identities: generated faces from these seeds
 DEID_PSI = 0.7
-DEID_REACH = 1.4  # strength 1 goes this far past the other face (away from this one)
+#: strength 1 goes the first of these multiples of the way to the other face ...
+DEID_REACHES = (0.9, 1.0, 1.1, 1.2, 1.4)
+#: ... whose result is this far from the face by our dlib descriptor (else the last); dlib calls
+#: faces under 0.6 the same person. Measured on real photos (bench/RESULTS.md): a fixed 1.4 moved
+#: pose and mouth more than needed, a fixed 1.0 left some photos too close to their own person
+DEID_DISTANCE = 0.85
 DEID_CANDIDATES = 16  # of these, the one farthest from the face's identity is used
 _CACHE_SIZE = 64
 
@@ -252,13 +259,30 @@ def random_identity(code: np.ndarray, seed: int, *, models: IdentityModels) -> n
     return best
 
 
+def deid_reach(code: np.ndarray, other: np.ndarray, *, models: IdentityModels) -> float:
+    """How far towards ``other`` de-identifying ``code`` at strength 1 goes (the source code moves
+    to code + k·(other − code)): the least k of ``DEID_REACHES`` whose mapped result is at least
+    ``DEID_DISTANCE`` from ``code`` by the dlib descriptor of the 256² renders, else the largest."""
+    m = models
+    c, r = _code(code, "code"), _code(other, "other")
+    e_c = m.embedding(c)
+    for k in DEID_REACHES:
+        out = m.map((c + k * (r - c)).astype(np.float32), c)
+        if float(np.linalg.norm(m.embedding(out) - e_c)) >= DEID_DISTANCE:
+            return k
+    return DEID_REACHES[-1]
+
+
 def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *, lock: bool = True,
-               other: np.ndarray | None = None, models: IdentityModels) -> np.ndarray:
+               other: np.ndarray | None = None, reach: float | None = None,
+               models: IdentityModels) -> np.ndarray:
     """Replace the identity of ``code`` by another person's (``seed``; None = the average face),
     keeping its pose, expression, lighting and surroundings → W+ (23,512).
     ``strength`` in [0, 1]: 0 = unchanged, 1 = the other identity in full. ``other``: that
     person's code, chosen once (``random_identity``) when many codes of one face must all get
-    the same new person (a video's frames); default chosen here from ``seed``."""
+    the same new person (a video's frames); default chosen here from ``seed``. ``reach``: how far
+    towards that person strength 1 goes (default ``deid_reach`` for this code; a video chooses it
+    once so every frame moves alike)."""
     s = _amount(strength, "strength")
     c = _code(code, "code")
     if s == 0.0:
@@ -270,9 +294,10 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
         r = np.repeat(m.generator.w_avg.cpu().numpy().reshape(1, W_DIM), NUM_SLOTS, 0)  # type: ignore[attr-defined]
     else:
         r = random_identity(c, seed, models=m)
-    out = m.map((c + DEID_REACH * s * (r - c)).astype(np.float32), c)
+    k = deid_reach(c, r, models=m) if reach is None else _amount(reach, "reach", 0.0, 2.0)
+    out = m.map((c + k * s * (r - c)).astype(np.float32), c)
     if lock:  # measured at strength 1 and scaled, as in ``blend``
-        full = m.map((c + DEID_REACH * (r - c)).astype(np.float32), c)
+        full = m.map((c + k * (r - c)).astype(np.float32), c)
         out = out + np.float32(s) * m.lock_offset(full, c)
     return out
 

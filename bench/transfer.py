@@ -165,6 +165,9 @@ def run(args: argparse.Namespace) -> str:
             api.transfer(codes[a], codes[b], models=models), codes[b], identity_code=codes[a],
             identity_embedding=api.embed_aligned_photo(aligned[a], models=models), steps=args.refine, models=models)
     per_pair, results = measure_methods(judge, methods, pairs, photo, rec, t0)
+    pasted, pasted_faces = paste_into_photos(judge, pairs, results["mapper"], Path(args.codes), paths)
+    m = judge.measure(pasted_faces)
+    per_pair[PASTED] = [judge.scores(m, i, photo[a], photo[b], photo[b]) for i, (a, b) in enumerate(pairs)]
     sweep = id_sweep(judge, models, codes, pairs, photo)
     generated = generated_pairs(judge, models, args.generated, args.methods) if args.generated else None
 
@@ -179,7 +182,7 @@ def run(args: argparse.Namespace) -> str:
 
     timing = blend_ms(models, codes[names[0]], codes[names[-1]])
     if args.sheet:
-        contact_sheet(Path(args.sheet), judge, pairs, Path(args.codes), aligned, paths, results["mapper"],
+        contact_sheet(Path(args.sheet), judge, pairs, Path(args.codes), aligned, pasted, results["mapper"],
                       {n: d["code"] for (n, seed), d in deid.items() if seed == DEID_SEEDS[0]})
     return report(args, pairs, per_pair, sweep, deid, timing, time.monotonic() - t0, models, generated)
 
@@ -249,26 +252,44 @@ def blend_ms(models: api.IdentityModels, a: np.ndarray, b: np.ndarray) -> float:
     return 1000 * statistics.median(ts)
 
 
+def paste_into_photos(judge: Judge, pairs: list[tuple[str, str]], transfers: np.ndarray, codes_folder: Path,
+                      paths: dict[str, Path]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each transfer rendered at 1024² and pasted into B's photo as the app's "In photo" view and
+    ``--paste-back`` do; returns the photos and their face found again and aligned (N, 1024, 1024, 3)."""
+    from latentstudio.codes import load_code_extras
+    from latentstudio.face.align import align_face, ffhq_quad
+    from latentstudio.face.detect import detect_faces
+    from latentstudio.face.placement import Placement
+
+    photos, faces = [], []
+    for (a, b), out in zip(pairs, transfers):
+        place = Placement.from_arrays(load_code_extras(codes_folder / f"{b}.npz"), paths[b])
+        pasted = place.paste(judge.render(out[None])[0], other_person=True)
+        face = min(detect_faces(pasted), key=lambda f: float(np.abs(ffhq_quad(f.landmarks) - place.quad).sum()))
+        photos.append(pasted)
+        faces.append(align_face(pasted, face).image)
+    return photos, np.stack(faces)
+
+
+PASTED = "mapper, pasted into B's photo"  # measured against B's aligned photo, background included
+
+
 def contact_sheet(path: Path, judge: Judge, pairs: list[tuple[str, str]], codes_folder: Path,
-                  aligned: dict[str, np.ndarray], paths: dict[str, Path], transfers: np.ndarray,
+                  aligned: dict[str, np.ndarray], pasted: list[np.ndarray], transfers: np.ndarray,
                   deid: dict[str, np.ndarray]) -> None:
     """Rows: A's photo | B's photo | transfer | transfer pasted into B's photo | B de-identified."""
     from latentstudio.codes import load_code_extras
-    from latentstudio.face.image_io import load_image
-    from latentstudio.face.pasteback import IDENTITY_FOREHEAD, paste_back
 
     size = 192
     rows = []
-    for (a, b), out in zip(pairs, transfers):
+    for (a, b), out, photo in zip(pairs, transfers, pasted):
         img_t, img_d = judge.render(np.stack([out, deid[b]]))
         extras = load_code_extras(codes_folder / f"{b}.npz")
-        pasted = paste_back(load_image(paths[b]), img_t, np.asarray(extras["quad"], np.float64),
-                            np.asarray(extras["landmarks"], np.float64), forehead=IDENTITY_FOREHEAD)
         quad = np.asarray(extras["quad"], np.float64)
         x0, y0 = np.floor(quad.min(0)).astype(int)
         x1, y1 = np.ceil(quad.max(0)).astype(int)
-        h, w = pasted.shape[:2]
-        crop = pasted[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+        h, w = photo.shape[:2]
+        crop = photo[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
         tiles = [aligned[a], aligned[b], img_t, crop, img_d]
         row = np.concatenate([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles], 1)
         cv2.putText(row, f"{a} -> {b}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
@@ -305,7 +326,9 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
              f"Mapper: {args.weights or 'assets/mapper.safetensors'} (trained: {info.get('machine', '?')}, "
              f"{info.get('train_seconds', '?')} s). {len(pairs)} ordered pairs of real photos of different "
              "people, fast-preset inversions, 1024² renders. OpenFace and dlib distances are to the aligned "
-             "*photos*; yaw, pitch, mouth (/ IOD) and background LPIPS are against B's reconstruction.", "",
+             "*photos*; yaw, pitch, mouth (/ IOD) and background LPIPS are against B's reconstruction, except "
+             f"for \"{PASTED}\" (the result as the app's \"In photo\" view and `--paste-back` give it, its face "
+             "found again in the photo and aligned), whose are against B's aligned photo.", "",
              "| method | OpenFace to A ↓ | to B | dlib to A ↓ | to B | closer to A (both) | yaw err ° | "
              "pitch err ° | mouth / IOD | background LPIPS |",
              "|---|---|---|---|---|---|---|---|---|---|"]

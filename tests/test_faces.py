@@ -269,6 +269,39 @@ def test_another_persons_face_leaves_the_photos_hairline(astronaut: np.ndarray, 
     assert a_other.sum() < a_own.sum()
 
 
+def test_another_persons_face_is_pasted_where_both_faces_are_in_the_photos_skin_tone(
+        astronaut: np.ndarray, astro_face: Face) -> None:
+    from latentstudio.face.align import apply_matrix
+    from latentstudio.face.detect import aligned_landmarks
+    from latentstudio.face.pasteback import IDENTITY_FOREHEAD
+
+    al = align_face(astronaut, astro_face)
+    own_lm = aligned_landmarks(al.image)  # the crop's own face, found again in the crop
+    back = apply_matrix(al.aligned_to_photo(), own_lm)
+    assert np.abs(back - astro_face.landmarks).mean() < 2.0  # photo pixels
+    # "another person": the same face, darker and with a narrower jaw (landmarks pulled in)
+    edited = (al.image.astype(np.float32) * 0.55).astype(np.uint8)
+    centre = own_lm[27:36].mean(0)
+    narrow = own_lm.copy()
+    narrow[:17] = centre + 0.8 * (own_lm[:17] - centre)
+    kw = {"forehead": IDENTITY_FOREHEAD}
+    band = paste_back(astronaut, edited, al.quad, astro_face.landmarks, **kw)
+    face = paste_back(astronaut, edited, al.quad, astro_face.landmarks, other_landmarks=narrow, **kw)
+    a_b, (x0, y0, x1, y1) = paste_mask(astronaut.shape, al.quad, astro_face.landmarks, IDENTITY_FOREHEAD)
+    narrow_photo = apply_matrix(al.aligned_to_photo(), narrow)
+    a_f, box = paste_mask(astronaut.shape, al.quad, astro_face.landmarks, IDENTITY_FOREHEAD, narrow_photo)
+    assert box == (x0, y0, x1, y1) and (a_f <= a_b).all() and a_f.sum() < 0.9 * a_b.sum()
+    # between the photo's jaw line and the narrower one the photo stays
+    jaw = astro_face.landmarks[3].round().astype(int)  # on the photo's jaw, outside the narrow one
+    assert np.array_equal(face[jaw[1], jaw[0]], astronaut[jaw[1], jaw[0]])
+    # the inside of the face takes the photo's tone; the band-matched paste leaves it darker
+    inner = np.zeros(astronaut.shape[:2], bool)
+    inner[y0:y1, x0:x1] = a_f > 0.99
+    ref = astronaut[inner].mean(0)
+    assert np.abs(face[inner].mean(0) - ref).max() < 6.0
+    assert np.abs(face[inner].mean(0) - ref).max() < np.abs(band[inner].mean(0) - ref).max()
+
+
 def test_paste_back_of_the_unedited_crop_is_nearly_the_photo(astronaut: np.ndarray,
                                                              astro_face: Face) -> None:
     al = align_face(astronaut, astro_face)

@@ -45,10 +45,9 @@ import numpy as np
 import torch
 
 from latentstudio.edit import nets
+from latentstudio.face.detect import aligned_rect
 
 WORK_SIZE = 256
-#: dlib's median box on FFHQ-aligned faces, as fractions of the side (left, top, right, bottom).
-FALLBACK_BOX = (0.176, 0.305, 0.758, 0.891)
 #: Where the eye centres and mouth corners sit in a 256x256 FFHQ-aligned image (mean of generated
 #: faces, made symmetric): left eye, right eye, left mouth corner, right mouth corner ("left" =
 #: image left). The canonical face frame of the pixel predictors is this layout.
@@ -132,28 +131,11 @@ def working_images(images: np.ndarray) -> np.ndarray:
     return np.stack([cv2.resize(im, (WORK_SIZE, WORK_SIZE), interpolation=interp) for im in images])
 
 
-def _face_box(models: Models, image: np.ndarray) -> tuple[object, bool]:
-    """Best-scoring detection near the FFHQ face position, else the fixed box."""
-    import dlib
-
-    rects, scores, _ = models.detector.run(image, 0, 0)
-    fx0, fy0, fx1, fy1 = (v * WORK_SIZE for v in FALLBACK_BOX)
-    centre = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2])
-    best, best_score = None, -np.inf
-    for rect, score in zip(rects, scores):
-        c = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
-        if np.linalg.norm(c - centre) < 0.2 * WORK_SIZE and score > best_score:
-            best, best_score = rect, score
-    if best is not None:
-        return best, True
-    return dlib.rectangle(int(fx0), int(fy0), int(fx1), int(fy1)), False
-
-
 def find_landmarks(work: np.ndarray, models: Models) -> Landmarks:
     """68 and 5 landmarks of each working image (N, 256, 256, 3)."""
     p68, p5, ok = [], [], []
     for image in work:
-        rect, detected = _face_box(models, image)
+        rect, detected = aligned_rect(models.detector, image)
         p68.append([(p.x, p.y) for p in models.shape68(image, rect).parts()])
         p5.append([(p.x, p.y) for p in models.shape5(image, rect).parts()])
         ok.append(detected)

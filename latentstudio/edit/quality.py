@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from latentstudio.edit.predictors import FALLBACK_BOX, WORK_SIZE, load_models, working_images
+from latentstudio.edit.predictors import load_models, working_images
+from latentstudio.face.detect import aligned_detection
 
 if TYPE_CHECKING:
     from latentstudio.face.chip import IdentityNet
@@ -55,17 +56,10 @@ def detector_scores(work: np.ndarray) -> np.ndarray:
     """(N, 256, 256, 3) uint8 -> (N,) best dlib detector score of a box centred near the FFHQ
     face position (within 0.2 of the side), NO_DETECTION if there is none."""
     detector = load_models().detector
-    fx0, fy0, fx1, fy1 = (v * WORK_SIZE for v in FALLBACK_BOX)
-    centre = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2])
     out = []
     for image in work:
-        rects, scores, _ = detector.run(image, 0, DETECTOR_THRESHOLD)
-        best = NO_DETECTION
-        for rect, score in zip(rects, scores):
-            c = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
-            if np.linalg.norm(c - centre) < 0.2 * WORK_SIZE:
-                best = max(best, float(score))
-        out.append(best)
+        rect, score = aligned_detection(detector, image, DETECTOR_THRESHOLD)
+        out.append(NO_DETECTION if rect is None else max(NO_DETECTION, score))
     return np.asarray(out, np.float64)
 
 

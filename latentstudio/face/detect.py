@@ -130,6 +130,52 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
     return rank_faces(faces)
 
 
+#: dlib's median box on FFHQ-aligned faces, as fractions of the side (left, top, right, bottom)
+ALIGNED_BOX = (0.176, 0.305, 0.758, 0.891)
+ALIGNED_WORK = 256  # side at which the face of an aligned crop is detected and fitted
+
+
+def aligned_detection(detector: object, image: np.ndarray, threshold: float = 0.0) -> tuple[object | None, float]:
+    """dlib's best detection whose centre is within 0.2 of the side of the FFHQ face position in
+    an aligned crop ``image`` (square), and its score; (None, -inf) when there is none."""
+    side = image.shape[0]
+    fx0, fy0, fx1, fy1 = (v * side for v in ALIGNED_BOX)
+    centre = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2])
+    rects, scores, _ = detector.run(image, 0, threshold)  # type: ignore[attr-defined]
+    best, best_score = None, -np.inf
+    for rect, score in zip(rects, scores):
+        c = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+        if np.linalg.norm(c - centre) < 0.2 * side and score > best_score:
+            best, best_score = rect, float(score)
+    return best, best_score
+
+
+def aligned_rect(detector: object, image: np.ndarray) -> tuple[object, bool]:
+    """The box to fit landmarks in, in an aligned crop: ``aligned_detection``'s, else
+    ``ALIGNED_BOX`` (the face is where alignment put it); and whether it was detected."""
+    import dlib
+
+    rect, _ = aligned_detection(detector, image)
+    if rect is not None:
+        return rect, True
+    side = image.shape[0]
+    return dlib.rectangle(*(int(v * side) for v in ALIGNED_BOX)), False
+
+
+def aligned_landmarks(aligned_rgb: np.ndarray) -> np.ndarray:
+    """The 68 landmarks (68, 2) float32, in the crop's pixels, of the face of an FFHQ-aligned
+    square crop (any size; fitted on a ``ALIGNED_WORK``² copy)."""
+    img = _check_rgb(aligned_rgb)
+    scale = ALIGNED_WORK / img.shape[0]
+    work = np.ascontiguousarray(cv2.resize(img, (ALIGNED_WORK, ALIGNED_WORK), interpolation=cv2.INTER_AREA))
+    detector, predictor = _Models.get()
+    with _call_lock:
+        rect, _ = aligned_rect(detector, work)
+        shape = predictor(work, rect)  # type: ignore[operator]
+    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return (pts + 0.5) / scale - 0.5
+
+
 def rank_faces(faces: list[Face]) -> list[Face]:
     """Confident faces first, largest first; then weak detections, highest score first."""
     sure = sorted((f for f in faces if f.confident), key=lambda f: -f.area)

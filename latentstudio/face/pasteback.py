@@ -8,6 +8,9 @@ plus the forehead (the brows lifted by a fraction of the face height), grown a l
 feathered by a distance ramp. Everything is done in the mask's bounding box; the photo outside
 the mask's support is copied, so those pixels are bit-identical to the input.
 
+Another person's face (identity transfer, de-identification: ``other_landmarks``) is pasted only
+where both faces are and is colour-matched over the whole face, so it takes the photo's skin tone.
+
 Mask geometry is defined in a 1024² aligned frame (face-relative units), so it does not depend on
 the photo's resolution or on the edited crop's size (256, 512 or 1024 all work).
 """
@@ -31,6 +34,9 @@ GROW = 0.03 * FRAME  # the hull is grown by this much (aligned px) ...
 FEATHER = 0.07 * FRAME  # ... and fades to zero over this width, inwards from the grown edge
 MARGIN = 4.0  # keep the mask this far inside the aligned crop (aligned px)
 GAIN_LIMITS = (0.85, 1.18)  # contrast correction allowed per channel
+#: the same for another person's face, matched to the photo's skin over the whole face: two people's
+#: skin differs far more than an edit changes one person's
+FACE_GAIN_LIMITS = (0.7, 1.4)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), photo pixels
 
@@ -41,7 +47,7 @@ ColourMatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # (edit mean, photo mea
 def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
                landmarks_photo: np.ndarray, *, match_colour: bool = True,
                colour_filter: Callable[[ColourMatch], ColourMatch] | None = None,
-               forehead: float = FOREHEAD) -> np.ndarray:
+               forehead: float = FOREHEAD, other_landmarks: np.ndarray | None = None) -> np.ndarray:
     """The photo with the edited face blended in, at the photo's resolution (uint8, H x W x 3).
 
     ``quad`` is ``Alignment.quad`` (photo coordinates), ``landmarks_photo`` the face's 68
@@ -50,12 +56,22 @@ def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
     apply (a video smooths it over time so the face does not flicker). ``forehead``: how far above
     the brows the pasted region reaches, as a fraction of the brow-to-chin height (``FOREHEAD``;
     ``IDENTITY_FOREHEAD`` when the face is another person's).
+
+    ``other_landmarks``: when the edited face is another person's (identity transfer,
+    de-identification), its 68 landmarks in ``aligned_edited``'s pixels. Its outline differs from
+    the photo's, so only the region inside both faces is pasted (else the strip between the two
+    jaw lines shows the other render's neck as a band), and its colour is matched to the photo's
+    face over the whole face instead of the seam band (the two people's skin tones differ; the
+    photo's neck and ears stay).
     """
     img = _check_rgb(photo, "photo")
     edit = _check_rgb(aligned_edited, "aligned_edited")
     if edit.shape[0] != edit.shape[1]:
         raise ValueError(f"aligned_edited must be square, got {edit.shape[1]}x{edit.shape[0]}")
-    alpha, box = paste_mask(img.shape, quad, landmarks_photo, forehead)
+    other = None
+    if other_landmarks is not None:
+        other = apply_matrix(aligned_to_photo_matrix(quad, edit.shape[0]), np.asarray(other_landmarks, np.float64))
+    alpha, box = paste_mask(img.shape, quad, landmarks_photo, forehead, other)
     out = img.copy()
     if alpha.size == 0:
         return out
@@ -63,7 +79,7 @@ def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
     warped = warp_to_photo(edit, quad, box)
     region = img[y0:y1, x0:x1].astype(np.float32)
     if match_colour:
-        match = measure_colour(warped, region, alpha)
+        match = measure_colour(warped, region, alpha) if other is None else measure_face_colour(warped, region, alpha)
         if match is not None and colour_filter is not None:
             match = colour_filter(match)
         if match is not None:
@@ -94,11 +110,13 @@ def warp_to_photo(edit: np.ndarray, quad: np.ndarray, box: Box) -> np.ndarray:
                                borderMode=cv2.BORDER_REPLICATE)
 
 
-def paste_mask(photo_shape: tuple[int, ...], quad: np.ndarray,
-               landmarks_photo: np.ndarray, forehead: float = FOREHEAD) -> tuple[np.ndarray, Box]:
+def paste_mask(photo_shape: tuple[int, ...], quad: np.ndarray, landmarks_photo: np.ndarray,
+               forehead: float = FOREHEAD, other_photo: np.ndarray | None = None) -> tuple[np.ndarray, Box]:
     """The feathered blend mask (float32 in [0, 1]) over its bounding box in the photo.
 
-    Outside the returned box the mask is zero; inside it, zero outside the grown polygon.
+    Outside the returned box the mask is zero; inside it, zero outside the grown polygon (and,
+    with ``other_photo``, the pasted face's own landmarks in photo coordinates, outside its polygon
+    too: the smaller of the two masks).
     """
     h, w = photo_shape[:2]
     polygon = _face_polygon(quad, landmarks_photo, forehead)
@@ -108,6 +126,16 @@ def paste_mask(photo_shape: tuple[int, ...], quad: np.ndarray,
     y1 = min(int(np.ceil(polygon[:, 1].max())) + 2, h)
     if x1 <= x0 or y1 <= y0:
         return np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    box = (x0, y0, x1, y1)
+    alpha = _feathered(polygon, box, quad)
+    if other_photo is not None:
+        alpha = np.minimum(alpha, _feathered(_face_polygon(quad, other_photo, forehead), box, quad))
+    return alpha, box
+
+
+def _feathered(polygon: np.ndarray, box: Box, quad: np.ndarray) -> np.ndarray:
+    """1 inside ``polygon`` (photo coordinates) fading to 0 at its edge over ``FEATHER``, over ``box``."""
+    x0, y0, x1, y1 = box
     inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
     shift_bits = 4
     pts = np.rint((polygon - (x0, y0)) * (1 << shift_bits)).astype(np.int32)
@@ -115,8 +143,7 @@ def paste_mask(photo_shape: tuple[int, ...], quad: np.ndarray,
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     feather_px = FEATHER * _photo_px_per_frame_px(quad)
     t = np.clip(dist / max(feather_px, 1.0), 0.0, 1.0)
-    alpha = (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep
-    return alpha, (x0, y0, x1, y1)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep
 
 
 def _photo_px_per_frame_px(quad: np.ndarray) -> float:
@@ -150,6 +177,19 @@ def measure_colour(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray) ->
     mu_e, mu_p = e.mean(axis=0), p.mean(axis=0)
     gain = np.clip(p.std(axis=0) / np.maximum(e.std(axis=0), 1e-3), *GAIN_LIMITS)
     return mu_e, mu_p, gain
+
+
+def measure_face_colour(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray) -> ColourMatch | None:
+    """The per-channel shift and gain that give another person's face the photo face's colour:
+    means and spreads over the whole pasted face, weighted by alpha² (its inside counts most)."""
+    wgt = (alpha * alpha)[..., None]
+    total = float(wgt.sum())
+    if total < 16.0:
+        return None
+    mu_e, mu_p = (warped * wgt).sum((0, 1)) / total, (region * wgt).sum((0, 1)) / total
+    sd_e = np.sqrt((((warped - mu_e) ** 2) * wgt).sum((0, 1)) / total)
+    sd_p = np.sqrt((((region - mu_p) ** 2) * wgt).sum((0, 1)) / total)
+    return mu_e, mu_p, np.clip(sd_p / np.maximum(sd_e, 1e-3), *FACE_GAIN_LIMITS)
 
 
 def _check_rgb(arr: np.ndarray, name: str) -> np.ndarray:

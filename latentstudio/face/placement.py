@@ -106,14 +106,18 @@ class Placement:
               colour_filter: Callable[[Any], Any] | None = None, other_person: bool = False) -> np.ndarray:
         """``aligned`` (S, S, 3) uint8 pasted into ``photo`` (default: the photo file) → (H, W, 3).
         ``colour_filter``: see ``pasteback.paste_back``. ``other_person``: the face is someone
-        else's (identity transfer, de-identification): the photo keeps its own hairline."""
-        from latentstudio.face.pasteback import FOREHEAD, IDENTITY_FOREHEAD, paste_back
+        else's (identity transfer, de-identification): the photo keeps its own hairline, and the
+        pasted region and colour follow both faces (``paste_back``'s ``other_landmarks``)."""
+        from latentstudio.face.detect import aligned_landmarks
+        from latentstudio.face.pasteback import IDENTITY_FOREHEAD, paste_back
 
         rgb = self.load_photo() if photo is None else photo
         if photo is not None:
             self.check(rgb)
+        if not other_person:
+            return paste_back(rgb, aligned, self.quad, self.landmarks, colour_filter=colour_filter)
         return paste_back(rgb, aligned, self.quad, self.landmarks, colour_filter=colour_filter,
-                          forehead=IDENTITY_FOREHEAD if other_person else FOREHEAD)
+                          forehead=IDENTITY_FOREHEAD, other_landmarks=aligned_landmarks(aligned))
 
 
 def _load(path: Path) -> np.ndarray:

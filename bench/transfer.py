@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> str:
         methods[f"mapper + refine {args.refine}"] = lambda a, b: api.refine_transfer(
             api.transfer(codes[a], codes[b], models=models), codes[b], identity_code=codes[a],
             identity_embedding=api.embed_aligned_photo(aligned[a], models=models), steps=args.refine, models=models)
-    per_pair, results = measure_methods(judge, methods, pairs, photo, rec, t0)
-    pasted, pasted_faces = paste_into_photos(judge, pairs, results["mapper"], Path(args.codes), paths)
+    per_pair, renders = measure_methods(judge, methods, pairs, photo, rec, t0)
+    pasted, pasted_faces = paste_into_photos(pairs, renders["mapper"], Path(args.codes), paths)
     m = judge.measure(pasted_faces)
     per_pair[PASTED] = [judge.scores(m, i, photo[a], photo[b], photo[b]) for i, (a, b) in enumerate(pairs)]
     sweep = id_sweep(judge, models, codes, pairs, photo)
@@ -174,16 +174,15 @@ def run(args: argparse.Namespace) -> str:
     deid = {}
     for seed in DEID_SEEDS:
         for n in names:
-            out = api.deidentify(codes[n], 1.0, seed, models=models)
-            m = judge.codes(out[None])
-            r = judge.scores(m, 0, photo[n], photo[n], rec[n])
+            image = judge.render(api.deidentify(codes[n], 1.0, seed, models=models)[None])
+            r = judge.scores(judge.measure(image), 0, photo[n], photo[n], rec[n])
             deid[n, seed] = {"of": r["of_a"], "dl": r["dl_a"], "yaw": r["yaw"], "mouth": r["mouth"], "bg": r["bg"],
-                             "code": out}
+                             "image": image[0]}
 
     timing = blend_ms(models, codes[names[0]], codes[names[-1]])
     if args.sheet:
-        contact_sheet(Path(args.sheet), judge, pairs, Path(args.codes), aligned, pasted, results["mapper"],
-                      {n: d["code"] for (n, seed), d in deid.items() if seed == DEID_SEEDS[0]})
+        contact_sheet(Path(args.sheet), pairs, Path(args.codes), aligned, pasted, renders["mapper"],
+                      {n: d["image"] for (n, seed), d in deid.items() if seed == DEID_SEEDS[0]})
     return report(args, pairs, per_pair, sweep, deid, timing, time.monotonic() - t0, models, generated)
 
 
@@ -201,16 +200,16 @@ def measure_methods(judge: Judge, methods: dict[str, Callable[[str, str], np.nda
                     ref: dict[str, dict[str, np.ndarray]], rec: dict[str, dict[str, np.ndarray]],
                     t0: float) -> tuple[dict[str, list[dict[str, float]]], dict[str, np.ndarray]]:
     """Each method's result per pair (A, B), scored against A's and B's references (``ref``: the
-    photos' measurements, or the generated faces' renders) and B's reconstruction (``rec``)."""
+    photos' measurements, or the generated faces' renders) and B's reconstruction (``rec``); and
+    the results' 1024² renders per method."""
     per_pair: dict[str, list[dict[str, float]]] = {}
-    results: dict[str, np.ndarray] = {}
+    renders: dict[str, np.ndarray] = {}
     for name, f in methods.items():
-        outs = np.stack([f(a, b) for a, b in pairs])
-        m = judge.codes(outs)
+        renders[name] = judge.render(np.stack([f(a, b) for a, b in pairs]))
+        m = judge.measure(renders[name])
         per_pair[name] = [judge.scores(m, i, ref[a], ref[b], rec[b]) for i, (a, b) in enumerate(pairs)]
-        results[name] = outs
         print(f"{name}: done ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
-    return per_pair, results
+    return per_pair, renders
 
 
 def id_sweep(judge: Judge, models: api.IdentityModels, codes: dict[str, np.ndarray], pairs: list[tuple[str, str]],
@@ -252,10 +251,10 @@ def blend_ms(models: api.IdentityModels, a: np.ndarray, b: np.ndarray) -> float:
     return 1000 * statistics.median(ts)
 
 
-def paste_into_photos(judge: Judge, pairs: list[tuple[str, str]], transfers: np.ndarray, codes_folder: Path,
+def paste_into_photos(pairs: list[tuple[str, str]], transfers: np.ndarray, codes_folder: Path,
                       paths: dict[str, Path]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each transfer rendered at 1024² and pasted into B's photo as the app's "In photo" view and
-    ``--paste-back`` do; returns the photos and their face found again and aligned (N, 1024, 1024, 3)."""
+    """Each transfer's 1024² render (N, 1024, 1024, 3) pasted into B's photo as the app's "In photo"
+    view and ``--paste-back`` do; returns the photos and their face found again and aligned."""
     from latentstudio.codes import load_code_extras
     from latentstudio.face.align import align_face, ffhq_quad
     from latentstudio.face.detect import detect_faces
@@ -264,7 +263,7 @@ def paste_into_photos(judge: Judge, pairs: list[tuple[str, str]], transfers: np.
     photos, faces = [], []
     for (a, b), out in zip(pairs, transfers):
         place = Placement.from_arrays(load_code_extras(codes_folder / f"{b}.npz"), paths[b])
-        pasted = place.paste(judge.render(out[None])[0], other_person=True)
+        pasted = place.paste(out, other_person=True)
         face = min(detect_faces(pasted), key=lambda f: float(np.abs(ffhq_quad(f.landmarks) - place.quad).sum()))
         photos.append(pasted)
         faces.append(align_face(pasted, face).image)
@@ -274,16 +273,15 @@ def paste_into_photos(judge: Judge, pairs: list[tuple[str, str]], transfers: np.
 PASTED = "mapper, pasted into B's photo"  # measured against B's aligned photo, background included
 
 
-def contact_sheet(path: Path, judge: Judge, pairs: list[tuple[str, str]], codes_folder: Path,
-                  aligned: dict[str, np.ndarray], pasted: list[np.ndarray], transfers: np.ndarray,
-                  deid: dict[str, np.ndarray]) -> None:
+def contact_sheet(path: Path, pairs: list[tuple[str, str]], codes_folder: Path, aligned: dict[str, np.ndarray],
+                  pasted: list[np.ndarray], transfers: np.ndarray, deid: dict[str, np.ndarray]) -> None:
     """Rows: A's photo | B's photo | transfer | transfer pasted into B's photo | B de-identified."""
     from latentstudio.codes import load_code_extras
 
     size = 192
     rows = []
-    for (a, b), out, photo in zip(pairs, transfers, pasted):
-        img_t, img_d = judge.render(np.stack([out, deid[b]]))
+    for (a, b), img_t, photo in zip(pairs, transfers, pasted):
+        img_d = deid[b]
         extras = load_code_extras(codes_folder / f"{b}.npz")
         quad = np.asarray(extras["quad"], np.float64)
         x0, y0 = np.floor(quad.min(0)).astype(int)

@@ -8,14 +8,21 @@ and undoes it along the boundaries that control those attributes:
 
     x(c)  = X + Σⱼ cⱼ · Dⱼ                        Dⱼ: boundary j's unit normal on its own W+ slots
     f(x)  = [yaw / 3°, pitch / 3°, mouth points / (2 % of the inter-ocular distance)]
-             measured on the 256² render by dlib's 68 landmarks (``edit.predictors``; yaw and
-             pitch by solvePnP, ``edit.predictors.head_pose``). Our landmark net on 128²
-             previews was tried first: it reads real inversions' pose too far off (bench/RESULTS.md)
+             measured by dlib's 68 landmarks (``edit.predictors``; yaw and pitch by solvePnP,
+             ``edit.predictors.head_pose``) on the render the user gets: the full 1024² network,
+             area-reduced to dlib's 256² working size. Our landmark net on 128² previews was tried
+             first: it reads real inversions' pose too far off (bench/RESULTS.md)
     c     = argmin ‖f(x(c)) − f(T)‖² + λ‖c‖²      T: the attribute face's code
 
-solved by damped Gauss–Newton with a finite-difference Jacobian (one batch of 1 + 4 renders per
-iteration). No identity loss is involved and nothing is learned per pair: it is a measurement and
-a 4-unknown least-squares fit, ~1.5 s on 2 CPU cores, computed once per pair of faces.
+solved by damped Gauss–Newton. The Jacobian is a finite difference on the cheap 256² preview
+route (one batch of 1 + 4 renders per iteration: it only needs the local slope); the values the
+fit matches, and every step's acceptance, are read on the full network. Measuring everything on
+the preview route, as before, left real photos' transfers 2.2° off in yaw on average (6.3° at
+most) where the full render is now 1.1° (2.8°): the distilled preview head and the full network
+place a real inversion's landmarks a few pixels apart, and by different amounts for the two faces
+(bench/RESULTS.md). No identity loss is involved and nothing is learned per pair: it is a
+measurement and a 4-unknown least-squares fit, ~1.6 s on 2 CPU cores, computed once per pair of
+faces.
 """
 
 from __future__ import annotations
@@ -75,14 +82,22 @@ def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
     return np.concatenate([pose, mouth], 1)
 
 
-def landmarks(models, codes: np.ndarray) -> np.ndarray:  # noqa: ANN001 - IdentityModels
-    """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2) on their 256² renders, as fractions."""
+def landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # noqa: ANN001 - IdentityModels
+    """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2), as fractions of the image, on their
+    1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders."""
+    import cv2
+
     from latentstudio.edit.predictors import find_landmarks
     from latentstudio.models.generator import to_uint8
 
     g = models.generator
+    codes = np.ascontiguousarray(codes, np.float32)
     with g.lock, torch.no_grad():  # type: ignore[attr-defined]
-        img = to_uint8(g.synthesize(torch.from_numpy(np.ascontiguousarray(codes, np.float32)), size=SIZE))  # type: ignore[attr-defined]
+        if full:  # one at a time: a 1024² batch would hold N full-size feature maps
+            img = np.stack([cv2.resize(to_uint8(g.synthesize(torch.from_numpy(c[None]), size=1024))[0],  # type: ignore[attr-defined]
+                                       (SIZE, SIZE), interpolation=cv2.INTER_AREA) for c in codes])
+        else:
+            img = to_uint8(g.synthesize(torch.from_numpy(codes), size=SIZE))  # type: ignore[attr-defined]
     return find_landmarks(img, models.predictors).points / SIZE
 
 
@@ -106,7 +121,8 @@ def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - 
     c = np.zeros(len(dirs))
     for _ in range(ITERATIONS):
         x = code + np.tensordot(c, basis, 1)
-        jac = ((features(landmarks(models, x[None] + STEP * basis), iod) - f) / STEP).T  # (F, K)
+        cheap = features(landmarks(models, np.concatenate([x[None], x[None] + STEP * basis]), full=False), iod)
+        jac = ((cheap[1:] - cheap[0]) / STEP).T  # (F, K): the slope, on the preview route
         delta = np.linalg.solve(jac.T @ jac + lam * np.eye(len(dirs)), -(jac.T @ (f - f_t)) - lam * c)
         delta = np.clip(delta, -MAX_STEP, MAX_STEP)
         for _try in range(2):  # accept the step only if the fit improves; else try half of it

@@ -8,7 +8,8 @@ InterFaceGAN "Wearing_Hat" direction in Z (``../shared/reference-boundaries``, r
 compared with and never copied). The projection is a property of the sample's z, so the judge
 learns what hats look like in this generator's images; it then scores any image, repaired or not.
 
-Features: the 256² render area-downscaled to 128², VGG16's relu4_3 and relu5_3 (the LPIPS
+Fitted on the full 1024² renders area-reduced to 256² (the benchmark scores those). Features:
+the image area-downscaled to 128², VGG16's relu4_3 and relu5_3 (the LPIPS
 backbone's ImageNet weights, per-pixel unit-normalised as LPIPS taps them), each average-pooled
 over the whole image and over its top half (where hats are), averaged over the image and its
 mirror (so the score is mirror-invariant by construction) → 2 048 numbers. The ridge's strength
@@ -22,7 +23,7 @@ change from noise (bench/RESULTS.md).
     judge.score(images)        # (N,) for (N, H, W, 3) uint8 FFHQ-aligned faces
     judge.std, judge.auc       # population spread of the score; held-out AUC of the top 3 %
 
-Fitted once (~5 min on 2 CPU cores: renders and their features) and cached in ``cache_dir``.
+Fitted once (~13 min on 2 CPU cores: 1024² renders and their features) and cached in ``cache_dir``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -40,7 +42,7 @@ SAMPLES = 3008
 HELD_OUT = 600
 SIDE = 128
 HAT = 1.9  # projection above which a sample counts as wearing a hat (~3 %; checked on a contact sheet)
-CACHE = "headwear_judge_vgg.npz"
+CACHE = "headwear_judge_vgg_full.npz"
 
 
 def features(images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -104,8 +106,10 @@ class HeadwearJudge:
         feats, proj = [], []
         for s in range(FIRST_SEED, FIRST_SEED + SAMPLES, 16):
             z = g.sample_z(s, 16)
-            with torch.no_grad():
-                feats.append(features(to_uint8(g.synthesize(g.map(z, 1.0), size=256))))
+            with torch.no_grad():  # the full 1024² renders, area-reduced: what the benchmark scores
+                w = g.map(z, 1.0)
+                feats.append(features(np.stack([cv2.resize(to_uint8(g.synthesize(w[i:i + 1], size=1024))[0], (256, 256),
+                                                            interpolation=cv2.INTER_AREA) for i in range(len(w))])))
             proj.append(z.numpy() @ normal)
         f, y = np.concatenate(feats)[:SAMPLES], np.concatenate(proj)[:SAMPLES].astype(np.float64)
         n = SAMPLES - HELD_OUT

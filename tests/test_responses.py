@@ -147,3 +147,25 @@ def test_hold_kept_never_ends_worse_than_the_projection(table: Responses) -> Non
     held = hold_kept(w, {"a": 2.5}, BOUNDARIES, ["b"], table, contrary)
     projected = apply_edits(w, {"a": 2.5}, BOUNDARIES, keep=["b"])
     assert np.allclose(held.w_plus, projected, atol=1e-6)
+
+
+def test_the_scorer_reads_the_full_render_when_asked(generator) -> None:  # noqa: ANN001
+    """``full=True`` (what the CLI's measured --keep loop uses) scores what the user exports: the
+    full 1024² network's render area-reduced to the predictors' 256²; the default, the preview route."""
+    import cv2
+    import torch
+
+    from latentstudio.edit.predictors import predict_all
+    from latentstudio.edit.responses import predictor_scorer
+    from latentstudio.models.generator import to_uint8
+
+    code = np.repeat(generator.seed_w(3, 0.7).numpy()[None], 23, 0)[None].astype(np.float32)
+    with torch.no_grad():
+        full = cv2.resize(to_uint8(generator.synthesize(torch.from_numpy(code), size=1024))[0], (256, 256),
+                          interpolation=cv2.INTER_AREA)
+        preview = to_uint8(generator.synthesize(torch.from_numpy(code), size=256))[0]
+    want, other = predict_all(full[None]), predict_all(preview[None])
+    got = predictor_scorer(generator, full=True)(code)
+    assert got["yaw"][0] == pytest.approx(want["yaw"][0]) and got["smile"][0] == pytest.approx(want["smile"][0])
+    assert predictor_scorer(generator)(code)["smile"][0] == pytest.approx(other["smile"][0])
+    assert (full != preview).any()

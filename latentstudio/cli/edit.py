@@ -225,7 +225,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         else:
             from latentstudio.edit.responses import hold_kept, predictor_scorer
 
-            held = hold_kept(w_plus, alphas, directions, keep, table, predictor_scorer(g))
+            held = hold_kept(w_plus, alphas, directions, keep, table, predictor_scorer(g, full=True))
             edited = held.w_plus
             print("keep (measured): steps " + ", ".join(f"{n} {t:+.2f}" for n, t in held.steps.items())
                   + "; left over (stds) " + ", ".join(f"{n} {r:+.2f}" for n, r in held.residual.items()),

@@ -32,7 +32,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -99,17 +98,13 @@ class HeadwearJudge:
         from sklearn.linear_model import Ridge, RidgeCV
         from sklearn.metrics import roc_auc_score
 
-        from latentstudio.models.generator import to_uint8
-
         g = generator
         normal = np.load(REFERENCE).reshape(-1).astype(np.float32)
         feats, proj = [], []
         for s in range(FIRST_SEED, FIRST_SEED + SAMPLES, 16):
             z = g.sample_z(s, 16)
             with torch.no_grad():  # the full 1024² renders, area-reduced: what the benchmark scores
-                w = g.map(z, 1.0)
-                feats.append(features(np.stack([cv2.resize(to_uint8(g.synthesize(w[i:i + 1], size=1024))[0], (256, 256),
-                                                            interpolation=cv2.INTER_AREA) for i in range(len(w))])))
+                feats.append(features(g.exported_view(g.map(z, 1.0))))
             proj.append(z.numpy() @ normal)
         f, y = np.concatenate(feats)[:SAMPLES], np.concatenate(proj)[:SAMPLES].astype(np.float64)
         n = SAMPLES - HELD_OUT

@@ -60,8 +60,7 @@ def render(g: Generator, codes: np.ndarray, full: bool = True) -> np.ndarray:
     or the 256² preview route's (``full=False``)."""
     with torch.no_grad():
         if full:
-            return np.stack([cv2.resize(to_uint8(g.synthesize(torch.from_numpy(c[None]), size=1024))[0], (256, 256),
-                                        interpolation=cv2.INTER_AREA) for c in codes])
+            return g.exported_view(codes)
         return np.concatenate([to_uint8(g.synthesize(torch.from_numpy(codes[i:i + 16]), size=256))
                                for i in range(0, len(codes), 16)])
 

@@ -112,15 +112,10 @@ def faces(generator) -> np.ndarray:  # noqa: ANN001
 
 def _render(generator, codes: np.ndarray, full: bool = False) -> np.ndarray:  # noqa: ANN001
     """256² renders: the preview route's, or the full 1024² network's area-reduced (``full``)."""
-    import cv2
-
     from latentstudio.models.generator import to_uint8
 
     codes = np.asarray(codes, np.float32)
-    if not full:
-        return to_uint8(generator.synthesize(torch.from_numpy(codes), size=256))
-    return np.stack([cv2.resize(to_uint8(generator.synthesize(torch.from_numpy(c[None]), size=1024))[0], (256, 256),
-                                interpolation=cv2.INTER_AREA) for c in codes])
+    return generator.exported_view(codes) if full else to_uint8(generator.synthesize(torch.from_numpy(codes), size=256))
 
 
 def _landmarks(images: np.ndarray) -> np.ndarray:

@@ -152,18 +152,17 @@ def test_hold_kept_never_ends_worse_than_the_projection(table: Responses) -> Non
 def test_the_scorer_reads_the_full_render_when_asked(generator) -> None:  # noqa: ANN001
     """``full=True`` (what the CLI's measured --keep loop uses) scores what the user exports: the
     full 1024² network's render area-reduced to the predictors' 256²; the default, the preview route."""
-    import cv2
     import torch
 
-    from latentstudio.edit.predictors import predict_all
-    from latentstudio.edit.responses import predictor_scorer
+    from latentstudio.edit.predictors import predict_all, working_images
     from latentstudio.models.generator import to_uint8
+    from latentstudio.edit.responses import predictor_scorer
 
     code = np.repeat(generator.seed_w(3, 0.7).numpy()[None], 23, 0)[None].astype(np.float32)
-    with torch.no_grad():
-        full = cv2.resize(to_uint8(generator.synthesize(torch.from_numpy(code), size=1024))[0], (256, 256),
-                          interpolation=cv2.INTER_AREA)
+    with torch.no_grad():  # what the predictors make of the exported 1024² image
+        full = working_images(to_uint8(generator.synthesize(torch.from_numpy(code), size=1024)))[0]
         preview = to_uint8(generator.synthesize(torch.from_numpy(code), size=256))[0]
+    np.testing.assert_array_equal(generator.exported_view(code), full[None])
     want, other = predict_all(full[None]), predict_all(preview[None])
     got = predictor_scorer(generator, full=True)(code)
     assert got["yaw"][0] == pytest.approx(want["yaw"][0]) and got["smile"][0] == pytest.approx(want["smile"][0])

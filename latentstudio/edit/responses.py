@@ -287,18 +287,12 @@ def _projection_start(w0: np.ndarray, alphas: Mapping[str, float], keep: Sequenc
 def predictor_scorer(generator, full: bool = False) -> Scorer:  # noqa: ANN001 - Generator
     """Render codes (N,23,512) on the 256² preview route, or with the full 1024² network
     area-reduced to 256² (``full``), and score them with ``predict_all``; NaN where no face."""
-    import cv2
-
     from latentstudio.edit.predictors import predict_all
     from latentstudio.models.generator import to_uint8
 
-    def render(c: np.ndarray) -> np.ndarray:
-        if not full:
-            return to_uint8(generator.synthesize(c[None], size=256))[0]
-        return cv2.resize(to_uint8(generator.synthesize(c[None], size=1024))[0], (256, 256), interpolation=cv2.INTER_AREA)
-
     def score(codes: np.ndarray) -> dict[str, np.ndarray]:
-        images = np.stack([render(c) for c in codes])
+        images = (generator.exported_view(codes) if full
+                  else np.concatenate([to_uint8(generator.synthesize(c[None], size=256)) for c in codes]))
         s = predict_all(images)
         valid = np.asarray(s["valid"], bool)
         return {k: np.where(valid, np.asarray(v, np.float64), np.nan) for k, v in s.items()

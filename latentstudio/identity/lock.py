@@ -84,20 +84,15 @@ def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
 
 def landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # noqa: ANN001 - IdentityModels
     """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2), as fractions of the image, on their
-    1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders."""
-    import cv2
-
+    full 1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders."""
     from latentstudio.edit.predictors import find_landmarks
     from latentstudio.models.generator import to_uint8
 
     g = models.generator
     codes = np.ascontiguousarray(codes, np.float32)
     with g.lock, torch.no_grad():  # type: ignore[attr-defined]
-        if full:  # one at a time: a 1024² batch would hold N full-size feature maps
-            img = np.stack([cv2.resize(to_uint8(g.synthesize(torch.from_numpy(c[None]), size=1024))[0],  # type: ignore[attr-defined]
-                                       (SIZE, SIZE), interpolation=cv2.INTER_AREA) for c in codes])
-        else:
-            img = to_uint8(g.synthesize(torch.from_numpy(codes), size=SIZE))  # type: ignore[attr-defined]
+        img = (g.exported_view(codes, SIZE) if full  # type: ignore[attr-defined]
+               else to_uint8(g.synthesize(torch.from_numpy(codes), size=SIZE)))  # type: ignore[attr-defined]
     return find_landmarks(img, models.predictors).points / SIZE
 
 

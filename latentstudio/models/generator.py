@@ -118,6 +118,19 @@ class Generator:
             img = self.render(w_plus, size)
         return img.clamp(-1, 1) if clip else img
 
+    def exported_view(self, codes: Tensor | np.ndarray, size: int = 256) -> np.ndarray:
+        """W+ codes (n,23,512) → (n,size,size,3) uint8: the full 1024² network's renders, the face
+        the user exports, as 8-bit images area-reduced to ``size`` (what the predictors make of a
+        1024² image: ``edit.predictors.working_images``). The preview routes
+        (``synthesize(size=256)``) are cheaper but distilled, and dlib reads real inversions and
+        damaged faces on them a few pixels off (bench/RESULTS.md). One code at a time: a 1024²
+        batch holds n full-size feature maps."""
+        import cv2
+
+        w_plus = as_w_plus(codes)
+        return np.stack([cv2.resize(to_uint8(self.synthesize(c[None], size=1024))[0], (size, size),
+                                    interpolation=cv2.INTER_AREA) for c in w_plus])
+
     def fast(self) -> FastSynthesis | None:
         """The frozen-weight twin of the synthesis network (``models.fast``), rebuilt whenever a
         weight changed in place; None on CUDA (it is not measured there) and while any synthesis

@@ -104,7 +104,7 @@ class HeadwearJudge:
         for s in range(FIRST_SEED, FIRST_SEED + SAMPLES, 16):
             z = g.sample_z(s, 16)
             with torch.no_grad():  # the full 1024² renders, area-reduced: what the benchmark scores
-                feats.append(features(g.exported_view(g.map(z, 1.0))))
+                feats.append(features(g.predictor_images(g.map(z, 1.0))))
             proj.append(z.numpy() @ normal)
         f, y = np.concatenate(feats)[:SAMPLES], np.concatenate(proj)[:SAMPLES].astype(np.float64)
         n = SAMPLES - HELD_OUT

@@ -43,7 +43,7 @@ from latentstudio.cli.common import progress_printer
 from latentstudio.edit.boundaries import SHIPPED_DIR, load_all, save_index
 from latentstudio.edit.repair import (INVALID_SCORE, SIGNALS, cached_samples, measure_codes, quality_model, repair,
                                       train_quality_boundary)
-from latentstudio.models.generator import Generator, from_uint8, to_uint8
+from latentstudio.models.generator import Generator, from_uint8
 from headwear import HeadwearJudge
 from latentstudio.paths import home
 from report import publish
@@ -59,10 +59,7 @@ def render(g: Generator, codes: np.ndarray, full: bool = True) -> np.ndarray:
     """256² images of W+ codes: the full 1024² network's renders area-reduced (what the user gets),
     or the 256² preview route's (``full=False``)."""
     with torch.no_grad():
-        if full:
-            return g.exported_view(codes)
-        return np.concatenate([to_uint8(g.synthesize(torch.from_numpy(codes[i:i + 16]), size=256))
-                               for i in range(0, len(codes), 16)])
+        return np.concatenate([g.predictor_images(codes[i:i + 16], full) for i in range(0, len(codes), 16)])
 
 
 def sheet(before: np.ndarray, after: np.ndarray, path: Path) -> None:

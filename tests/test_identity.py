@@ -112,10 +112,7 @@ def faces(generator) -> np.ndarray:  # noqa: ANN001
 
 def _render(generator, codes: np.ndarray, full: bool = False) -> np.ndarray:  # noqa: ANN001
     """256² renders: the preview route's, or the full 1024² network's area-reduced (``full``)."""
-    from latentstudio.models.generator import to_uint8
-
-    codes = np.asarray(codes, np.float32)
-    return generator.exported_view(codes) if full else to_uint8(generator.synthesize(torch.from_numpy(codes), size=256))
+    return generator.predictor_images(np.asarray(codes, np.float32), full)
 
 
 def _landmarks(images: np.ndarray) -> np.ndarray:

@@ -162,7 +162,7 @@ def test_the_scorer_reads_the_full_render_when_asked(generator) -> None:  # noqa
     with torch.no_grad():  # what the predictors make of the exported 1024² image
         full = working_images(to_uint8(generator.synthesize(torch.from_numpy(code), size=1024)))[0]
         preview = to_uint8(generator.synthesize(torch.from_numpy(code), size=256))[0]
-    np.testing.assert_array_equal(generator.exported_view(code), full[None])
+    np.testing.assert_array_equal(generator.predictor_images(code), full[None])
     want, other = predict_all(full[None]), predict_all(preview[None])
     got = predictor_scorer(generator, full=True)(code)
     assert got["yaw"][0] == pytest.approx(want["yaw"][0]) and got["smile"][0] == pytest.approx(want["smile"][0])

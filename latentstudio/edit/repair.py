@@ -176,12 +176,8 @@ def measure_codes(generator, codes: np.ndarray, full: bool = False) -> dict[str,
     """``measure_samples`` of W+ codes (N, 23, 512): on their 256² preview-route renders (what the
     quality model was fitted on), or on the full 1024² network's renders area-reduced to 256²
     (``full``: what the user gets, where the walk's guards are read)."""
-    from latentstudio.models.generator import to_uint8
-
-    codes = np.array(codes, np.float32)
     with torch.no_grad():
-        return measure_samples(generator.exported_view(codes) if full
-                               else to_uint8(generator.synthesize(torch.from_numpy(codes), size=256)))
+        return measure_samples(generator.predictor_images(np.array(codes, np.float32), full))
 
 
 def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,  # noqa: ANN001

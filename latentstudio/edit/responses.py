@@ -288,11 +288,9 @@ def predictor_scorer(generator, full: bool = False) -> Scorer:  # noqa: ANN001 -
     """Render codes (N,23,512) on the 256² preview route, or with the full 1024² network
     area-reduced to 256² (``full``), and score them with ``predict_all``; NaN where no face."""
     from latentstudio.edit.predictors import predict_all
-    from latentstudio.models.generator import to_uint8
 
     def score(codes: np.ndarray) -> dict[str, np.ndarray]:
-        images = (generator.exported_view(codes) if full
-                  else np.concatenate([to_uint8(generator.synthesize(c[None], size=256)) for c in codes]))
+        images = generator.predictor_images(codes, full)
         s = predict_all(images)
         valid = np.asarray(s["valid"], bool)
         return {k: np.where(valid, np.asarray(v, np.float64), np.nan) for k, v in s.items()

@@ -86,13 +86,10 @@ def landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # no
     """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2), as fractions of the image, on their
     full 1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders."""
     from latentstudio.edit.predictors import find_landmarks
-    from latentstudio.models.generator import to_uint8
 
     g = models.generator
-    codes = np.ascontiguousarray(codes, np.float32)
     with g.lock, torch.no_grad():  # type: ignore[attr-defined]
-        img = (g.exported_view(codes, SIZE) if full  # type: ignore[attr-defined]
-               else to_uint8(g.synthesize(torch.from_numpy(codes), size=SIZE)))  # type: ignore[attr-defined]
+        img = g.predictor_images(np.ascontiguousarray(codes, np.float32), full, SIZE)  # type: ignore[attr-defined]
     return find_landmarks(img, models.predictors).points / SIZE
 
 

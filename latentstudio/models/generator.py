@@ -118,16 +118,20 @@ class Generator:
             img = self.render(w_plus, size)
         return img.clamp(-1, 1) if clip else img
 
-    def exported_view(self, codes: Tensor | np.ndarray, size: int = 256) -> np.ndarray:
-        """W+ codes (n,23,512) → (n,size,size,3) uint8: the full 1024² network's renders, the face
-        the user exports, as 8-bit images area-reduced to ``size`` (what the predictors make of a
-        1024² image: ``edit.predictors.working_images``). The preview routes
-        (``synthesize(size=256)``) are cheaper but distilled, and dlib reads real inversions and
-        damaged faces on them a few pixels off (bench/RESULTS.md). One code at a time: a 1024²
-        batch holds n full-size feature maps."""
+    def predictor_images(self, codes: Tensor | np.ndarray, full: bool = True, size: int = 256) -> np.ndarray:
+        """W+ codes (n,23,512) → (n,size,size,3) uint8, the images the predictors read.
+
+        ``full``: the full 1024² network's renders, the face the user exports, as 8-bit images
+        area-reduced to ``size`` (what the predictors make of a 1024² image:
+        ``edit.predictors.working_images``); one code at a time, since a 1024² batch holds n
+        full-size feature maps. Else the ``size`` preview route, in one batch: cheaper but
+        distilled, and dlib reads real inversions and damaged faces on it a few pixels off
+        (bench/RESULTS.md)."""
         import cv2
 
         w_plus = as_w_plus(codes)
+        if not full:
+            return to_uint8(self.synthesize(w_plus, size=size))
         return np.stack([cv2.resize(to_uint8(self.synthesize(c[None], size=1024))[0], (size, size),
                                     interpolation=cv2.INTER_AREA) for c in w_plus])
 

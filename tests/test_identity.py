@@ -202,7 +202,7 @@ def _attribute_error(lm: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def test_attribute_lock_puts_pose_and_mouth_back_along_the_lock_boundaries(models, faces, generator) -> None:  # noqa: ANN001
-    from latentstudio.identity.lock import directions
+    from latentstudio.identity.lock import lock_directions
 
     a, b = faces[:3], faces[5:8]
     free = np.stack([api.transfer(x, y, lock=False, models=models) for x, y in zip(a, b)])
@@ -210,7 +210,7 @@ def test_attribute_lock_puts_pose_and_mouth_back_along_the_lock_boundaries(model
     lm = _landmarks(_render(generator, np.concatenate([free, locked, b]), full=True))  # what the user gets
     err_free, err_locked = _attribute_error(lm[:3], lm[6:]), _attribute_error(lm[3:6], lm[6:])
     assert err_locked.mean() < 0.8 * err_free.mean(), (err_free, err_locked)
-    basis = np.stack([d.as_w_plus().ravel() for d in directions()])  # only the lock's boundaries move
+    basis = np.stack([d.as_w_plus().ravel() for d in lock_directions()])  # only the lock's boundaries move
     moved = (locked - free).reshape(3, -1)
     coef = np.linalg.lstsq(basis.T, moved.T, rcond=None)[0]
     np.testing.assert_allclose(coef.T @ basis, moved, atol=1e-4)

@@ -6,7 +6,8 @@ the pose and the mouth through other directions too (a different face outline ti
 head; a different mouth shape reads as another expression). The lock measures what the change did
 and undoes it along the boundaries that control those attributes:
 
-    x(c)  = X + Σⱼ cⱼ · Dⱼ                        Dⱼ: boundary j's unit normal on its own W+ slots
+    x(c)  = X + Σⱼ cⱼ · Dⱼ                        Dⱼ: boundary j's unit normal on the first or the
+                                                  second half of its own W+ slots
     f(x)  = [yaw / 3°, pitch / 3°, mouth points / (2 % of the inter-ocular distance)]
              measured by dlib's 68 landmarks (``edit.predictors``; yaw and pitch by solvePnP,
              ``edit.predictors.head_pose``) on the render the user gets: the full 1024² network,
@@ -15,14 +16,18 @@ and undoes it along the boundaries that control those attributes:
     c     = argmin ‖f(x(c)) − f(T)‖² + λ‖c‖²      T: the attribute face's code
 
 solved by damped Gauss–Newton. The Jacobian is a finite difference on the cheap 256² preview
-route (one batch of 1 + 4 renders per iteration: it only needs the local slope); the values the
+route (one batch of 1 + 8 renders per iteration: it only needs the local slope); the values the
 fit matches, and every step's acceptance, are read on the full network. Measuring everything on
 the preview route, as before, left real photos' transfers 2.2° off in yaw on average (6.3° at
 most) where the full render is now 1.1° (2.8°): the distilled preview head and the full network
 place a real inversion's landmarks a few pixels apart, and by different amounts for the two faces
-(bench/RESULTS.md). No identity loss is involved and nothing is learned per pair: it is a
-measurement and a 4-unknown least-squares fit, ~1.6 s on 2 CPU cores, computed once per pair of
-faces.
+(bench/RESULTS.md). Each boundary enters the fit twice, on the coarse and on the fine half of its
+slots (8 unknowns): another person's mouth differs in shape, not only in how much it smiles or
+opens, and one coefficient per boundary could not match it (de-identified real photos, 5 photos
+× 6 seeds: yaw over 3° or the mouth over 4 % of the inter-ocular distance on 5 of 30 with whole
+boundaries and 3 iterations, on none split with 4; bench/RESULTS.md). No identity loss is
+involved and nothing is learned per pair: it is a measurement and an 8-unknown least-squares
+fit, ~2.7 s on 2 CPU cores, computed once per pair of faces.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from latentstudio.latent import W_PLUS
 LOCK = ("yaw", "pitch", "smile", "mouth_open")
 SIZE = 256  # render the landmarks are measured on (dlib's working size)
 STEP = 1.0  # finite-difference step along a boundary (W units)
-ITERATIONS = 3
+ITERATIONS = 4
 DAMPING = 0.05
 MAX_STEP = 4.0  # per boundary and iteration
 POSE_SCALE = 3.0  # degrees that weigh as much as …
@@ -71,6 +76,17 @@ def directions(names: tuple[str, ...] = LOCK) -> tuple[Direction, ...]:
     return tuple(Direction(n, np.asarray(found[n].normal, np.float32), *found[n].layers) for n in names if n in found)
 
 
+def lock_directions(names: tuple[str, ...] = LOCK) -> tuple[Direction, ...]:
+    """What the lock fits: each of the boundaries ``names`` split into the first and the second
+    half of its slots (a boundary on slots 0 … 6 gives 0 … 2 and 3 … 6)."""
+    out: list[Direction] = []
+    for d in directions(names):
+        mid = (d.lo + d.hi + 1) // 2
+        out += [Direction(f"{d.name}[{d.lo}-{mid - 1}]", d.normal, d.lo, mid - 1),
+                Direction(f"{d.name}[{mid}-{d.hi}]", d.normal, mid, d.hi)]
+    return tuple(out)
+
+
 def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
     """Landmarks (N, 68, 2) as fractions of the image → (N, 2 + 40): yaw, pitch and the mouth
     points, each scaled so that one unit is what the lock tolerates."""
@@ -96,7 +112,7 @@ def landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # no
 def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - IdentityModels
                 dirs: tuple[Direction, ...] | None = None) -> np.ndarray:
     """The W+ offset (23, 512) that gives ``code``'s render the pose and mouth of ``target``'s."""
-    dirs = directions() if dirs is None else dirs
+    dirs = lock_directions() if dirs is None else dirs
     if not dirs or np.array_equal(code, target):
         return np.zeros_like(code)
     from latentstudio.edit.predictors import interocular

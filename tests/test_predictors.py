@@ -383,3 +383,17 @@ def test_batch_equals_single(faces: np.ndarray, face_scores: dict[str, np.ndarra
 def test_bad_input_is_a_value_error(bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         P.predict_all(bad)
+
+
+def test_dlib_reads_a_strided_image_as_its_pixels(faces: np.ndarray) -> None:
+    """dlib reads a strided array's memory as if it were C order: the landmarks of a channels-first
+    tensor's (N, H, W, 3) view must be those of its C-ordered copy, and ``to_uint8`` gives C order."""
+    from latentstudio.models.generator import to_uint8
+
+    strided = np.ascontiguousarray(faces.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)  # same pixels
+    assert not strided.flags["C_CONTIGUOUS"]
+    models = P.load_models()
+    a, b = P.find_landmarks(strided[:4], models), P.find_landmarks(faces[:4], models)
+    np.testing.assert_array_equal(a.points, b.points)
+    assert a.detected.all()
+    assert to_uint8(torch.zeros(2, 3, 8, 8)).flags["C_CONTIGUOUS"]

@@ -135,6 +135,7 @@ def find_landmarks(work: np.ndarray, models: Models) -> Landmarks:
     """68 and 5 landmarks of each working image (N, 256, 256, 3)."""
     p68, p5, ok = [], [], []
     for image in work:
+        image = np.ascontiguousarray(image)  # dlib reads a strided view's memory as if it were C order
         rect, detected = aligned_rect(models.detector, image)
         p68.append([(p.x, p.y) for p in models.shape68(image, rect).parts()])
         p5.append([(p.x, p.y) for p in models.shape5(image, rect).parts()])

@@ -138,6 +138,7 @@ ALIGNED_WORK = 256  # side at which the face of an aligned crop is detected and 
 def aligned_detection(detector: object, image: np.ndarray, threshold: float = 0.0) -> tuple[object | None, float]:
     """dlib's best detection whose centre is within 0.2 of the side of the FFHQ face position in
     an aligned crop ``image`` (square), and its score; (None, -inf) when there is none."""
+    image = np.ascontiguousarray(image)  # dlib reads a strided view's memory as if it were C order
     side = image.shape[0]
     fx0, fy0, fx1, fy1 = (v * side for v in ALIGNED_BOX)
     centre = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2])

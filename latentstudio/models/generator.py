@@ -182,7 +182,7 @@ class Generator:
 def to_uint8(img: Tensor) -> np.ndarray:
     """(n,3,H,W) in [-1,1] → (n,H,W,3) uint8 RGB."""
     x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # C order: dlib misreads strided arrays
 
 
 def resize(img: Tensor, size: int) -> Tensor:

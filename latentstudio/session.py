@@ -519,10 +519,12 @@ class Session:
         def run(progress: ProgressFn | None, cancelled: CancelFn | None) -> np.ndarray:
             from latentstudio.identity import api
 
+            models = runtime.identity()
             start = identity_stage(base, state.identity, runtime)
-            who, attrs = api.blend_sources(base, other.code, ident.id_alpha, ident.attr_alpha)
+            t = api.even_amount(base, other.code, ident.id_alpha, ident.attr_alpha, models=models)  # as the blend
+            who, attrs = api.blend_sources(base, other.code, t, ident.attr_alpha)
             out = api.refine_transfer(start, attrs, identity_code=who, steps=steps, cancelled=cancelled,
-                                      progress=progress, models=runtime.identity())
+                                      progress=progress, models=models)
             return out - start
 
         def finish(offset: np.ndarray) -> str | None:

@@ -359,7 +359,7 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
                                   progress=progress, cancelled=cancelled, rep=rep)
     _settle(src, tr, cache, codes, spent, runtime=runtime, start=start, end=end, progress=progress,
             cancelled=cancelled)
-    identity, reach = _clip_identity(codes, edit, models)
+    identity, amount = _clip_identity(codes, edit, models)
     colour = ColourSmoother()
     t_pass = time.monotonic()
     for k, fr in enumerate(frames(src, start, end)):
@@ -372,7 +372,7 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
             rep.passed_through.append(fr.index)
             writer.write(fr, fr.rgb)
             continue
-        edited = _identity_stage(codes[k], identity, reach, edit, models)
+        edited = _identity_stage(codes[k], identity, amount, edit, models)
         if edit.state is not None:  # exactly what the app's document does to a code
             from latentstudio.document import Document, Source
 
@@ -480,14 +480,17 @@ def _settle(src: Path, tr: Track, cache: Path, codes: dict[int, np.ndarray], spe
 def _clip_identity(codes: dict[int, np.ndarray], edit: VideoEdit,
                    models: Any) -> tuple[np.ndarray | None, float | None]:
     """The one identity every frame gets: another face's, a seeded new person, or the clip's own
-    (the mean of its frames' codes: a look-alike of every frame, not of the first one only); and,
-    when de-identifying, how far towards the new person every frame goes (chosen once, for that
-    mean code)."""
+    (the mean of its frames' codes: a look-alike of every frame, not of the first one only); and
+    how far towards it every frame goes, chosen once for that mean code so every frame moves
+    alike: de-identification's reach, or the id amount's point on the blend's line."""
     if not codes:
         return None, None
     own = np.mean(np.stack(list(codes.values())), axis=0).astype(np.float32)
     if edit.identity is not None:
-        return as_code(edit.identity, "the identity face"), None
+        from latentstudio.identity.api import even_amount
+
+        other = as_code(edit.identity, "the identity face")
+        return other, even_amount(own, other, edit.id_alpha, edit.attr_alpha, models=models)
     if edit.deidentify:
         from latentstudio.identity.api import deid_reach, random_identity
 
@@ -506,15 +509,17 @@ def _cached_code(path: Path) -> np.ndarray | None:
         return None  # a damaged cache entry is recomputed
 
 
-def _identity_stage(code: np.ndarray, identity: np.ndarray, reach: float | None, edit: VideoEdit,
+def _identity_stage(code: np.ndarray, identity: np.ndarray, amount: float | None, edit: VideoEdit,
                     models: Any) -> np.ndarray:
-    """One identity in every frame (see the module docstring)."""
+    """One identity in every frame (see the module docstring); ``amount``: how far towards it,
+    chosen once for the clip (``_clip_identity``)."""
     from latentstudio.identity import api
 
     if edit.deidentify:
-        return api.deidentify(code, edit.deidentify, other=identity, reach=reach, models=models)
+        return api.deidentify(code, edit.deidentify, other=identity, reach=amount, models=models)
     if edit.identity is not None:
-        return api.blend(code, identity, edit.id_alpha, edit.attr_alpha, models=models)
+        t = edit.id_alpha if amount is None else amount
+        return api.blend(code, identity, t, edit.attr_alpha, even=False, models=models)
     if edit.coherency:
         return api.transfer(identity, code, lock=False, models=models)
     return code

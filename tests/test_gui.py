@@ -354,6 +354,7 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     fake.available = lambda weights=None: None
     fake.blend = lambda base, other, ia, aa, models: base + (0.3 * ia + 0.7 * aa) * (other - base)
     fake.deidentify = lambda code, strength, seed, models: code + strength * 0.01 * (seed % 7 + 1)
+    fake.even_amount = lambda base, other, ia, aa, models: ia ** 2  # the blend's point of the line
 
     def refine_transfer(start, attrs, *, identity_code, steps, progress, cancelled, models):  # noqa: ANN001, ANN202
         for i in range(steps):
@@ -393,7 +394,7 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
         panel.refine.click()
     qtbot.waitUntil(lambda: s.doc.state.identity.refined is not None, timeout=WAIT)
     assert "refined (40 steps)" in panel.refined.text()
-    who, attrs = base + 0.5 * (other - base), other  # id_alpha 0.5, attr_alpha 1
+    who, attrs = base + 0.25 * (other - base), other  # id_alpha 0.5 (its point 0.25), attr_alpha 1
     np.testing.assert_allclose(s.doc.code(), before + 0.02 * (who - attrs), atol=1e-5)
     window.act_undo.trigger()
     assert s.doc.state.identity.refined is None

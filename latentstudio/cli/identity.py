@@ -266,7 +266,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--identity", required=True, metavar="A", help="identity source: photo or code")
     t.add_argument("--attributes", required=True, metavar="B",
                    help="attribute source (pose, expression, lighting, hair): photo or code")
-    t.add_argument("--id-alpha", type=float, default=1.0, help="how much of A's identity (0..1)")
+    t.add_argument("--id-alpha", type=float, default=1.0,
+                   help="how much of A's identity (0..1: the share of the way to A's identity by our recogniser)")
     t.add_argument("--attr-alpha", type=float, default=1.0, help="how much of B's attributes (0..1)")
     t.add_argument("--refine", type=int, nargs="?", const=40, default=None, metavar="STEPS",
                    help="optimise the result for this pair against the real identity loss and B's "

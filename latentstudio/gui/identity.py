@@ -62,7 +62,8 @@ class IdentityPanel(QWidget):
         self.generated = QPushButton("Use generated face")
         self.swap = QPushButton("Swap roles")
         self.clear = QPushButton("Remove")
-        self.id_amount = _amount_slider("How much of the second face's identity (0 = keep yours)")
+        self.id_amount = _amount_slider("How much of the second face's identity (0 = keep yours; evenly spaced "
+                                        "by the face recogniser)")
         self.attr_amount = _amount_slider("How much of the second face's attributes "
                                           "(pose, expression, hair, lighting)")
         self.refine = QPushButton("Refine")

@@ -5,10 +5,15 @@ The mapper M(A, B) (``latentstudio.identity.mapper``) gives A's person with B's 
 M(X, X) = X exactly. On top of it:
 
 * ``transfer(A, B)``            = M(A, B)
-* ``blend(base, other, i, a)``  = M(I, T) with I = lerp(base, other, i) (whose identity) and
+* ``blend(base, other, i, a)``  = M(I, T) with I = lerp(base, other, t) (whose identity) and
                                   T = lerp(base, other, a) (whose attributes); so blend(·,·,0,0)
                                   = base, (1,1) = other, (1,0) = other's identity on base's
-                                  attributes, and the amounts move each independently
+                                  attributes, and the amounts move each independently. t is the
+                                  point of that straight line where our recogniser has covered
+                                  the fraction i of the way to ``other``'s identity
+                                  (``even_amount``, measured once per pair): an inverted photo's
+                                  identity barely moves over the line's first quarter, so a plain
+                                  t = i left the slider's first stretch doing nothing visible
 * ``deidentify(X, s, seed)``    = M(X + k·s·(R − X), X) with R a generated face (seeded) whose
                                   identity is far from X's and k (``deid_reach``) the least of 0.9 …
                                   1.4 that puts M(X + k·(R − X), X) at a dlib distance ≥ 0.85 from
@@ -51,6 +56,9 @@ DEID_REACHES = (0.9, 1.0, 1.1, 1.2, 1.4)
 #: pose and mouth more than needed, a fixed 1.0 left some photos too close to their own person
 DEID_DISTANCE = 0.85
 DEID_CANDIDATES = 16  # of these, the one farthest from the face's identity is used
+EVEN_POINTS = 9  # the id-amount slider's curve is measured at this many points of the line …
+EVEN_MIX = 0.8  # … and mixed with the plain amount, so a stretch where the recogniser is flat still moves
+EVEN_MIN_SPAN = 0.1  # a smaller change of dlib distance along the line: one person, the plain amount
 _CACHE_SIZE = 64
 
 
@@ -210,10 +218,13 @@ def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *, lock: boo
 
 
 def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *, lock: bool = True,
-          models: IdentityModels) -> np.ndarray:
+          even: bool = True, models: IdentityModels) -> np.ndarray:
     """Move identity and attributes independently from ``base`` towards ``other`` → W+ (23,512).
 
     ``id_alpha`` / ``attr_alpha`` in [0, 1]: how much of ``other``'s identity / attributes.
+    ``even``: the id amount is the share of the way to ``other``'s identity by our recogniser
+    (``even_amount``; measured once per pair and attribute amount); else the plain point on the
+    straight line (a video's frames get the point chosen once for the clip).
     ``lock``: the attribute lock, measured once at the end of the identity move (id amount 1, or
     0 when the identity moves towards ``base``) and scaled with the amount, so a slider drag
     costs one lock per pair and attribute amount, and blend(X, X, ·, ·) = X still holds.
@@ -223,6 +234,8 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
     if ia == 0.0 and aa == 0.0:
         return b
     m = models
+    if even:
+        ia = even_amount(b, o, ia, aa, lock=lock, models=m)
     ident, attrs = blend_sources(b, o, ia, aa)
     out = m.map(ident, attrs)
     if lock and ia != aa:
@@ -230,6 +243,42 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
         full = m.map(*blend_sources(b, o, end, aa))
         out = out + np.float32((ia - aa) / (end - aa)) * m.lock_offset(full, attrs)
     return out
+
+
+def even_amount(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *,
+                lock: bool = True, models: IdentityModels) -> float:
+    """The point t of ``blend``'s straight line (identity lerp(base, other, t)) that id amount
+    ``id_alpha`` stands for: where our dlib descriptor (of the 256² renders) has covered the
+    fraction ``id_alpha`` of its way from the result at t = 0 to ``other``'s identity at t = 1,
+    read off ``EVEN_POINTS`` points of the line (made monotone; cached per pair and attribute
+    amount) and mixed ``EVEN_MIX`` / (1 − ``EVEN_MIX``) with the plain amount. Ends fixed: 0 → 0,
+    1 → 1; two faces of one person (the distance hardly changes) keep the plain amount.
+    Measured on real photos (bench/RESULTS.md): the line's first quarter barely moves an inverted
+    photo's identity, so with t = ``id_alpha`` the slider's first stretch did nothing visible."""
+    ia, aa = _amount(id_alpha, "id_alpha"), _amount(attr_alpha, "attr_alpha")
+    if ia in (0.0, 1.0):
+        return ia
+    b, o = _code(base, "base"), _code(other, "other")
+    m = models
+    key = f"even:{_digest(b)}{_digest(o)}:{aa!r}:{lock}"
+    covered = m._cached(key, lambda: _covered(b, o, aa, lock, m))
+    points = np.linspace(0.0, 1.0, EVEN_POINTS)
+    t = float(np.interp(ia, covered + points * 1e-6, points))  # the ramp breaks ties of a flat stretch
+    return EVEN_MIX * t + (1.0 - EVEN_MIX) * ia
+
+
+def _covered(base: np.ndarray, other: np.ndarray, attr_alpha: float, lock: bool,
+             models: IdentityModels) -> np.ndarray:
+    """(EVEN_POINTS,) the monotone share of the dlib distance to ``other`` covered along the line."""
+    points = np.linspace(0.0, 1.0, EVEN_POINTS)
+    e_o = models.embedding(other)
+    d = np.array([np.linalg.norm(models.embedding(blend(base, other, t, attr_alpha, lock=lock, even=False,
+                                                        models=models)) - e_o) for t in points])
+    if d[0] - d[-1] < EVEN_MIN_SPAN:
+        return points
+    covered = np.maximum.accumulate(np.clip((d[0] - d) / (d[0] - d[-1]), 0.0, 1.0))
+    covered[-1] = 1.0
+    return covered
 
 
 def blend_sources(base: np.ndarray, other: np.ndarray, id_alpha: float,

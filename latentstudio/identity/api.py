@@ -23,7 +23,7 @@ M(X, X) = X exactly. On top of it:
 
 ``transfer``, ``blend`` and ``deidentify`` then apply the attribute lock by default
 (``latentstudio.identity.lock``: the head pose and the mouth measured and put back along our
-boundaries, ~2.7 s once per pair on 2 CPU cores, cached; ``lock=False`` skips it).
+boundaries, ~2.3 s once per pair on 2 CPU cores, cached; ``lock=False`` skips it).
 
 Identity descriptors (dlib, 128-d) are only needed for de-identification (choosing R) and for
 refinement (the target); they are computed from the 256² render of a code, or from a photo.

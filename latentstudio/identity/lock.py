@@ -27,7 +27,7 @@ opens, and one coefficient per boundary could not match it (de-identified real p
 × 6 seeds: yaw over 3° or the mouth over 4 % of the inter-ocular distance on 5 of 30 with whole
 boundaries and 3 iterations, on none split with 4; bench/RESULTS.md). No identity loss is
 involved and nothing is learned per pair: it is a measurement and an 8-unknown least-squares
-fit, ~2.7 s on 2 CPU cores, computed once per pair of faces.
+fit, ~2.3 s on 2 CPU cores, computed once per pair of faces.
 """
 
 from __future__ import annotations

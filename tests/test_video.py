@@ -191,6 +191,28 @@ def test_deidentified_clip_is_one_new_person(generator, runtime, quick, tmp_path
     assert max(np.linalg.norm(b[i] - b[i + 1]) for i in range(3)) < 0.35  # the same one throughout
 
 
+def test_a_clips_identity_amount_is_chosen_once_for_every_frame(generator, runtime) -> None:  # noqa: ANN001
+    """A fractional --id-alpha maps to one point of the blend's line for the whole clip (measured
+    on the clip's mean code), so frames whose own mapping would differ still move alike."""
+    import torch
+
+    from latentstudio.identity import api
+
+    models = runtime.identity()
+    w = torch.stack([generator.seed_w(s, 0.7) for s in (21, 22, 23)]).numpy()
+    a, b, other = (np.repeat(x[None], 23, 0).astype(np.float32) for x in w)
+    codes = {0: a, 1: (0.7 * a + 0.3 * b).astype(np.float32), 2: (0.4 * a + 0.6 * b).astype(np.float32)}
+    edit = video.VideoEdit(identity=other, id_alpha=0.4)
+    identity, amount = video._clip_identity(codes, edit, models)
+    mean = np.mean(np.stack(list(codes.values())), axis=0).astype(np.float32)
+    assert amount == api.even_amount(mean, other, 0.4, 0.0, models=models) and 0.0 < amount < 1.0
+    own = [api.even_amount(c, other, 0.4, 0.0, models=models) for c in codes.values()]
+    assert max(own) - min(own) > 1e-3  # each frame alone would take another point
+    for c in codes.values():
+        np.testing.assert_array_equal(video._identity_stage(c, identity, amount, edit, models),
+                                      api.blend(c, other, amount, 0.0, even=False, models=models))
+
+
 def test_cli_video_edits_a_clip(generator, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # noqa: ANN001
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from latentstudio.cli import main

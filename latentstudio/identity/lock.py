@@ -21,7 +21,8 @@ fit matches, and every step's acceptance, are read on the full network. Measurin
 the preview route, as before, left real photos' transfers 2.2° off in yaw on average (6.3° at
 most) where the full render is now 1.1° (2.8°): the distilled preview head and the full network
 place a real inversion's landmarks a few pixels apart, and by different amounts for the two faces
-(bench/RESULTS.md). Each boundary enters the fit twice, on the coarse and on the fine half of its
+(bench/RESULTS.md; those figures were taken while dlib still misread the preview's strided
+images, and with that fixed the preview still leaves 1.3° where the full render leaves 0.7°). Each boundary enters the fit twice, on the coarse and on the fine half of its
 slots (8 unknowns): another person's mouth differs in shape, not only in how much it smiles or
 opens, and one coefficient per boundary could not match it (de-identified real photos, 5 photos
 × 6 seeds: yaw over 3° or the mouth over 4 % of the inter-ocular distance on 5 of 30 with whole
@@ -81,6 +82,9 @@ def lock_directions(names: tuple[str, ...] = LOCK) -> tuple[Direction, ...]:
     half of its slots (a boundary on slots 0 … 6 gives 0 … 2 and 3 … 6)."""
     out: list[Direction] = []
     for d in directions(names):
+        if d.hi == d.lo:  # one slot: nothing to split
+            out.append(d)
+            continue
         mid = (d.lo + d.hi + 1) // 2
         out += [Direction(f"{d.name}[{d.lo}-{mid - 1}]", d.normal, d.lo, mid - 1),
                 Direction(f"{d.name}[{mid}-{d.hi}]", d.normal, mid, d.hi)]

@@ -41,8 +41,8 @@ import torch
 
 from latentstudio.cli.common import progress_printer
 from latentstudio.edit.boundaries import SHIPPED_DIR, load_all, save_index
-from latentstudio.edit.repair import (INVALID_SCORE, SIGNALS, cached_samples, measure_codes, quality_model, repair,
-                                      train_quality_boundary)
+from latentstudio.edit.repair import (INVALID_SCORE, SIGNALS, cached_samples, measure_codes, measure_samples,
+                                      quality_model, repair, train_quality_boundary)
 from latentstudio.models.generator import Generator, from_uint8
 from headwear import HeadwearJudge
 from latentstudio.paths import home
@@ -149,7 +149,7 @@ def bench(args: argparse.Namespace) -> str:
     lines += ["", f"Moved: {moved.sum()} of {len(moved)} faces (mean α {np.mean([r.alpha for r in results if r.alpha > 0] or [0]):.2f}); "
               f"clean before (score ≥ threshold) and moved anyway: {int((moved & (s0 >= model.threshold)).sum())}.", ""]
     if len(rep):
-        f0, f1 = measure_codes(g, codes[rep], full=True), measure_codes(g, after_codes[rep], full=True)
+        f0, f1 = measure_samples(before[rep]), measure_samples(after[rep])  # the full renders made above
         dyaw = np.abs(f1["yaw"] - f0["yaw"])
         dpitch = np.abs(f1["pitch"] - f0["pitch"])
         lines += ["| on the moved faces | mean | max | target |", "|---|---|---|---|",

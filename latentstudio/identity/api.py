@@ -126,8 +126,11 @@ class IdentityModels:
                 self._cache.popitem(last=False)
         return out
 
-    def embedding(self, code: np.ndarray) -> np.ndarray:
-        """dlib descriptor (128,) of the 256² render of a W+ code (cached)."""
+    def embedding(self, code: np.ndarray, cache: bool = True) -> np.ndarray:
+        """dlib descriptor (128,) of the 256² render of a W+ code (kept in the cache unless
+        ``cache`` is False: a one-off code should not push out the locks)."""
+        if not cache:
+            return self._embed(code)
         return self._cached("emb:" + _digest(code), lambda: self._embed(code))
 
     def _embed(self, code: np.ndarray) -> np.ndarray:
@@ -272,8 +275,8 @@ def _covered(base: np.ndarray, other: np.ndarray, attr_alpha: float, lock: bool,
     """(EVEN_POINTS,) the monotone share of the dlib distance to ``other`` covered along the line."""
     points = np.linspace(0.0, 1.0, EVEN_POINTS)
     e_o = models.embedding(other)
-    d = np.array([np.linalg.norm(models.embedding(blend(base, other, t, attr_alpha, lock=lock, even=False,
-                                                        models=models)) - e_o) for t in points])
+    line = [blend(base, other, t, attr_alpha, lock=lock, even=False, models=models) for t in points]
+    d = np.array([np.linalg.norm(models.embedding(x, cache=False) - e_o) for x in line])
     if d[0] - d[-1] < EVEN_MIN_SPAN:
         return points
     covered = np.maximum.accumulate(np.clip((d[0] - d) / (d[0] - d[-1]), 0.0, 1.0))

@@ -141,6 +141,7 @@ def photo_codes(folder: Path, generator) -> tuple[dict[str, np.ndarray], dict[st
             t = time.monotonic()
             inv = invert_photo(p, preset="fast", generator=generator)
             codes[name] = np.asarray(inv.w_plus, np.float32).reshape(23, 512)
+            folder.mkdir(parents=True, exist_ok=True)
             save_code(cache, codes[name], **inv.placement.arrays())
             print(f"inverted {name} in {time.monotonic() - t:.0f} s", file=sys.stderr)
         aligned[name] = align_photo(p)[0].image

@@ -39,6 +39,9 @@ def main() -> int:
     ap.add_argument("--drag-seconds", type=float, default=4.0)
     ap.add_argument("--releases", type=int, default=5, help="release → full-size samples")
     ap.add_argument("--append", type=Path, help="append a '## GUI (issue 6)' section to this file")
+    ap.add_argument("--identity", nargs=2, type=Path, metavar=("FACE", "OTHER"),
+                    help="drag the identity panel's attribute amount instead: FACE (a code file) open, "
+                         "OTHER (a code file) as the second face")
     args = ap.parse_args()
 
     import numpy as np
@@ -86,9 +89,17 @@ def main() -> int:
                 and session.bridge.renderer.wait_idle(0))
 
     until(settled)
-    name = next(iter(win.attributes.rows))
-    row = win.attributes.rows[name]
-    inner = row.slider._slider  # the QDoubleSlider the user actually drags
+    if args.identity:  # the identity panel's attribute amount, between two faces' codes
+        face, other = args.identity
+        first = session.doc
+        session.open_path(face)
+        until(lambda: session.doc is not first and settled())
+        session.open_other(other)
+        until(lambda: session.doc.state.identity.other is not None and settled())
+        name, inner = f"identity attribute amount ({face.stem} ← {other.stem})", win.identity.attr_amount._slider
+    else:
+        name = next(iter(win.attributes.rows))
+        inner = win.attributes.rows[name].slider._slider  # the QDoubleSlider the user actually drags
     painted: list[tuple[int, float]] = []
     win.canvas.painted.connect(lambda seq: painted.append((seq, now())))
 

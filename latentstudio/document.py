@@ -457,11 +457,12 @@ class Document:
         return tuple(s.layers.get(name, self.directions[name].layers))  # type: ignore[return-value]
 
     # -- the code
-    def code(self, state: EditState | None = None) -> np.ndarray:
-        """Edited W+ (23,512) float32 for ``state`` (default: the current one). Thread-safe."""
+    def code(self, state: EditState | None = None, *, draft: bool = False) -> np.ndarray:
+        """Edited W+ (23,512) float32 for ``state`` (default: the current one). Thread-safe.
+        ``draft``: a drag's preview; the identity stage measures nothing new (``identity_stage``)."""
         s = self.state if state is None else state
         dirs = self.directions
-        w = identity_stage(self.base, s.identity, self.runtime)
+        w = identity_stage(self.base, s.identity, self.runtime, draft=draft)
         alphas = {n: v for n, v in s.values.items() if v != 0.0}
         keep = sorted(k for k in s.keep if k in dirs)
         # a locked slider keeps its own offset; the others are made orthogonal to every lock
@@ -616,9 +617,12 @@ def identity_available() -> str | None:
     return None
 
 
-def identity_stage(base: np.ndarray, ident: IdentityState, runtime: Runtime | None) -> np.ndarray:
+def identity_stage(base: np.ndarray, ident: IdentityState, runtime: Runtime | None, *,
+                   draft: bool = False) -> np.ndarray:
     """Blend with the second face through the mapper, then de-identify: (23,512) float32.
-    The mapper comes from ``runtime`` (DocumentError without one)."""
+    The mapper comes from ``runtime`` (DocumentError without one). ``draft``: the blend borrows
+    its lock and id curve from an attribute amount already measured (``api.blend``), so a drag's
+    previews cost the mapper only; the exact code is the call without it."""
     if not ident.active:
         return np.asarray(base, dtype=np.float32)
     reason = identity_available()
@@ -632,9 +636,10 @@ def identity_stage(base: np.ndarray, ident: IdentityState, runtime: Runtime | No
     try:
         models = runtime.identity()
         if ident.other is not None and (ident.id_alpha or ident.attr_alpha):
-            w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha, models=models))
+            w = _as_plus(api.blend(w, ident.other.code, ident.id_alpha, ident.attr_alpha, draft=draft,
+                                     models=models))
         if ident.deid_strength:
-            w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed, models=models))
+            w = _as_plus(api.deidentify(w, ident.deid_strength, ident.deid_seed, draft=draft, models=models))
     except ValueError as exc:  # the mapper's own errors (missing weights, bad input)
         raise DocumentError(f"identity mapper: {exc}") from exc
     if ident.refined is not None:

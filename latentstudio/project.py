@@ -65,12 +65,15 @@ class ProjectError(InputError):
 
 
 # ----------------------------------------------------------------------------- saving
-def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None) -> None:
+def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None,
+                 state: EditState | None = None) -> None:
     """Write ``doc`` as a ``.lsproj`` zip (project.json + arrays.npz), atomically.
 
-    ``code`` is the already computed edited code of ``doc.state`` (saves running the models)."""
+    ``state``: the edits to save (default ``doc.state``; a save on another thread passes the
+    state it was asked for, so the code and the edits it writes always belong together).
+    ``code`` is the already computed edited code of that state (saves running the models)."""
     p = Path(path)
-    src, st = doc.source, doc.state
+    src, st = doc.source, (doc.state if state is None else state)
     arrays: dict[str, np.ndarray] = {"base": doc.base}
     if src.placement is not None:
         arrays["quad"] = src.placement.quad
@@ -80,7 +83,7 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
     for i, d in enumerate(extra):
         arrays[f"dir{i}"] = np.asarray(d.normal, np.float32)
     # the edited code, for other tools and as a check on load
-    arrays["code"] = np.asarray(doc.code() if code is None else code, np.float32)
+    arrays["code"] = np.asarray(doc.code(st) if code is None else code, np.float32)
     ident = st.identity
     if ident.other is not None:
         arrays["other"] = np.asarray(ident.other.code, np.float32)
@@ -351,9 +354,11 @@ class Autosave:
         self.folder = folder or autosave_dir()
         self.path = self.folder / f"session-{os.getpid()}{PROJECT_SUFFIX}"
 
-    def write(self, doc: Document) -> Path:
+    def write(self, doc: Document, state: EditState | None = None, code: np.ndarray | None = None) -> Path:
+        """Snapshot ``doc`` with ``state`` (default its current one) and, when known, that
+        state's edited ``code``."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_project(doc, self.path)
+        save_project(doc, self.path, code=code, state=state)
         return self.path
 
     def clear(self) -> None:

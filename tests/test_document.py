@@ -232,6 +232,22 @@ def test_autosave_and_recovery(doc: Document, tmp_path: Path) -> None:
     assert not auto.path.exists()
 
 
+def test_a_snapshot_writes_the_state_it_was_asked_for(doc: Document, tmp_path: Path) -> None:
+    """The autosave runs on a thread while the user goes on editing: it writes the state (and
+    that state's code) it was given, never a mix of the state then and the edits made since."""
+    from latentstudio.safety import load_npz
+
+    asked = doc.state.with_value("age", 1.0)
+    code = doc.code(asked)
+    doc.set_state(asked.with_value("smile", -2.0))  # edited meanwhile
+    path = Autosave(tmp_path / "auto").write(doc, asked, code)
+    back = load_project(path)
+    assert back.state == asked
+    np.testing.assert_array_equal(back.code(), code)
+    with zipfile.ZipFile(path) as z:
+        np.testing.assert_array_equal(load_npz(z.read("arrays.npz"), "arrays.npz")["code"], code)
+
+
 def test_export_writes_image_with_edit_metadata(doc: Document, generator, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -8,6 +8,7 @@ dialogs and leave the document alone.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from latentstudio.document import EditState, identity_available, load_default_di
 from latentstudio.edit.boundaries import Boundary, save_index  # noqa: E402
 from latentstudio.progress import Progress  # noqa: E402
 from latentstudio.project import Autosave  # noqa: E402
+from latentstudio.safety import load_npz  # noqa: E402
 
 WAIT = 180_000  # ms; the machine may be busy
 
@@ -352,8 +354,14 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     fake = types.ModuleType("latentstudio.identity.api")
     models = object()  # what the session's runtime hands the api: every call must get it
     fake.available = lambda weights=None: None
-    fake.blend = lambda base, other, ia, aa, models: base + (0.3 * ia + 0.7 * aa) * (other - base)
-    fake.deidentify = lambda code, strength, seed, models: code + strength * 0.01 * (seed % 7 + 1)
+    drafts: list[bool] = []  # a preview's blend is a draft (measures nothing), a full frame's is not
+
+    def blend(base, other, ia, aa, draft, models):  # noqa: ANN001, ANN202
+        drafts.append(draft)
+        return base + (0.3 * ia + 0.7 * aa) * (other - base) + (1e-3 if draft else 0.0)
+
+    fake.blend = blend
+    fake.deidentify = lambda code, strength, seed, draft, models: code + strength * 0.01 * (seed % 7 + 1)
     fake.even_amount = lambda base, other, ia, aa, models: ia ** 2  # the blend's point of the line
 
     def refine_transfer(start, attrs, *, identity_code, steps, progress, cancelled, models):  # noqa: ANN001, ANN202
@@ -384,6 +392,26 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     panel.attr_amount.setValue(0.5)
     panel.attr_amount.setSliderDown(False)
     np.testing.assert_allclose(s.doc.code(), base + (0.3 + 0.35) * (other - base), atol=1e-5)
+    wait_full_frame(qtbot, window)
+    np.testing.assert_array_equal(s.last_frame.code, s.doc.code())  # the full frame is exact
+    seq = s._request(s.preview_size)  # a drag's preview: a draft, which measures nothing
+    qtbot.waitUntil(lambda: s.last_frame.seq == seq, timeout=WAIT)
+    np.testing.assert_allclose(s.last_frame.code, s.doc.code() + 1e-3, atol=1e-6)
+    assert drafts[-2:] == [True, False], drafts
+    # the autosave writes the code of the last full frame, never running the identity models itself
+    panel.id_amount.setValue(0.7)  # a new state, whose full frame is not there yet
+    s._autosave_dirty = True
+    s.write_autosave()
+    assert s._autosave_dirty  # put off until its full frame
+    wait_full_frame(qtbot, window)
+    calls = len(drafts)
+    s.write_autosave()
+    qtbot.waitUntil(lambda: not s._autosave_dirty and s.autosave.path.is_file(), timeout=WAIT)
+    with zipfile.ZipFile(s.autosave.path) as z:
+        saved = load_npz(z.read("arrays.npz"), "arrays.npz")
+    np.testing.assert_array_equal(saved["code"], s.last_full.code)
+    assert len(drafts) == calls  # no blend ran for it
+    panel.id_amount.setValue(1.0)
     panel.swap.click()
     ident = s.doc.state.identity
     assert (ident.role, ident.id_alpha, ident.attr_alpha) == ("attributes", 0.5, 1.0)

@@ -176,6 +176,31 @@ def test_the_id_amount_is_the_share_of_the_way_by_the_recogniser(models, faces) 
     assert api.even_amount(base, near, 0.3, 0.0, models=models) == pytest.approx(0.3)
 
 
+def test_a_draft_blend_measures_nothing_and_borrows_the_nearest_measured_amount(models, faces,  # noqa: ANN001
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drag's previews (``draft``) cost the mapper only: nothing new is measured. Before any
+    measurement for the pair the draft is the plain blend; once an attribute amount has been
+    measured, a nearby amount borrows its lock and id curve; the measured amount itself is exact."""
+    import latentstudio.identity.lock as lock_module
+
+    base, other = faces[3], faces[7]
+    exact_mid = api.blend(base, other, 0.5, 0.4, models=models)  # measures the lock and curve at 0.4
+    calls: list[int] = []
+    real = lock_module.lock_offset
+    monkeypatch.setattr(lock_module, "lock_offset", lambda *a, **k: calls.append(1) or real(*a, **k))
+    np.testing.assert_array_equal(api.blend(base, other, 0.5, 0.4, draft=True, models=models), exact_mid)
+    near = api.blend(base, other, 0.5, 0.45, draft=True, models=models)
+    plain = api.blend(base, other, 0.5, 0.45, lock=False, even=False, models=models)
+    assert not np.allclose(near, plain, atol=1e-4)  # the lock and curve of 0.4 were borrowed
+    novel = (0.5 * (base + other)).astype(np.float32)  # a pair no test has measured
+    fresh = api.blend(novel, base, 0.5, 0.2, draft=True, models=models)
+    np.testing.assert_allclose(fresh, api.blend(novel, base, 0.5, 0.2, lock=False, even=False, models=models),
+                               atol=1e-6)
+    assert not calls  # no lock was measured for a draft
+    exact = api.blend(base, other, 0.5, 0.45, models=models)
+    assert calls and not np.allclose(exact, near, atol=1e-4)
+
+
 def test_deidentify_changes_identity_not_pose(models, faces, generator) -> None:  # noqa: ANN001
     code = faces[2]
     np.testing.assert_array_equal(api.deidentify(code, 0.0, models=models), code)

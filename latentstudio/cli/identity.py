@@ -255,7 +255,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paste-back", action="store_true", help="paste the face back into the photo")
     p.add_argument("--no-lock", dest="lock", action="store_false",
                    help="skip the attribute lock (which puts the head pose and the mouth back where "
-                        "the attribute face has them; ~2.3 s on 2 CPU cores)")
+                        "the attribute face has them; ~3 s on 2 CPU cores)")
     p.add_argument("--save-code", help="also write the resulting W+ code (.npz)")
     p.add_argument("-o", "--output", required=True, help="image file, or .npz for the code only")
 

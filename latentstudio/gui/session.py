@@ -209,7 +209,7 @@ class EditorSession(QObject):
     def save_project(self, path: str | Path) -> bool:
         if self.doc is None:
             return False
-        frame = self.last_frame
+        frame = self.last_full  # a preview's code may be a draft (Document.code)
         code = frame.code if frame is not None and frame.tag[1] == self.doc.state else None
         try:
             p = self.core.save_project(path, code)  # the renderer's code: no model run here
@@ -224,15 +224,21 @@ class EditorSession(QObject):
         self.open_project(path, recovered=True)
 
     def write_autosave(self) -> None:
-        """Snapshot the document to this session's autosave file (on a thread)."""
+        """Snapshot the document to this session's autosave file (on a thread), with the code of
+        the last full frame when it is the current state's: the autosave never runs the identity
+        models beside the renderer (a state whose code needs them waits for its full frame)."""
         if self.doc is None or not self._autosave_dirty:
             return
+        doc, full = self.doc, self.last_full
+        state = doc.state
+        code = full.code if full is not None and full.tag[1] == state else None
+        if code is None and state.identity.active:
+            return  # its code needs the identity models (seconds): saved with its full frame, next time
         self._autosave_dirty = False
-        doc = self.doc
 
         def write() -> None:
             try:
-                self.autosave.write(doc)
+                self.autosave.write(doc, state, code)
             except Exception:  # noqa: BLE001 - autosave must never disturb the user
                 self._autosave_dirty = True
 
@@ -550,7 +556,8 @@ class EditorSession(QObject):
     def _request(self, size: int) -> int:
         doc, state = self.doc, self.doc.state  # type: ignore[union-attr]
         post = self._post(size, state)
-        return self.bridge.request(lambda: doc.code(state), size, post=post,  # type: ignore[union-attr]
+        draft = size < self.full_size  # a preview: nothing slow is measured for it (Document.code)
+        return self.bridge.request(lambda: doc.code(state, draft=draft), size, post=post,  # type: ignore[union-attr]
                                    tag=(self.frames.tag, state),
                                    generator_for=lambda g: doc.generator_for(g, state))
 

@@ -23,7 +23,7 @@ M(X, X) = X exactly. On top of it:
 
 ``transfer``, ``blend`` and ``deidentify`` then apply the attribute lock by default
 (``latentstudio.identity.lock``: the head pose and the mouth measured and put back along our
-boundaries, ~2.3 s once per pair on 2 CPU cores, cached; ``lock=False`` skips it).
+boundaries, ~2.9 s once per pair on 2 CPU cores, cached; ``lock=False`` skips it).
 
 Identity descriptors (dlib, 128-d) are only needed for de-identification (choosing R) and for
 refinement (the target); they are computed from the 256² render of a code, or from a photo.
@@ -126,6 +126,17 @@ class IdentityModels:
                 self._cache.popitem(last=False)
         return out
 
+    def nearest(self, prefix: str, amount: float) -> np.ndarray | None:
+        """The cached value whose key is ``prefix`` + repr(a) with ``a`` the amount nearest
+        ``amount`` (what a draft ``blend`` borrows from an amount already measured), or None."""
+        with self._lock:
+            found = [(abs(float(k[len(prefix):]) - amount), k) for k in self._cache if k.startswith(prefix)]
+            if not found:
+                return None
+            key = min(found)[1]
+            self._cache.move_to_end(key)
+            return self._cache[key]
+
     def embedding(self, code: np.ndarray, cache: bool = True) -> np.ndarray:
         """dlib descriptor (128,) of the 256² render of a W+ code (kept in the cache unless
         ``cache`` is False: a one-off code should not push out the locks)."""
@@ -142,12 +153,19 @@ class IdentityModels:
             emb = self.identity_net.embed_aligned(from_uint8(to_uint8(img)))  # type: ignore[attr-defined]
         return emb[0].cpu().numpy().astype(np.float32)
 
-    def lock_offset(self, code: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """The attribute lock's W+ offset (23, 512) for ``code`` towards ``target`` (cached;
-        ``latentstudio.identity.lock``)."""
+    def lock_offset(self, code: np.ndarray, target: np.ndarray, cache: bool = True) -> np.ndarray:
+        """The attribute lock's W+ offset (23, 512) for ``code`` towards ``target``
+        (``latentstudio.identity.lock``; cached unless ``cache`` is False)."""
         from latentstudio.identity.lock import lock_offset
 
-        return self._cached("lock:" + _digest(code) + _digest(target), lambda: lock_offset(code, target, self))
+        if not cache:
+            return lock_offset(code, target, self)
+        return self._cached(_lock_key(code, target), lambda: lock_offset(code, target, self))
+
+    def cached_lock_offset(self, code: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+        """``lock_offset`` if it has been measured, else None (a draft measures nothing)."""
+        with self._lock:
+            return self._cache.get(_lock_key(code, target))
 
     def map(self, identity: np.ndarray, attributes: np.ndarray) -> np.ndarray:
         """M(A, B) for one pair of W+ codes → (23, 512) float32."""
@@ -155,6 +173,10 @@ class IdentityModels:
             a = torch.from_numpy(identity[None]).to(self.device)
             b = torch.from_numpy(attributes[None]).to(self.device)
             return self.mapper(a, b)[0].cpu().numpy().astype(np.float32)
+
+
+def _lock_key(code: np.ndarray, target: np.ndarray) -> str:
+    return "lock:" + _digest(code) + _digest(target)
 
 
 def _digest(code: np.ndarray) -> str:
@@ -221,7 +243,7 @@ def transfer(identity_code: np.ndarray, attribute_code: np.ndarray, *, lock: boo
 
 
 def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *, lock: bool = True,
-          even: bool = True, models: IdentityModels) -> np.ndarray:
+          even: bool = True, draft: bool = False, models: IdentityModels) -> np.ndarray:
     """Move identity and attributes independently from ``base`` towards ``other`` → W+ (23,512).
 
     ``id_alpha`` / ``attr_alpha`` in [0, 1]: how much of ``other``'s identity / attributes.
@@ -231,6 +253,10 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
     ``lock``: the attribute lock, measured once at the end of the identity move (id amount 1, or
     0 when the identity moves towards ``base``) and scaled with the amount, so a slider drag
     costs one lock per pair and attribute amount, and blend(X, X, ·, ·) = X still holds.
+    ``draft``: measure nothing new (a slider drag's previews): what this attribute amount has not
+    had measured yet (the lock, the id curve) is borrowed from the nearest attribute amount
+    measured for the pair, or left out when there is none; the call then costs the mapper only
+    (~2 ms instead of ~3 s) and the exact result comes from the same call without ``draft``.
     """
     ia, aa = _amount(id_alpha, "id_alpha"), _amount(attr_alpha, "attr_alpha")
     b, o = _code(base, "base"), _code(other, "other")
@@ -238,18 +264,31 @@ def blend(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: floa
         return b
     m = models
     if even:
-        ia = even_amount(b, o, ia, aa, lock=lock, models=m)
+        ia = even_amount(b, o, ia, aa, lock=lock, draft=draft, models=m)
     ident, attrs = blend_sources(b, o, ia, aa)
     out = m.map(ident, attrs)
     if lock and ia != aa:
         end = 1.0 if ia > aa else 0.0
-        full = m.map(*blend_sources(b, o, end, aa))
-        out = out + np.float32((ia - aa) / (end - aa)) * m.lock_offset(full, attrs)
+        offset = _pair_measure(m, f"lock{end:g}", b, o, aa, draft,
+                               lambda: m.lock_offset(m.map(*blend_sources(b, o, end, aa)), attrs, cache=False))
+        if offset is not None:
+            out = out + np.float32((ia - aa) / (end - aa)) * offset
     return out
 
 
+def _pair_measure(models: IdentityModels, kind: str, base: np.ndarray, other: np.ndarray, attr_alpha: float,
+                  draft: bool, compute) -> np.ndarray | None:  # noqa: ANN001 - () -> np.ndarray
+    """What ``blend`` measures once per pair and attribute amount (``kind``: the lock's offset, the
+    id curve), cached. ``draft``: nothing is measured; the value of the nearest attribute amount
+    already measured for the pair, or None."""
+    prefix = f"{kind}:{_digest(base)}{_digest(other)}:"
+    if draft:
+        return models.nearest(prefix, attr_alpha)
+    return models._cached(prefix + repr(attr_alpha), compute)
+
+
 def even_amount(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *,
-                lock: bool = True, models: IdentityModels) -> float:
+                lock: bool = True, draft: bool = False, models: IdentityModels) -> float:
     """The point t of ``blend``'s straight line (identity lerp(base, other, t)) that id amount
     ``id_alpha`` stands for: where our dlib descriptor (of the 256² renders) has covered the
     fraction ``id_alpha`` of its way from the result at t = 0 to ``other``'s identity at t = 1,
@@ -257,14 +296,17 @@ def even_amount(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha
     amount) and mixed ``EVEN_MIX`` / (1 − ``EVEN_MIX``) with the plain amount. Ends fixed: 0 → 0,
     1 → 1; two faces of one person (the distance hardly changes) keep the plain amount.
     Measured on real photos (bench/RESULTS.md): the line's first quarter barely moves an inverted
-    photo's identity, so with t = ``id_alpha`` the slider's first stretch did nothing visible."""
+    photo's identity, so with t = ``id_alpha`` the slider's first stretch did nothing visible.
+    ``draft``: measure nothing (``blend``'s draft): the curve of the nearest attribute amount
+    measured for the pair, or the plain amount."""
     ia, aa = _amount(id_alpha, "id_alpha"), _amount(attr_alpha, "attr_alpha")
     if ia in (0.0, 1.0):
         return ia
     b, o = _code(base, "base"), _code(other, "other")
     m = models
-    key = f"even:{_digest(b)}{_digest(o)}:{aa!r}:{lock}"
-    covered = m._cached(key, lambda: _covered(b, o, aa, lock, m))
+    covered = _pair_measure(m, f"even{lock:d}", b, o, aa, draft, lambda: _covered(b, o, aa, lock, m))
+    if covered is None:
+        return ia
     points = np.linspace(0.0, 1.0, EVEN_POINTS)
     t = float(np.interp(ia, covered + points * 1e-6, points))  # the ramp breaks ties of a flat stretch
     return EVEN_MIX * t + (1.0 - EVEN_MIX) * ia
@@ -326,7 +368,7 @@ def deid_reach(code: np.ndarray, other: np.ndarray, *, models: IdentityModels) -
 
 
 def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *, lock: bool = True,
-               other: np.ndarray | None = None, reach: float | None = None,
+               other: np.ndarray | None = None, reach: float | None = None, draft: bool = False,
                models: IdentityModels) -> np.ndarray:
     """Replace the identity of ``code`` by another person's (``seed``; None = the average face),
     keeping its pose, expression, lighting and surroundings → W+ (23,512).
@@ -334,7 +376,8 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
     person's code, chosen once (``random_identity``) when many codes of one face must all get
     the same new person (a video's frames); default chosen here from ``seed``. ``reach``: how far
     towards that person strength 1 goes (default ``deid_reach`` for this code; a video chooses it
-    once so every frame moves alike)."""
+    once so every frame moves alike). ``draft``: as in ``blend``, the lock only if it has
+    been measured for this code (a drag's previews over a blend that moves the code)."""
     s = _amount(strength, "strength")
     c = _code(code, "code")
     if s == 0.0:
@@ -350,7 +393,9 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
     out = m.map((c + k * s * (r - c)).astype(np.float32), c)
     if lock:  # measured at strength 1 and scaled, as in ``blend``
         full = m.map((c + k * (r - c)).astype(np.float32), c)
-        out = out + np.float32(s) * m.lock_offset(full, c)
+        offset = m.cached_lock_offset(full, c) if draft else m.lock_offset(full, c)
+        if offset is not None:
+            out = out + np.float32(s) * offset
     return out
 
 

@@ -16,6 +16,7 @@ render thread and a task thread asking at once get the same object.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,14 @@ class Runtime:
     """Models for one device, each loaded once, on demand."""
 
     def __init__(self, device: str | None = "auto", *, generator_factory: Callable[[], Any] | None = None,
-                 mapper_weights: str | Path | None = None) -> None:
+                 mapper_weights: str | Path | None = None, freeze: bool = False) -> None:
+        """``freeze``: after each load, move every object alive into the garbage collector's
+        permanent generation (``gc.freeze``), so its full collections skip the models. The app
+        sets it: a full collection walking the models held the interpreter ~0.1 s, which stalled
+        its UI thread mid-drag (bench/gui.py). Whoever sets it calls ``gc.unfreeze()`` when the
+        runtime is dropped."""
         self.device = device or "auto"
+        self.freeze = freeze
         self.mapper_weights = Path(mapper_weights) if mapper_weights else None
         self._factory = generator_factory
         self._lock = threading.RLock()
@@ -37,6 +44,8 @@ class Runtime:
         with self._lock:
             if key not in self._loaded:
                 self._loaded[key] = load()
+                if self.freeze:
+                    gc.freeze()
             return self._loaded[key]
 
     def loaded(self, key: str) -> bool:

@@ -13,6 +13,7 @@ shown only if newer than what is on screen and meant for the current document an
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class EditorSession(QObject):
         super().__init__(parent)
         self.device = device
         self._factory = generator_factory
-        self.core = Session(Runtime(device, generator_factory=generator_factory))
+        self.core = Session(Runtime(device, generator_factory=generator_factory, freeze=True))
         self.core.early_guess = True  # a photo shows at once and refines in the background
         self.core.history.listeners.append(self.historyChanged.emit)
         self.view = "aligned"  # or "photo"
@@ -139,12 +140,14 @@ class EditorSession(QObject):
             self.bridge.renderer.stop(timeout=3.0)
         self._autosave_timer.stop()
         self.autosave.clear()
+        gc.unfreeze()  # the runtime froze its models (Runtime's freeze); they may go now
 
     def set_device(self, device: str) -> None:
         """Move every model to ``device`` (a new runtime) and restart the renderer."""
         if device != self.device:
             self.device = device
-            self.core.set_runtime(Runtime(device, generator_factory=self._factory))
+            gc.unfreeze()  # the old runtime's models may go; the new one freezes its own
+            self.core.set_runtime(Runtime(device, generator_factory=self._factory, freeze=True))
             self.status.emit(f"Render device: {device}; reloading the generator…")
             self._start_bridge()
 

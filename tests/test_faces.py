@@ -302,6 +302,39 @@ def test_another_persons_face_is_pasted_where_both_faces_are_in_the_photos_skin_
     assert np.abs(face[inner].mean(0) - ref).max() < np.abs(band[inner].mean(0) - ref).max()
 
 
+@pytest.mark.parametrize("fringe_on", ["edit", "photo"])
+def test_neither_persons_fringe_is_cut_into_a_band_across_the_others_forehead(
+        astronaut: np.ndarray, astro_face: Face, fringe_on: str) -> None:
+    """Above the brows another person's face shows only where both faces show skin: a fringe of
+    the pasted person is not laid on the photo's bare forehead, and the photo's own fringe stays."""
+    from latentstudio.face.align import apply_matrix
+    from latentstudio.face.detect import aligned_landmarks
+    from latentstudio.face.pasteback import IDENTITY_FOREHEAD
+
+    al = align_face(astronaut, astro_face)
+    size = al.image.shape[0]
+    own_lm = aligned_landmarks(al.image)
+    brow_y, brow_x = own_lm[17:27, 1].mean(), own_lm[17:27, 0].mean()
+    skin = np.median(al.image[int(own_lm[29, 1]) - 20:int(own_lm[29, 1]) + 20,
+                              int(own_lm[2, 0]) + 10:int(own_lm[2, 0]) + 40].reshape(-1, 3), 0).astype(np.uint8)
+    s = size / 1024
+    bare, fringe = al.image.copy(), al.image.copy()
+    rows = slice(int(brow_y - 130 * s), int(brow_y - 20 * s))
+    bare[rows] = skin  # a bare forehead of the face's own skin colour
+    fringe[rows] = (70, 45, 30)  # dark brown hair over it
+    edited = fringe if fringe_on == "edit" else bare
+    # the photo with the other forehead (the crop pasted onto the photo with the plain paste-back)
+    photo = paste_back(astronaut, bare if fringe_on == "edit" else fringe, al.quad, astro_face.landmarks,
+                       match_colour=False, forehead=0.5)
+    out = paste_back(photo, (edited * 0.9).astype(np.uint8), al.quad, astro_face.landmarks,
+                     other_landmarks=own_lm, forehead=IDENTITY_FOREHEAD)
+    to_photo = al.aligned_to_photo()
+    x, y = apply_matrix(to_photo, np.array([[brow_x, brow_y - 55 * s]]))[0].round().astype(int)
+    assert np.abs(out[y, x].astype(int) - photo[y, x]).max() <= 8, (out[y, x], photo[y, x])  # the photo's forehead
+    x, y = apply_matrix(to_photo, own_lm[30:31])[0].round().astype(int)
+    assert not np.array_equal(out[y, x], photo[y, x])  # the face itself is pasted
+
+
 def test_paste_back_of_the_unedited_crop_is_nearly_the_photo(astronaut: np.ndarray,
                                                              astro_face: Face) -> None:
     al = align_face(astronaut, astro_face)

@@ -9,7 +9,9 @@ feathered by a distance ramp. Everything is done in the mask's bounding box; the
 the mask's support is copied, so those pixels are bit-identical to the input.
 
 Another person's face (identity transfer, de-identification: ``other_landmarks``) is pasted only
-where both faces are and is colour-matched over the whole face, so it takes the photo's skin tone.
+where both faces are and is colour-matched over the whole face, so it takes the photo's skin tone;
+above the brows only where both the pasted face and the photo show skin, so neither person's fringe
+is cut into a band across the other's forehead.
 
 Mask geometry is defined in a 1024² aligned frame (face-relative units), so it does not depend on
 the photo's resolution or on the edited crop's size (256, 512 or 1024 all work).
@@ -37,6 +39,13 @@ GAIN_LIMITS = (0.85, 1.18)  # contrast correction allowed per channel
 #: the same for another person's face, matched to the photo's skin over the whole face: two people's
 #: skin differs far more than an edit changes one person's
 FACE_GAIN_LIMITS = (0.7, 1.4)
+#: above the brows another person's face shows where both faces' pixels are within SKIN_NEAR robust
+#: spreads of their own skin colour (YCrCb distance; the spreads floored at SKIN_SPREAD_FLOOR), not
+#: beyond SKIN_FAR, and fading between
+SKIN_NEAR, SKIN_FAR = 2.0, 3.0
+SKIN_SPREAD_FLOOR = (6.0, 3.0, 3.0)
+SKIN_RAMP = 0.04 * FRAME  # the test fades in over this height above the brow line
+SKIN_BLUR = 0.02 * FRAME  # and is smoothed over this size, so it never cuts a hard edge
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), photo pixels
 
@@ -85,6 +94,8 @@ def paste_back(photo: np.ndarray, aligned_edited: np.ndarray, quad: np.ndarray,
         if match is not None:
             mu_e, mu_p, gain = match
             warped = (warped - mu_e) * gain + mu_p
+    if other is not None:
+        alpha = alpha * forehead_skin(warped, region, alpha, quad, landmarks_photo, box)
     a = alpha[..., None]
     blended = region + a * (warped - region)  # exactly `region` where alpha == 0
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -165,6 +176,43 @@ def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray, lift: float) ->
     grown = (hull[:, None, :] + disk[None]).reshape(-1, 2)
     grown = cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     return apply_matrix(aligned_to_photo_matrix(quad, FRAME), grown)
+
+
+def forehead_skin(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray, quad: np.ndarray,
+                  landmarks_photo: np.ndarray, box: Box) -> np.ndarray:
+    """How much of another person's face may show at each pixel of ``box`` (float32 in [0, 1]):
+    1 up to the brow line; above it (fading in over ``SKIN_RAMP``) only as much as both the pasted
+    face and the photo look like their own skin there, each judged against its own skin between
+    the eyes and the nose tip. A fringe of the pasted person that reaches below the mask's top
+    came out as a dark band across the photo's bare forehead (and a bare forehead as a band cut
+    into the photo's fringe); now the photo shows there (bench/RESULTS.md)."""
+    x0, y0, x1, y1 = box
+    to_frame = photo_to_aligned_matrix(quad, FRAME)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    frame_y = apply_matrix(to_frame, np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float64))[:, 1]
+    frame_y = frame_y.reshape(alpha.shape)
+    lm = apply_matrix(to_frame, np.asarray(landmarks_photo, np.float64))
+    brow_y = float(lm[17:27, 1].mean())
+    eyes_y, nose_y = float(lm[[40, 41, 46, 47], 1].max()), float(lm[33, 1])  # cheeks and nose: skin
+    above = np.clip((brow_y - frame_y) / SKIN_RAMP, 0.0, 1.0).astype(np.float32)
+    inner = (alpha > 0.9) & (frame_y > eyes_y) & (frame_y < nose_y)
+    if int(inner.sum()) < 64:
+        return np.ones_like(alpha)
+    skin = np.minimum(_skin_likeness(warped, inner), _skin_likeness(region, inner))
+    k = max(3, int(SKIN_BLUR * _photo_px_per_frame_px(quad)) | 1)
+    skin = cv2.GaussianBlur(skin, (k, k), 0)
+    return (1.0 - above + above * skin).astype(np.float32)
+
+
+def _skin_likeness(image: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """1 where a pixel's YCrCb distance from the median over ``inner`` is within ``SKIN_NEAR``
+    robust spreads, 0 beyond ``SKIN_FAR``, linear between → (h, w) float32."""
+    ycc = cv2.cvtColor(np.clip(np.rint(image), 0, 255).astype(np.uint8), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    ref = ycc[inner]
+    med = np.median(ref, axis=0)
+    spread = 1.4826 * np.median(np.abs(ref - med), axis=0) + np.asarray(SKIN_SPREAD_FLOOR, np.float32)
+    r = np.sqrt((((ycc - med) / spread) ** 2).sum(-1))
+    return np.clip((SKIN_FAR - r) / (SKIN_FAR - SKIN_NEAR), 0.0, 1.0).astype(np.float32)
 
 
 def measure_colour(warped: np.ndarray, region: np.ndarray, alpha: np.ndarray) -> ColourMatch | None:

@@ -1,6 +1,7 @@
 """Slider-event-to-pixels latency of the real editor window (CPU by default).
 
     QT_QPA_PLATFORM=offscreen python bench/gui.py [--threads 2] [--append bench/RESULTS.md]
+                                                  [--identity FACE.npz OTHER.npz]
 
 Mouse events go to the real slider widget of the main window (press on the handle, moves,
 release). A move's latency is the time from the event to the canvas painting the first frame
@@ -14,6 +15,10 @@ for the render that was already running. Measured:
   during the drag (rendering runs on the render thread; the UI thread only posts requests and
   paints);
 * peak resident memory of the process.
+
+``--identity FACE OTHER``: the window opened on the code file FACE with OTHER as the identity
+panel's second face, and the panel's attribute-amount slider dragged instead (each new amount
+needs the attribute lock, which a drag's previews borrow from the nearest amount measured).
 """
 
 from __future__ import annotations

@@ -504,9 +504,13 @@ class Session:
             return "refine works on a blend; set De-identify's strength to 0 first"
         return None
 
-    def refine_task(self, steps: int = 40) -> Task:
+    def refine_task(self, steps: int | None = None) -> Task:
         """Optimise the panel's blend against the real identity loss and the attribute face's
-        landmarks and surroundings; one undoable step, dropped if the panel changed meanwhile."""
+        landmarks and surroundings (``steps``: default ``identity.REFINE_STEPS``); one undoable
+        step, dropped if the panel changed meanwhile."""
+        from latentstudio.identity import REFINE_STEPS
+
+        steps = REFINE_STEPS if steps is None else steps
         reason = self.can_refine_identity()
         if reason is not None:
             raise DocumentError(reason)

@@ -421,7 +421,7 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     with qtbot.waitSignal(s.taskEnded, timeout=WAIT, check_params_cb=lambda how: how == "done"):
         panel.refine.click()
     qtbot.waitUntil(lambda: s.doc.state.identity.refined is not None, timeout=WAIT)
-    assert "refined (40 steps)" in panel.refined.text()
+    assert "refined (60 steps)" in panel.refined.text()  # identity.REFINE_STEPS
     who, attrs = base + 0.25 * (other - base), other  # id_alpha 0.5 (its point 0.25), attr_alpha 1
     np.testing.assert_allclose(s.doc.code(), before + 0.02 * (who - attrs), atol=1e-5)
     window.act_undo.trigger()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from latentstudio.codes import CODE_SUFFIXES
+from latentstudio.identity import REFINE_STEPS
 from latentstudio.latent import W_PLUS
 from latentstudio.cli.common import as_user_errors as _as_user_errors
 from latentstudio.cli.common import PRESET_NAMES, interruptible, progress_printer
@@ -269,9 +270,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--id-alpha", type=float, default=1.0,
                    help="how much of A's identity (0..1: the share of the way to A's identity by our recogniser)")
     t.add_argument("--attr-alpha", type=float, default=1.0, help="how much of B's attributes (0..1)")
-    t.add_argument("--refine", type=int, nargs="?", const=40, default=None, metavar="STEPS",
+    t.add_argument("--refine", type=int, nargs="?", const=REFINE_STEPS, default=None, metavar="STEPS",
                    help="optimise the result for this pair against the real identity loss and B's "
-                        "landmarks and surroundings (default 40 steps, ~0.1 s a step on 2 CPU cores)")
+                        f"landmarks and surroundings (default {REFINE_STEPS} steps, ~0.1 s a step on 2 CPU cores)")
     _common(t)
     t.set_defaults(func=cmd_transfer)
 

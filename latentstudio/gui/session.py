@@ -486,7 +486,7 @@ class EditorSession(QObject):
     def can_refine_identity(self) -> str | None:
         return self.core.can_refine_identity()
 
-    def refine_identity(self, steps: int = 40) -> None:
+    def refine_identity(self, steps: int | None = None) -> None:
         """Optimise the panel's blend (a task: progress and Cancel); one undoable step."""
         self._start(lambda: self.core.refine_task(steps), "Cannot refine")
 

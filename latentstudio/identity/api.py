@@ -43,6 +43,7 @@ import torch
 
 from latentstudio.identity.data import CancelFn, ProgressFn
 from latentstudio.identity.mapper import ASSET, Mapper, MapperError, load_mapper
+from latentstudio.identity import REFINE_STEPS
 from latentstudio.latent import NUM_SLOTS, W_DIM, as_code
 
 EMBED_SIZE = 256  # render size for identity descriptors of codes
@@ -400,7 +401,7 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
 
 
 def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,
-                    identity_embedding: np.ndarray | None = None, steps: int = 40,
+                    identity_embedding: np.ndarray | None = None, steps: int = REFINE_STEPS,
                     progress: ProgressFn | None = None, cancelled: CancelFn | None = None,
                     lock: bool = True, models: IdentityModels) -> np.ndarray:
     """Refine a transfer result ``code`` for the best result on one pair (module

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from latentstudio.identity import REFINE_STEPS
 from latentstudio.identity.train import attribute_targets, image_losses
 from latentstudio.progress import CancelFn, Cancelled, Progress, ProgressFn
 
@@ -28,7 +29,7 @@ SIZE = 256
 
 @dataclass(frozen=True)
 class RefineConfig:
-    steps: int = 40
+    steps: int = REFINE_STEPS
     lr: float = 0.02
     w_lm: float = 100.0  # 60 left the mouth at 4.0–4.1 % of the IOD on the real pairs (bench/RESULTS.md)
     w_bg: float = 1.0

@@ -31,8 +31,7 @@ class Runtime:
         """``freeze``: after each load, move every object alive into the garbage collector's
         permanent generation (``gc.freeze``), so its full collections skip the models. The app
         sets it: a full collection walking the models held the interpreter ~0.1 s, which stalled
-        its UI thread mid-drag (bench/gui.py). Whoever sets it calls ``gc.unfreeze()`` when the
-        runtime is dropped."""
+        its UI thread mid-drag (bench/gui.py); ``release`` gives them back to the collector."""
         self.device = device or "auto"
         self.freeze = freeze
         self.mapper_weights = Path(mapper_weights) if mapper_weights else None
@@ -47,6 +46,11 @@ class Runtime:
                 if self.freeze:
                     gc.freeze()
             return self._loaded[key]
+
+    def release(self) -> None:
+        """The runtime is being dropped: what ``freeze`` kept from the collector may go again."""
+        if self.freeze:
+            gc.unfreeze()
 
     def loaded(self, key: str) -> bool:
         """Whether ``key`` ("generator", "identity", "predictors") is in memory already."""

@@ -138,7 +138,7 @@ ALIGNED_WORK = 256  # side at which the face of an aligned crop is detected and 
 def aligned_detection(detector: object, image: np.ndarray, threshold: float = 0.0) -> tuple[object | None, float]:
     """dlib's best detection whose centre is within 0.2 of the side of the FFHQ face position in
     an aligned crop ``image`` (square), and its score; (None, -inf) when there is none."""
-    image = np.ascontiguousarray(image)  # dlib reads a strided view's memory as if it were C order
+    image = _check_rgb(image)  # C order: dlib misreads a strided view
     side = image.shape[0]
     fx0, fy0, fx1, fy1 = (v * side for v in ALIGNED_BOX)
     centre = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2])
@@ -206,6 +206,7 @@ def pick_face(faces: list[Face], index: int | None = None) -> Face:
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` as dlib needs it: (H, W, 3) uint8, in C order (a strided view is misread)."""
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {arr.dtype} {arr.shape}")

@@ -13,7 +13,6 @@ shown only if newer than what is on screen and meant for the current document an
 
 from __future__ import annotations
 
-import gc
 import itertools
 import threading
 from collections.abc import Callable
@@ -140,13 +139,13 @@ class EditorSession(QObject):
             self.bridge.renderer.stop(timeout=3.0)
         self._autosave_timer.stop()
         self.autosave.clear()
-        gc.unfreeze()  # the runtime froze its models (Runtime's freeze); they may go now
+        self.core.runtime.release()
 
     def set_device(self, device: str) -> None:
         """Move every model to ``device`` (a new runtime) and restart the renderer."""
         if device != self.device:
             self.device = device
-            gc.unfreeze()  # the old runtime's models may go; the new one freezes its own
+            self.core.runtime.release()  # its models may go; the new runtime freezes its own
             self.core.set_runtime(Runtime(device, generator_factory=self._factory, freeze=True))
             self.status.emit(f"Render device: {device}; reloading the generator…")
             self._start_bridge()
@@ -212,8 +211,8 @@ class EditorSession(QObject):
     def save_project(self, path: str | Path) -> bool:
         if self.doc is None:
             return False
-        frame = self.last_full  # a preview's code may be a draft (Document.code)
-        code = frame.code if frame is not None and frame.tag[1] == self.doc.state else None
+        frame = self._full_frame(self.doc.state)
+        code = frame.code if frame is not None else None
         try:
             p = self.core.save_project(path, code)  # the renderer's code: no model run here
         except DocumentError as exc:
@@ -232,9 +231,10 @@ class EditorSession(QObject):
         models beside the renderer (a state whose code needs them waits for its full frame)."""
         if self.doc is None or not self._autosave_dirty:
             return
-        doc, full = self.doc, self.last_full
+        doc = self.doc
         state = doc.state
-        code = full.code if full is not None and full.tag[1] == state else None
+        full = self._full_frame(state)
+        code = full.code if full is not None else None
         if code is None and state.identity.active:
             return  # its code needs the identity models (seconds): saved with its full frame, next time
         self._autosave_dirty = False
@@ -601,6 +601,12 @@ class EditorSession(QObject):
             self.last_full = frame
         self.frameReady.emit(frame)
 
+    def _full_frame(self, state: EditState) -> Frame | None:
+        """The last full-size frame if it shows ``state`` (a preview's code may be a draft:
+        ``Document.code``), else None."""
+        f = self.last_full
+        return f if f is not None and f.tag[1] == state else None
+
     def _on_render_failed(self, seq: int, channel: str, exc: BaseException) -> None:
         self.error.emit(*describe_error(exc, ""))
 
@@ -615,7 +621,7 @@ class EditorSession(QObject):
         if self.doc is None:
             return
         state = self.doc.state
-        full = self.last_full if self.last_full and self.last_full.tag[1] == state else None
+        full = self._full_frame(state)
         face = full.face if full is not None and full.size == 1024 else None
 
         def done(p: Path) -> None:

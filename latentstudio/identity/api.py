@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentstudio.identity import REFINE_STEPS
 from latentstudio.identity.data import CancelFn, ProgressFn
 from latentstudio.identity.mapper import ASSET, Mapper, MapperError, load_mapper
-from latentstudio.identity import REFINE_STEPS
 from latentstudio.latent import NUM_SLOTS, W_DIM, as_code
 
 EMBED_SIZE = 256  # render size for identity descriptors of codes
@@ -127,9 +127,12 @@ class IdentityModels:
                 self._cache.popitem(last=False)
         return out
 
-    def nearest(self, prefix: str, amount: float) -> np.ndarray | None:
-        """The cached value whose key is ``prefix`` + repr(a) with ``a`` the amount nearest
-        ``amount`` (what a draft ``blend`` borrows from an amount already measured), or None."""
+    def per_amount(self, prefix: str, amount: float, compute, draft: bool = False) -> np.ndarray | None:  # noqa: ANN001
+        """What is measured once per ``amount`` under ``prefix`` (``compute()``, cached). ``draft``:
+        nothing is computed; the value cached for the amount nearest ``amount`` (what a draft
+        ``blend`` borrows from an amount already measured), or None."""
+        if not draft:
+            return self._cached(prefix + repr(amount), compute)
         with self._lock:
             found = [(abs(float(k[len(prefix):]) - amount), k) for k in self._cache if k.startswith(prefix)]
             if not found:
@@ -282,10 +285,7 @@ def _pair_measure(models: IdentityModels, kind: str, base: np.ndarray, other: np
     """What ``blend`` measures once per pair and attribute amount (``kind``: the lock's offset, the
     id curve), cached. ``draft``: nothing is measured; the value of the nearest attribute amount
     already measured for the pair, or None."""
-    prefix = f"{kind}:{_digest(base)}{_digest(other)}:"
-    if draft:
-        return models.nearest(prefix, attr_alpha)
-    return models._cached(prefix + repr(attr_alpha), compute)
+    return models.per_amount(f"{kind}:{_digest(base)}{_digest(other)}:", attr_alpha, compute, draft)
 
 
 def even_amount(base: np.ndarray, other: np.ndarray, id_alpha: float, attr_alpha: float, *,

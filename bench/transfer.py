@@ -1,12 +1,13 @@
 """Identity-transfer benchmark on real photos (and generated pairs), judged by recognisers no loss uses.
 
-    python bench/transfer.py [--codes DIR] [--refine STEPS] [--generated 20] [--weights FILE]
+    python bench/transfer.py [--heldout] [--codes DIR] [--refine STEPS] [--generated 20] [--weights FILE]
                              [--results bench/RESULTS.md] [--sheet bench/contact_sheets/transfer_real.jpg]
 
 Real photos: ``bench/photos.py`` (the astronaut, Obama ×3, Biden); each is aligned and inverted with
 the ``fast`` preset once (cached under ``--codes``, default bench/out/transfer/codes). Pairs: every
-ordered pair (A = identity, B = attributes) of photos of different people. Every code is rendered
-at 1024² and measured there:
+ordered pair (A = identity, B = attributes) of photos of different people. ``--heldout``: the six
+faces of a group photo none of the settings were chosen on (``heldout_photos``; 30 pairs; its own
+section of RESULTS, no contact sheet). Every code is rendered at 1024² and measured there:
 
 - identity: OpenFace nn4.small2 distance (``latentstudio.face.openface``; no loss uses it; same
   person < 1.0) and dlib's own descriptor (``dlib.face_recognition_model_v1`` on a chip of the
@@ -43,18 +44,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
 from dlib_reference import DlibIdentity
-from latentstudio.edit.predictors import load_models as load_predictors
+from photos import heldout_photos, real_photos
+
 from latentstudio.edit.predictors import interocular, predict_all
+from latentstudio.edit.predictors import load_models as load_predictors
 from latentstudio.face.openface import OpenFaceIdentity
 from latentstudio.identity import api
 from latentstudio.identity.train import hull_masks
 from latentstudio.models.generator import from_uint8, to_uint8
 from latentstudio.runtime import Runtime
-from photos import real_photos
 
 SECTION = "## Identity transfer on real photos (issue 21)"
+HELDOUT_SECTION = "## Identity transfer on held-out photos (issue 21)"
 PERSON = {"astronaut": "collins", "obama": "obama", "obama2": "obama", "obama3": "obama", "biden": "biden"}
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEID_SEEDS = (0, 1, 2)  # de-identification is measured with three different new people per photo
@@ -125,14 +127,14 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def photo_codes(folder: Path, generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Path]]:  # noqa: ANN001
-    """Per real photo: its fast-preset code (cached; inverted with ``generator`` when not), its aligned
+def photo_codes(folder: Path, generator, photos: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Path]]:
+    """Per photo: its fast-preset code (cached; inverted with ``generator`` when not), its aligned
     1024² crop, its path."""
     from latentstudio.codes import load_code, save_code
     from latentstudio.photo import align_photo, invert_photo
 
     codes, aligned, paths = {}, {}, {}
-    for p in real_photos():
+    for p in photos:
         name = p.stem
         cache = folder / f"{name}.npz"
         if cache.is_file():
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> str:
     t0 = time.monotonic()
     models = Runtime(args.device, mapper_weights=args.weights).identity()
     judge = Judge(models)
-    codes, aligned, paths = photo_codes(Path(args.codes), models.generator)
+    codes, aligned, paths = photo_codes(Path(args.codes), models.generator,
+                                        heldout_photos() if args.heldout else real_photos())
     names = list(codes)
     photo = {n: judge.measure(aligned[n][None]) for n in names}
     rec = {n: judge.codes(codes[n][None]) for n in names}
@@ -317,13 +320,15 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
 
     info = mapper_info(args.weights or api.ASSET)
     load = os.getloadavg()
-    lines = [SECTION, "",
-             f"`python bench/transfer.py{' --refine ' + str(args.refine) if args.refine else ''}"
+    lines = [HELDOUT_SECTION if args.heldout else SECTION, "",
+             f"`python bench/transfer.py{' --heldout' if args.heldout else ''}"
+             f"{' --refine ' + str(args.refine) if args.refine else ''}"
              f"{' --generated ' + str(args.generated) if args.generated != 20 else ''}`, "
              f"{time.strftime('%Y-%m-%d %H:%M')}: {models.device}, {os.cpu_count()} CPUs, {args.threads} torch "
              f"thread(s), load average {load[0]:.1f}, Python {platform.python_version()}; {seconds:.0f} s. "
              f"Mapper: {args.weights or 'assets/mapper.safetensors'} (trained: {info.get('machine', '?')}, "
-             f"{info.get('train_seconds', '?')} s). {len(pairs)} ordered pairs of real photos of different "
+             f"{info.get('train_seconds', '?')} s). {len(pairs)} ordered pairs of "
+             f"{'held-out ' if args.heldout else ''}real photos of different "
              "people, fast-preset inversions, 1024² renders. OpenFace and dlib distances are to the aligned "
              "*photos*; yaw, pitch, mouth (/ IOD) and background LPIPS are against B's reconstruction, except "
              f"for \"{PASTED}\" (the result as the app's \"In photo\" view and `--paste-back` give it, its face "
@@ -382,13 +387,14 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
 
 
 def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), keeping every other section."""
+    """Replace the section of ``path`` that ``text``'s first line heads (or append it), keeping every other."""
+    section = text.split("\n", 1)[0]
     old = path.read_text() if path.is_file() else "# Benchmark results\n"
-    start = old.find(SECTION)
+    start = old.find(section)
     if start < 0:
         new = old.rstrip("\n") + "\n\n" + text
     else:
-        nxt = old.find("\n## ", start + len(SECTION))
+        nxt = old.find("\n## ", start + len(section))
         new = old[:start] + text + ("\n" + old[nxt + 1:] if nxt >= 0 else "")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(new.rstrip("\n") + "\n")
@@ -397,7 +403,11 @@ def write_section(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--codes", default="bench/out/transfer/codes", help="cache of the photos' inversions")
+    ap.add_argument("--heldout", action="store_true",
+                    help="the six held-out faces (bench/photos.py heldout_photos) instead of the five portraits; "
+                         "no contact sheet (the photo is not ours to publish)")
+    ap.add_argument("--codes", help="cache of the photos' inversions (default bench/out/transfer/codes, "
+                                    "or …/heldout_codes with --heldout)")
     ap.add_argument("--refine", type=int, default=0, help="also measure the refined transfer (steps)")
     ap.add_argument("--generated", type=int, default=20, help="generated pairs measured too (0: none)")
     ap.add_argument("--weights", help="mapper file (default assets/mapper.safetensors)")
@@ -408,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sheet", default="bench/contact_sheets/transfer_real.jpg", help="'' for none")
     ap.add_argument("--results", help="replace/append the section of this file")
     args = ap.parse_args(argv)
+    args.codes = args.codes or f"bench/out/transfer/{'heldout_codes' if args.heldout else 'codes'}"
+    if args.heldout:
+        args.sheet = ""
     text = run(args)
     print(text)
     if args.results:

@@ -264,6 +264,30 @@ def test_attribute_lock_puts_pose_and_mouth_back_along_the_lock_boundaries(model
     assert (np.linalg.norm(e[:3] - e[3:6], axis=1) < np.linalg.norm(e[:3] - e[6:], axis=1)).all()
 
 
+def test_attribute_lock_stops_before_a_face_melts(monkeypatch) -> None:  # noqa: ANN001
+    """A target further along a boundary than a face survives (a turned real face: bench/RESULTS.md):
+    the lock goes ``MAX_TOTAL`` along it and no further. The measurement is replaced by an exact
+    linear one, so only the fit is under test."""
+    import latentstudio.identity.lock as lock
+
+    dirs = lock.lock_directions()
+    basis = np.stack([d.as_w_plus().ravel() for d in dirs])
+
+    def fake_landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # noqa: ANN001
+        lm = np.zeros((len(codes), 68, 2))
+        lm[:, :len(dirs), 0] = np.linalg.lstsq(basis.T, codes.reshape(len(codes), -1).T, rcond=None)[0].T
+        lm[:, 42:48, 0] = 1.0  # an inter-ocular distance of 1
+        return lm
+
+    monkeypatch.setattr(lock, "landmarks", fake_landmarks)
+    monkeypatch.setattr(lock, "features", lambda lm, iod: 5.0 * lm[:, :len(dirs), 0])
+    code = np.zeros((23, 512), np.float32)
+    for far, expected in ((3.0, 3.0), (10.0, lock.MAX_TOTAL)):
+        target = code + far * dirs[0].as_w_plus()
+        coef = np.linalg.lstsq(basis.T, lock.lock_offset(code, target, None).ravel(), rcond=None)[0]
+        assert coef[0] == pytest.approx(expected, abs=0.1) and np.abs(coef[1:]).max() < 1e-3, coef
+
+
 def test_refine_lowers_the_identity_loss_and_can_be_cancelled(models, faces) -> None:  # noqa: ANN001
     a, b = faces[0], faces[6]
     start = api.transfer(a, b, models=models)

@@ -478,6 +478,20 @@ class Document:
             w = w + s.repair.offset
         return np.asarray(w, dtype=np.float32).reshape(NUM_SLOTS, W_DIM)
 
+    def identity_pose_note(self, state: EditState | None = None) -> str | None:
+        """``identity.api.pose_note`` for the identity stage of ``state``: its result against the
+        face whose attributes it keeps (this document's, or the second face's when the attribute
+        amount gives more of its). None when the panel is off or the pose is kept."""
+        s = self.state if state is None else state
+        ident = s.identity
+        if not ident.active or self.runtime is None or identity_available():
+            return None
+        from latentstudio.identity import api
+
+        attrs = ident.other.code if ident.other is not None and ident.attr_alpha > 0.5 else self.base
+        out = identity_stage(self.base, ident, self.runtime)  # the cached exact stage of the last full frame
+        return api.pose_note(out, np.asarray(attrs, np.float32), models=self.runtime.identity())
+
     def generator_for(self, generator: Any, state: EditState | None = None) -> Any:
         """The generator that renders ``state``: ``generator`` plus the document's tuned weights,
         or ``generator`` itself when there are none. The tuned weights hold details of this

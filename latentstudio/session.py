@@ -448,6 +448,18 @@ class Session:
     def identity_reason(self) -> str | None:
         return self.runtime.identity_reason()
 
+    def identity_pose_note(self, state: EditState) -> str | None:
+        """A hint when the identity stage of ``state`` has not kept the attribute face's head
+        pose (``Document.identity_pose_note``: ~1 s), else None. A hint is never an error: a
+        failure to measure gives None."""
+        doc = self.doc
+        if doc is None or not state.identity.active:
+            return None
+        try:
+            return doc.identity_pose_note(state)
+        except Exception:  # noqa: BLE001 - e.g. the models went away with a device change
+            return None
+
     def set_identity(self, text: str, merge_key: object = None, **changes: Any) -> bool:
         doc = self._doc()
         return self.push(doc.state.with_identity(**changes), text,

@@ -370,6 +370,13 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
         return start + 0.02 * (identity_code - attrs)
 
     fake.refine_transfer = refine_transfer
+    poses: list[object] = []  # the pose check once a full frame has stayed on screen
+
+    def pose_note(code, attrs, *, models):  # noqa: ANN001, ANN202
+        poses.append(models)
+        return "the head pose is 9° off"
+
+    fake.pose_note = pose_note
     from latentstudio.identity.api import blend_sources
 
     fake.blend_sources = blend_sources  # plain numpy: the real one
@@ -379,6 +386,8 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     monkeypatch.setattr(latentstudio.identity, "api", fake, raising=False)
     s, panel = window.session, window.identity
     monkeypatch.setattr(s.runtime, "identity", lambda: models)
+    notes: list[str] = []
+    s.status.connect(notes.append)
     panel.set_unavailable(s.identity_reason())
     assert panel.generated.isEnabled()
     panel.seed.setValue(11)
@@ -394,6 +403,8 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     np.testing.assert_allclose(s.doc.code(), base + (0.3 + 0.35) * (other - base), atol=1e-5)
     wait_full_frame(qtbot, window)
     np.testing.assert_array_equal(s.last_frame.code, s.doc.code())  # the full frame is exact
+    qtbot.waitUntil(lambda: "Identity: the head pose is 9° off" in notes, timeout=WAIT)  # a hint, once
+    assert poses and all(m is models for m in poses)
     seq = s._request(s.preview_size)  # a drag's preview: a draft, which measures nothing
     qtbot.waitUntil(lambda: s.last_frame.seq == seq, timeout=WAIT)
     np.testing.assert_allclose(s.last_frame.code, s.doc.code() + 1e-3, atol=1e-6)

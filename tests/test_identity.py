@@ -288,6 +288,15 @@ def test_attribute_lock_stops_before_a_face_melts(monkeypatch) -> None:  # noqa:
         assert coef[0] == pytest.approx(expected, abs=0.1) and np.abs(coef[1:]).max() < 1e-3, coef
 
 
+def test_a_result_turned_away_from_the_attribute_face_gets_a_note(models, faces) -> None:  # noqa: ANN001
+    from latentstudio.identity.lock import directions
+
+    face = faces[1]
+    assert api.pose_note(face, face, models=models) is None
+    note = api.pose_note(face + 6.0 * directions(("yaw",))[0].as_w_plus(), face, models=models)
+    assert note is not None and "° off the original's" in note, note
+
+
 def test_refine_lowers_the_identity_loss_and_can_be_cancelled(models, faces) -> None:  # noqa: ANN001
     a, b = faces[0], faces[6]
     start = api.transfer(a, b, models=models)

@@ -8,6 +8,7 @@ problems (bad file, no face, bad amount, missing mapper) become ``latentstudio.c
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -125,6 +126,14 @@ def _refined(code: np.ndarray, ident: Face, attrs: Face, steps: int, models) -> 
                                progress=progress_printer(), models=models)
 
 
+def _note_pose(code: np.ndarray, attribute_code: np.ndarray, models) -> None:  # noqa: ANN001
+    from latentstudio.identity import api
+
+    note = api.pose_note(code, attribute_code, models=models)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
     from latentstudio.identity import api
 
@@ -142,6 +151,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                          models=models)
         if args.refine:
             code = _refined(code, ident, attrs, args.refine, models)
+        _note_pose(code, attrs.code, models)
         _write(args, code, models, attrs if args.paste_back else None,
                f"transfer identity={ident.label} attributes={attrs.label} "
                f"id_alpha={args.id_alpha:g} attr_alpha={args.attr_alpha:g}"
@@ -158,6 +168,7 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
         face = load_face(args.face, args.preset, models.generator)
         code = api.deidentify(face.code, args.strength, None if args.mean else args.seed, lock=args.lock,
                               models=models)
+        _note_pose(code, face.code, models)
         _write(args, code, models, face if args.paste_back else None,
                f"deidentify {face.label} strength={args.strength:g} "
                + ("mean identity" if args.mean else f"seed={args.seed}"))

@@ -86,6 +86,10 @@ class EditorSession(QObject):
         self._old_tasks: list[Task] = []
         self._task_finish: Callable[[Any], None] = lambda result: None
         self.frames = FrameGate()
+        self._pose_noted: object = None  # the identity setting whose pose was last checked
+        self.pose_note_ms = 1500
+        self._pose_timer = QTimer(self, singleShot=True, interval=self.pose_note_ms)
+        self._pose_timer.timeout.connect(self._note_identity_pose)
         self._drag_key: object = None
         self._drags = itertools.count(1)
         self._settle = QTimer(self, singleShot=True, interval=self.settle_ms)
@@ -599,7 +603,21 @@ class EditorSession(QObject):
         self.last_frame = frame
         if frame.size >= self.full_size:
             self.last_full = frame
+            self._pose_timer.start()
         self.frameReady.emit(frame)
+
+    def _note_identity_pose(self) -> None:
+        """Once the full frame of an identity setting has stayed on screen ``pose_note_ms``: a
+        status-bar hint when its head pose is off the attribute face's
+        (``Session.identity_pose_note``: ~1 s on the render thread, so never during a drag)."""
+        frame = self.last_full
+        state = frame.tag[1] if frame is not None and isinstance(frame.tag, tuple) else None
+        if (self.doc is None or state != self.doc.state or self.dragging or not state.identity.active
+                or state.identity is self._pose_noted):
+            return
+        self._pose_noted = state.identity
+        self._submit(lambda g: self.core.identity_pose_note(state),
+                     lambda note: self.status.emit(f"Identity: {note}") if note else None, "Identity")
 
     def _full_frame(self, state: EditState) -> Frame | None:
         """The last full-size frame if it shows ``state`` (a preview's code may be a draft:

@@ -59,6 +59,7 @@ DEID_DISTANCE = 0.85
 DEID_CANDIDATES = 16  # of these, the one farthest from the face's identity is used
 EVEN_POINTS = 9  # the id-amount slider's curve is measured at this many points of the line …
 EVEN_MIX = 0.8  # … and mixed with the plain amount, so a stretch where the recogniser is flat still moves
+POSE_NOTE_DEGREES = 5.0  # a result's head further off the attribute face's than this gets a note
 EVEN_MIN_SPAN = 0.1  # a smaller change of dlib distance along the line: one person, the plain amount
 _CACHE_SIZE = 64
 
@@ -398,6 +399,25 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
         if offset is not None:
             out = out + np.float32(s) * offset
     return out
+
+
+def pose_note(code: np.ndarray, attribute_code: np.ndarray, *, models: IdentityModels) -> str | None:
+    """One line for the user when the head of ``code``'s render is turned more than
+    ``POSE_NOTE_DEGREES`` (yaw or pitch) away from ``attribute_code``'s, else None. Measured as
+    the lock measures: dlib's landmarks on the full render (~1 s on 2 CPU cores; the preview
+    route reads a turned real inversion's yaw several degrees off and missed some). A face turned
+    far from the camera keeps its pose poorly: the mapper's result faces the camera more, and the
+    lock goes only as far as a face stays whole (bench/RESULTS.md, held-out photos)."""
+    from latentstudio.edit.predictors import head_pose
+    from latentstudio.identity.lock import SIZE, landmarks
+
+    c, b = _code(code, "code"), _code(attribute_code, "attribute_code")
+    yaw, pitch, _ = head_pose(landmarks(models, np.stack([c, b])) * SIZE, SIZE)
+    off = max(abs(yaw[0] - yaw[1]), abs(pitch[0] - pitch[1]))
+    if not math.isfinite(off) or off <= POSE_NOTE_DEGREES:
+        return None
+    return (f"the result's head pose is {off:.0f}° off the original's (a face turned {abs(yaw[1]):.0f}° from the "
+            "camera); faces turned that far keep their pose poorly, and a more frontal photo works better")
 
 
 def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,

@@ -59,8 +59,8 @@ DEID_DISTANCE = 0.85
 DEID_CANDIDATES = 16  # of these, the one farthest from the face's identity is used
 EVEN_POINTS = 9  # the id-amount slider's curve is measured at this many points of the line …
 EVEN_MIX = 0.8  # … and mixed with the plain amount, so a stretch where the recogniser is flat still moves
-POSE_NOTE_DEGREES = 5.0  # a result's head further off the attribute face's than this gets a note
 EVEN_MIN_SPAN = 0.1  # a smaller change of dlib distance along the line: one person, the plain amount
+POSE_NOTE_DEGREES = 5.0  # a result's head further off the attribute face's than this gets a note
 _CACHE_SIZE = 64
 
 
@@ -416,8 +416,9 @@ def pose_note(code: np.ndarray, attribute_code: np.ndarray, *, models: IdentityM
     off = max(abs(yaw[0] - yaw[1]), abs(pitch[0] - pitch[1]))
     if not math.isfinite(off) or off <= POSE_NOTE_DEGREES:
         return None
-    return (f"the result's head pose is {off:.0f}° off the original's (a face turned {abs(yaw[1]):.0f}° from the "
-            "camera); faces turned that far keep their pose poorly, and a more frontal photo works better")
+    return (f"the result's head is turned {off:.0f}° away from the pose it should keep (that face is turned "
+            f"{abs(yaw[1]):.0f}° from the camera); faces turned that far keep their pose poorly, and a more "
+            "frontal photo works better")
 
 
 def refine_transfer(code: np.ndarray, attribute_code: np.ndarray, *, identity_code: np.ndarray | None = None,

@@ -28,12 +28,13 @@ opens, and one coefficient per boundary could not match it (de-identified real p
 × 6 seeds: yaw over 3° or the mouth over 4 % of the inter-ocular distance on 5 of 30 with whole
 boundaries and 3 iterations, on none split with 4; bench/RESULTS.md). Up to 6 iterations (a fit
 that stops improving ends sooner): on photos inverted on another machine 4 left one de-identified
-photo's mouth at 4.4 %, 6 at 3.4 %. No boundary moves more than ``MAX_TOTAL`` in all
-(about the range of an edit slider): a real face turned ~33° comes out of the mapper facing the
-camera more, and walking the yaw boundary 5–7 units back melted it (bench/RESULTS.md, held-out
-photos); capped, the pose stays some degrees off but the face stays whole. No identity loss is involved and nothing is learned per
-pair: it is a measurement and an 8-unknown least-squares fit, ~2.9 s on 2 CPU cores (median over
-14 real pairs; 2.5 s with 4 iterations), computed once per pair of faces.
+photo's mouth at 4.4 %, 6 at 3.4 %. No boundary moves more than ``MAX_TOTAL`` in all (about the
+range of an edit slider): a real face turned ~33° comes out of the mapper facing the camera more,
+and walking the yaw boundary 5–7 units back melted it (bench/RESULTS.md, held-out photos); capped,
+the pose stays some degrees off but the face stays whole (``api.pose_note`` tells the user). No
+identity loss is involved and nothing is learned per pair: it is a measurement and an 8-unknown
+least-squares fit, ~2.9 s on 2 CPU cores (median over 14 real pairs; 2.5 s with 4 iterations),
+computed once per pair of faces.
 """
 
 from __future__ import annotations

@@ -297,6 +297,17 @@ def test_a_result_turned_away_from_the_attribute_face_gets_a_note(models, faces)
     assert note is not None and "away from the pose it should keep" in note, note
 
 
+def test_refine_views_are_random_reproducible_and_differentiable() -> None:
+    from latentstudio.identity.refine import random_view
+
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    views = [random_view(x, torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert all(v.shape == x.shape for v in views)
+    assert torch.equal(views[0], views[1]) and not torch.equal(views[0], views[2])
+    views[0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_refine_lowers_the_identity_loss_and_can_be_cancelled(models, faces) -> None:  # noqa: ANN001
     a, b = faces[0], faces[6]
     start = api.transfer(a, b, models=models)

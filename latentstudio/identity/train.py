@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -129,10 +130,11 @@ def attribute_targets(nets: Nets, img_b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def image_losses(nets: Nets, out: Tensor, e_target: Tensor, img_b: Tensor, lm_b: Tensor,
-                 mask: Tensor) -> dict[str, Tensor]:
+                 mask: Tensor, view: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
     """The three terms on a rendered output (N, 3, S, S): identity distance to ``e_target``
-    (N, 128), landmark error to ``lm_b`` in inter-ocular units², L1 to ``img_b`` outside the face."""
-    e = nets.identity.embed_aligned(out)  # type: ignore[attr-defined]
+    (N, 128), landmark error to ``lm_b`` in inter-ocular units², L1 to ``img_b`` outside the face.
+    ``view``: what the identity net sees instead of ``out`` (e.g. ``refine.random_view``)."""
+    e = nets.identity.embed_aligned(out if view is None else view(out))  # type: ignore[attr-defined]
     lm = nets.landmarks(out)  # type: ignore[operator]
     iod = interocular(lm_b)[:, None]
     return {"id": torch.linalg.vector_norm(e - e_target, dim=1).mean(),

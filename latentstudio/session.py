@@ -452,11 +452,10 @@ class Session:
         """A hint when the identity stage of ``state`` has not kept the attribute face's head
         pose (``Document.identity_pose_note``: ~1 s), else None. A hint is never an error: a
         failure to measure gives None."""
-        doc = self.doc
-        if doc is None or not state.identity.active:
+        if self.doc is None:
             return None
         try:
-            return doc.identity_pose_note(state)
+            return self.doc.identity_pose_note(state)
         except Exception:  # noqa: BLE001 - e.g. the models went away with a device change
             return None
 

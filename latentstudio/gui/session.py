@@ -610,10 +610,10 @@ class EditorSession(QObject):
         """Once the full frame of an identity setting has stayed on screen ``pose_note_ms``: a
         status-bar hint when its head pose is off the attribute face's
         (``Session.identity_pose_note``: ~1 s on the render thread, so never during a drag)."""
-        frame = self.last_full
-        state = frame.tag[1] if frame is not None and isinstance(frame.tag, tuple) else None
-        if (self.doc is None or state != self.doc.state or self.dragging or not state.identity.active
-                or state.identity is self._pose_noted):
+        if self.doc is None or self.dragging:
+            return
+        state = self.doc.state
+        if self._full_frame(state) is None or not state.identity.active or state.identity is self._pose_noted:
             return
         self._pose_noted = state.identity
         self._submit(lambda g: self.core.identity_pose_note(state),

@@ -230,7 +230,7 @@ def main() -> None:
                     help="more real photos (besides those of bench/photos.py)")
     ap.add_argument("--max-photos", type=int, default=None, metavar="N",
                     help="use only the first N photos of bench/photos.py (reduced CPU runs)")
-    ap.add_argument("--start", choices=("average", "encoder"), default=None,
+    ap.add_argument("--start", choices=("average", "encoder", "encoder-w"), default=None,
                     help="override the presets' starting point (see latentstudio.invert)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "invert"),
                     help="side-by-side target | reconstruction PNGs go here")

@@ -1,13 +1,18 @@
 """Invert an aligned face into the generator's W+ space (23×512) by optimisation.
 
 The code is parametrised as ``w_plus[i] = w + delta[i]``: one shared w plus a per-slot offset.
-The start is the preset's: w_avg (``fast``, ``quality``), or the CNN encoder's W+ guess
-(:mod:`latentstudio.encoder`; the ``quick`` preset, ``latentstudio invert --start encoder``),
-which skips the W phase. Measured on five real photos (bench/RESULTS.md, 2-core CPU): started
-from the guess, 60 + 6 steps (``quick``, ~12 s a photo) reach LPIPS-VGG 0.34 and OpenFace 0.41,
-where the same steps from w_avg stop at OpenFace 0.52; over the full ``fast`` schedule the two
-starts end level (LPIPS 0.29, OpenFace 0.38–0.39), and w_avg's codes answered the edits a little
-more in that run, so ``fast`` keeps it. Optimisation runs in two phases (three with a tail):
+The start is the preset's: the CNN encoder's W+ guess (:mod:`latentstudio.encoder`), either
+as it is, which skips the W phase (``start="encoder"``: the ``quick`` preset), or averaged over
+its slots into one w that the W phase starts from (``"encoder-w"``: ``fast``), or w_avg
+(``"average"``: ``quality``). Measured on real photos (bench/RESULTS.md, 2-core CPU): started
+from the guess as it is, 60 + 6 steps (``quick``, ~12 s a photo) reach LPIPS-VGG 0.34 and
+OpenFace 0.41, where the same steps from w_avg stop at OpenFace 0.52. Over ``fast``'s schedule
+the guess as it is fits small, turned faces better than w_avg but its codes answer the age edit
+less (0.74 against 0.83); the guess's mean w followed by the W phase fits them better still
+(six held-out faces: OpenFace 0.58 → 0.47) and its codes answer the edits as well as w_avg's or
+better (smile / age 1.13 / 0.86 against 0.93 / 0.83), so ``fast`` starts there.
+
+Optimisation runs in two phases (three with a tail):
 
 1. **W phase** (the first ``w_fraction`` of the steps): only the shared w moves, deltas stay 0.
    The result lies on the W manifold, where the boundaries were trained, and already has the
@@ -62,17 +67,20 @@ class Preset:
     lpips_net: str = "vgg"  # "vgg" or "alex" (AlexNet LPIPS: ~17× cheaper on the CPU)
     refine_size: int | None = None  # the last ``refine_steps`` steps render at this size instead
     refine_steps: int = 0
-    start: str = "average"  # "average" (w_avg) or "encoder" (latentstudio.encoder's W+ guess)
+    start: str = "average"  # "average" (w_avg), "encoder" (latentstudio.encoder's W+ guess) or "encoder-w" (its mean w)
     tail_steps: int = 0  # then this many steps on the fine slots alone, through the 1024² network
     tail_block: int = 6  # the tail moves slots 1 + 3·tail_block … 22 (blocks tail_block … 6 + to-image)
     tail_lr: float = 0.05
     tail_lpips: str = "vgg"
 
 
+#: where an inversion starts (``Preset.start``): w_avg, the encoder's W+ guess, the guess's mean w
+STARTS = ("average", "encoder", "encoder-w")
+
 PRESETS: dict[str, Preset] = {
     "quick": Preset(steps=60, render_size=256, loss_size=256, lr=0.03, lpips_net="alex", start="encoder",
                     refine_size=512, refine_steps=10, tail_steps=6, tail_block=5),
-    "fast": Preset(steps=120, render_size=256, loss_size=256, lr=0.06, lpips_net="alex",
+    "fast": Preset(steps=120, render_size=256, loss_size=256, lr=0.06, lpips_net="alex", start="encoder-w",
                    refine_size=512, refine_steps=20, tail_steps=18, tail_block=5),
     "quality": Preset(steps=800, render_size=1024, loss_size=256, lr=0.02),
 }
@@ -155,8 +163,8 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
     """Find W+ (23,512) whose render matches ``aligned`` ((S,S,3) uint8, FFHQ-aligned, any S).
 
     Start: ``init`` when given — a w (512,) runs the W phase from there, a W+ code (23,512) skips
-    it — else the preset's ``start``: the encoder's W+ guess (:mod:`latentstudio.encoder`) or
-    w_avg. ``progress`` gets an
+    it — else the preset's ``start`` (``STARTS``): w_avg, the encoder's W+ guess
+    (:mod:`latentstudio.encoder`), or that guess's mean w. ``progress`` gets an
     ``Progress("invert", …)`` every step (with a 256² preview every ``preview_every`` steps);
     ``cancelled()`` is polled every step and stops the run with ``progress.Cancelled``.
     ``cuda_graphs``: on CUDA, replay each step's forward + backward as a CUDA graph (:class:`CodeLoss`).
@@ -173,8 +181,10 @@ def invert(aligned: np.ndarray, *, preset: str | Preset = "fast", steps: int | N
     target = from_uint8(img).to(g.device)
     losses = Losses(target, p, g.device, nets)
 
-    if init is None and p.start == "encoder":
+    if init is None and p.start in STARTS[1:]:
         init = _encoder_start(img)
+        if init is not None and p.start == "encoder-w":
+            init = init.mean(0)  # one w: the W phase runs from the guess
     base, delta0 = _initial(g, init)
     w = base.clone().requires_grad_(True)
     delta = delta0.clone().requires_grad_(True)

@@ -294,7 +294,7 @@ class Session:
 
     def inversion_task(self) -> Task:
         """Invert the first guess's photo with the session's preset, from the preset's own start
-        (the encoder's guess for ``quick``, the average face for ``fast``: the same code as
+        (the encoder's guess for ``quick``, that guess's mean w for ``fast``: the same code as
         ``latentstudio invert``); the result replaces the document's code and keeps its edits and
         history (what was done meanwhile carries over). Cancel keeps the guess."""
         if not self.guess_pending():

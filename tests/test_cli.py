@@ -95,7 +95,7 @@ def test_invert_then_paste_back(tmp_path: Path, astronaut: Path) -> None:
 
 
 def test_invert_start_choice(tmp_path: Path, astronaut: Path) -> None:
-    """--start encoder begins at the encoder's guess, --start average (the default) at w_avg:
+    """--start encoder begins at the encoder's guess, --start average at w_avg:
     after 0 W-phase progress (1 step, lr warm-up) the two codes are far apart."""
     codes = {}
     for start in ("average", "encoder"):

@@ -161,3 +161,14 @@ def test_quick_preset_starts_from_the_encoder_guess(generator, target, lpips) ->
     assert _distance(lpips, generator, guess, target) < _distance(lpips, generator, generator.w_avg, target) - 0.1
     one = invert(target, preset="quick", steps=1, generator=generator)
     assert np.abs(one.w_plus - guess).max() < 0.1  # one step (lr warm-up) from the guess
+
+
+def test_fast_preset_runs_its_w_phase_from_the_guess_mean(generator, target) -> None:  # noqa: ANN001
+    """``fast`` starts at one w, the mean of the encoder's guess over the slots (not the guess
+    itself, and not w_avg): after one step (lr warm-up) every slot still holds that w."""
+    from latentstudio.encoder import load_encoder
+
+    mean = load_encoder().guess(target).mean(0)
+    one = invert(target, preset="fast", steps=1, generator=generator).w_plus
+    assert np.abs(one - mean[None]).max() < 0.1
+    assert np.abs(mean - generator.w_avg.cpu().numpy()).max() > 0.5  # a start of its own

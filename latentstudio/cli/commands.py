@@ -207,9 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", choices=("cpu", "cuda"), default=None)
     v.add_argument("--face", type=int, default=None)
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--start", choices=("average", "encoder"), default=None,
-                   help="override the preset's start: the average face (fast, quality) or the "
-                        "encoder's W+ guess (quick)")
+    v.add_argument("--start", choices=("average", "encoder", "encoder-w"), default=None,
+                   help="override the preset's start: the average face (quality), the encoder's "
+                        "W+ guess (quick) or that guess's mean w, from which the W phase runs (fast)")
     v.add_argument("--tune", type=int, nargs="?", const=60, default=None, metavar="STEPS",
                    help="high fidelity: also fine-tune the generator around the code (pivotal "
                         "tuning, default 60 steps, ~45 s on a 2-core CPU); the code file then carries the "

@@ -236,6 +236,35 @@ def test_deidentify_goes_only_as_far_as_another_person_needs(models, faces) -> N
         api.deidentify(faces[0], 1.0, reach=-1.0, models=models)
 
 
+def test_deidentify_skips_an_identity_whose_result_the_lock_cannot_bring_back(models, faces, monkeypatch) -> None:  # noqa: ANN001
+    """Of the farthest candidates, the first whose locked result the lock's fit reports within
+    DEID_POSE / DEID_MOUTH is used; none within: the nearest miss. The choice is cached, and a
+    draft (check=False) measures nothing: the choice made, else the farthest."""
+    from latentstudio.identity import lock
+
+    code = faces[4]
+    ranked = _ranked(models, code, 11)
+    assert np.array_equal(api.random_identity(code, 11, check=False, models=models), ranked[0])
+
+    def fake(errors: list[tuple[float, float]]):  # noqa: ANN202
+        calls = iter(errors)
+        return lambda full, target, m, dirs=None: lock.LockFit(np.zeros_like(full), *next(calls))
+
+    monkeypatch.setattr(lock, "fit_lock", fake([(api.DEID_POSE + 2, 0.0), (1.0, 0.01)]))
+    assert np.array_equal(api.random_identity(code, 11, models=models), ranked[1])  # the farthest turned the head
+    assert np.array_equal(api.random_identity(code, 11, check=False, models=models), ranked[1])  # cached
+    monkeypatch.setattr(lock, "fit_lock", fake([(9.0, 0.0), (0.0, 0.07), (4.0, 0.0)]))
+    assert np.array_equal(api.random_identity(code, 12, models=models), _ranked(models, code, 12)[2])  # misses 3, 1.75, 1.33
+
+
+def _ranked(models, code: np.ndarray, seed: int) -> list[np.ndarray]:  # noqa: ANN001
+    """De-identification candidates of ``seed``, farthest from ``code`` by dlib first."""
+    e = models.embedding(code)
+    seeds = [api.DEID_SEED_BASE + api.DEID_CANDIDATES * seed + k for k in range(api.DEID_CANDIDATES)]
+    cands = [np.repeat(models.generator.seed_w(s, api.DEID_PSI).numpy()[None], 23, 0) for s in seeds]
+    return sorted(cands, key=lambda r: -np.linalg.norm(models.embedding(r) - e))
+
+
 def _attribute_error(lm: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """dlib landmarks (N, 68, 2) against the reference's (N, 68, 2) at 256² → (N,): |yaw| + |pitch|
     errors in degrees / 5 plus the mouth's mean point error / 4 % of the inter-ocular distance."""

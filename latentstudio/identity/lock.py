@@ -120,12 +120,29 @@ def landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # no
     return find_landmarks(img, models.predictors).points / SIZE
 
 
+@dataclass(frozen=True)
+class LockFit:
+    """What the lock found: the W+ offset (23, 512), and what it left unmatched on the full
+    render: ``pose_error`` the larger of the yaw and pitch differences (degrees), ``mouth_error``
+    the mean distance of the 20 mouth points (fraction of the target's inter-ocular distance)."""
+
+    offset: np.ndarray
+    pose_error: float = 0.0
+    mouth_error: float = 0.0
+
+
 def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - IdentityModels
                 dirs: tuple[Direction, ...] | None = None) -> np.ndarray:
     """The W+ offset (23, 512) that gives ``code``'s render the pose and mouth of ``target``'s."""
+    return fit_lock(code, target, models, dirs).offset
+
+
+def fit_lock(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - IdentityModels
+             dirs: tuple[Direction, ...] | None = None) -> LockFit:
+    """``lock_offset`` with what the fit left unmatched (:class:`LockFit`)."""
     dirs = lock_directions() if dirs is None else dirs
     if not dirs or np.array_equal(code, target):
-        return np.zeros_like(code)
+        return LockFit(np.zeros_like(code))
     from latentstudio.edit.predictors import interocular
 
     basis = np.stack([d.as_w_plus() for d in dirs])  # (K, 23, 512)
@@ -152,4 +169,7 @@ def lock_offset(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - 
             delta = delta / 2
         else:
             break
-    return np.tensordot(c, basis, 1).astype(np.float32)
+    left = f - f_t
+    pose = float(np.abs(left[:2]).max()) * POSE_SCALE / POSE_WEIGHT
+    mouth = float(np.linalg.norm(left[2:].reshape(-1, 2), axis=1).mean()) * MOUTH_SCALE
+    return LockFit(np.tensordot(c, basis, 1).astype(np.float32), pose, mouth)

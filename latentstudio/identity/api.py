@@ -351,8 +351,8 @@ def random_identity(code: np.ndarray, seed: int, *, check: bool = True, models: 
     descriptor whose de-identified, locked result keeps ``code``'s pose and mouth (the lock's fit
     leaves at most ``DEID_POSE`` degrees and ``DEID_MOUTH`` of the inter-ocular distance; the
     ``DEID_TRIES`` farthest are tried, else the one that kept them best). A far identity sometimes
-    drags the head or the mouth further than the lock can bring them back (bench/RESULTS.md: 3 of
-    30 de-identified real photos). The choice is cached per code and seed. ``check=False`` (a
+    drags the head or the mouth further than the lock can bring them back (bench/RESULTS.md: 2 of
+    45 de-identified portraits before this check, none after). The choice is cached per code and seed. ``check=False`` (a
     draft) measures nothing: the choice already made, else the farthest face."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise IdentityError(f"seed must be a non-negative integer, got {seed!r}")

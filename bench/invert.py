@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from latentstudio.invert import PRESETS, Preset, invert  # noqa: E402
+from latentstudio.invert import PRESETS, STARTS, Preset, invert  # noqa: E402
 from latentstudio.losses.lpips import load_lpips  # noqa: E402
 from latentstudio.models.generator import Generator, from_uint8, to_uint8  # noqa: E402
 from latentstudio.tune import TuneSettings, pivotal_tune, tuned_generator  # noqa: E402
@@ -230,7 +230,7 @@ def main() -> None:
                     help="more real photos (besides those of bench/photos.py)")
     ap.add_argument("--max-photos", type=int, default=None, metavar="N",
                     help="use only the first N photos of bench/photos.py (reduced CPU runs)")
-    ap.add_argument("--start", choices=("average", "encoder", "encoder-w"), default=None,
+    ap.add_argument("--start", choices=STARTS, default=None,
                     help="override the presets' starting point (see latentstudio.invert)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "invert"),
                     help="side-by-side target | reconstruction PNGs go here")

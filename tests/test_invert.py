@@ -147,9 +147,11 @@ def test_cuda_graph_replays_the_eager_step(target) -> None:  # noqa: ANN001
 
 
 def test_the_cli_offers_every_preset() -> None:
-    from latentstudio.cli.common import PRESET_NAMES
+    from latentstudio.cli.common import PRESET_NAMES, START_NAMES
+    from latentstudio.invert import STARTS
 
     assert set(PRESET_NAMES) == set(PRESETS)
+    assert START_NAMES == STARTS
 
 
 def test_quick_preset_starts_from_the_encoder_guess(generator, target, lpips) -> None:  # noqa: ANN001

@@ -21,7 +21,7 @@ from latentstudio.cli import edit as edit_commands
 from latentstudio.cli import identity as identity_commands
 from latentstudio.cli import video as video_commands
 from latentstudio.cli.common import UserError
-from latentstudio.cli.common import PRESET_NAMES, progress_printer
+from latentstudio.cli.common import PRESET_NAMES, START_NAMES, progress_printer
 from latentstudio.progress import Cancelled
 from latentstudio.safety import check_output, explain
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", choices=("cpu", "cuda"), default=None)
     v.add_argument("--face", type=int, default=None)
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--start", choices=("average", "encoder", "encoder-w"), default=None,
+    v.add_argument("--start", choices=START_NAMES, default=None,
                    help="override the preset's start: the average face (quality), the encoder's "
                         "W+ guess (quick) or that guess's mean w, from which the W phase runs (fast)")
     v.add_argument("--tune", type=int, nargs="?", const=60, default=None, metavar="STEPS",

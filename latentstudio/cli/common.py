@@ -14,6 +14,7 @@ from latentstudio.safety import InputError
 
 
 PRESET_NAMES = ("quick", "fast", "quality")  # latentstudio.invert.PRESETS, without loading torch to parse
+START_NAMES = ("average", "encoder", "encoder-w")  # latentstudio.invert.STARTS, the same way
 
 
 class UserError(InputError):

@@ -382,7 +382,7 @@ def _keeping_pose(code: np.ndarray, candidates: list[np.ndarray], m: IdentityMod
 
     best, best_miss = candidates[0], math.inf
     for r in candidates:
-        full = m.map((code + deid_reach(code, r, models=m) * (r - code)).astype(np.float32), code)
+        full = _towards(code, r, deid_reach(code, r, models=m), m)
         fit = fit_lock(full, code, m)
         m.cached(_lock_key(full, code), lambda fit=fit: fit.offset)
         miss = max(fit.pose_error / DEID_POSE, fit.mouth_error / DEID_MOUTH)
@@ -393,6 +393,12 @@ def _keeping_pose(code: np.ndarray, candidates: list[np.ndarray], m: IdentityMod
     return best
 
 
+def _towards(code: np.ndarray, other: np.ndarray, k: float, m: IdentityModels) -> np.ndarray:
+    """M(code + k·(other − code), code): ``code``'s attributes, its identity moved the fraction
+    ``k`` of the way to ``other``'s (what de-identification maps)."""
+    return m.map((code + k * (other - code)).astype(np.float32), code)
+
+
 def deid_reach(code: np.ndarray, other: np.ndarray, *, models: IdentityModels) -> float:
     """How far towards ``other`` de-identifying ``code`` at strength 1 goes (the source code moves
     to code + k·(other − code)): the least k of ``DEID_REACHES`` whose mapped result is at least
@@ -401,7 +407,7 @@ def deid_reach(code: np.ndarray, other: np.ndarray, *, models: IdentityModels) -
     c, r = _code(code, "code"), _code(other, "other")
     e_c = m.embedding(c)
     for k in DEID_REACHES:
-        out = m.map((c + k * (r - c)).astype(np.float32), c)
+        out = _towards(c, r, k, m)
         if float(np.linalg.norm(m.embedding(out) - e_c)) >= DEID_DISTANCE:
             return k
     return DEID_REACHES[-1]
@@ -430,9 +436,9 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
     else:
         r = random_identity(c, seed, check=lock and not draft, models=m)
     k = deid_reach(c, r, models=m) if reach is None else _amount(reach, "reach", 0.0, 2.0)
-    out = m.map((c + k * s * (r - c)).astype(np.float32), c)
+    out = _towards(c, r, k * s, m)
     if lock:  # measured at strength 1 and scaled, as in ``blend``
-        full = m.map((c + k * (r - c)).astype(np.float32), c)
+        full = _towards(c, r, k, m)
         offset = m.cached_lock_offset(full, c) if draft else m.lock_offset(full, c)
         if offset is not None:
             out = out + np.float32(s) * offset

@@ -1,7 +1,7 @@
 """Slider-event-to-pixels latency of the real editor window (CPU by default).
 
     QT_QPA_PLATFORM=offscreen python bench/gui.py [--threads 2] [--append bench/RESULTS.md]
-                                                  [--identity FACE.npz OTHER.npz]
+                                                  [--identity FACE.npz OTHER.npz [--own-surroundings]]
 
 Mouse events go to the real slider widget of the main window (press on the handle, moves,
 release). A move's latency is the time from the event to the canvas painting the first frame
@@ -18,7 +18,9 @@ for the render that was already running. Measured:
 
 ``--identity FACE OTHER``: the window opened on the code file FACE with OTHER as the identity
 panel's second face, and the panel's attribute-amount slider dragged instead (each new amount
-needs the attribute lock, which a drag's previews borrow from the nearest amount measured).
+needs the attribute lock, which a drag's previews borrow from the nearest amount measured); every
+frame shows the result in the attribute face's surroundings (``identity.surroundings``), or, with
+``--own-surroundings``, the result's code alone (the panel's "Keep the hair and background" off).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> int:
     ap.add_argument("--drag-seconds", type=float, default=4.0)
     ap.add_argument("--releases", type=int, default=5, help="release → full-size samples")
     ap.add_argument("--append", type=Path, help="append a '## GUI (issue 6)' section to this file")
+    ap.add_argument("--own-surroundings", action="store_true",
+                    help="with --identity: frames of the result's code alone (not in the face's surroundings)")
     ap.add_argument("--identity", nargs=2, type=Path, metavar=("FACE", "OTHER"),
                     help="drag the identity panel's attribute amount instead: FACE (a code file) open, "
                          "OTHER (a code file) as the second face")
@@ -101,7 +105,12 @@ def main() -> int:
         until(lambda: session.doc is not first and settled())
         session.open_other(other)
         until(lambda: session.doc.state.identity.other is not None and settled())
-        name, inner = f"identity attribute amount ({face.stem} ← {other.stem})", win.identity.attr_amount._slider
+        if args.own_surroundings:
+            session.set_identity("The result's own hair and background", surroundings=False)
+            until(lambda: not session.doc.state.identity.surroundings and settled())
+        shown = "own surroundings" if args.own_surroundings else "in its surroundings"
+        name = f"identity attribute amount ({face.stem} ← {other.stem}, {shown})"
+        inner = win.identity.attr_amount._slider
     else:
         name = next(iter(win.attributes.rows))
         inner = win.attributes.rows[name].slider._slider  # the QDoubleSlider the user actually drags

@@ -24,7 +24,10 @@ section of RESULTS, no contact sheet). Every code is rendered at 1024² and meas
   same way against the two faces' own renders, and their id-amount sweep (no targets: the
   issue's are on the real pairs).
 
-Methods: ``mapper`` (the shipped feed-forward transfer), ``mix 0-3`` (slots 0–3 from B, 4–22 from
+Methods: ``mapper`` (the shipped feed-forward transfer, rendered as the app and the CLI show it:
+in B's hair and background, ``identity.surroundings``; the id-amount sweep, refine and the
+de-identifications are rendered the same way), ``mapper (the code's own render)`` (its code
+alone, as before the surroundings), ``mix 0-3`` (slots 0–3 from B, 4–22 from
 A: the plain style mix the mapper must beat), ``B`` (B's own code: the attribute reference) and,
 with ``--refine N``, ``mapper + refine N``.
 """
@@ -52,7 +55,9 @@ from latentstudio.edit.predictors import load_models as load_predictors
 from latentstudio.face.openface import OpenFaceIdentity
 from latentstudio.identity import api
 from latentstudio.identity.train import hull_masks
-from latentstudio.models.generator import from_uint8, to_uint8
+from latentstudio.identity.surroundings import InSurroundings
+from latentstudio.models.generator import from_uint8
+from latentstudio.render import Scene, render_scene
 from latentstudio.runtime import Runtime
 
 SECTION = "## Identity transfer on real photos (issue 21)"
@@ -75,11 +80,12 @@ class Judge:
         self.pred = load_predictors()
         self.lpips = load_lpips("vgg", models.device)
 
-    def render(self, codes: np.ndarray) -> np.ndarray:
+    def render(self, items: np.ndarray | list) -> np.ndarray:
+        """1024² renders of codes (N,23,512) or of a list of codes and ``render.Scene``s (a result
+        in B's surroundings: what the app and the CLI show) → (N,1024,1024,3) uint8."""
         g = self.m.generator
-        with g.lock, torch.no_grad():
-            return np.concatenate([to_uint8(g.synthesize(torch.from_numpy(np.asarray(c[None], np.float32)), size=1024))
-                                   for c in codes])
+        return np.stack([render_scene(g, c if isinstance(c, Scene) else np.asarray(c, np.float32), 1024)
+                         for c in items])
 
     def measure(self, images: np.ndarray) -> dict[str, np.ndarray]:
         s = predict_all(images, self.pred)
@@ -165,9 +171,10 @@ def run(args: argparse.Namespace) -> str:
 
     methods = feed_forward_methods(codes, models, args.methods)
     if args.refine:
-        methods[f"mapper + refine {args.refine}"] = lambda a, b: api.refine_transfer(
+        methods[f"mapper + refine {args.refine}"] = lambda a, b: scene(api.refine_transfer(
             api.transfer(codes[a], codes[b], models=models), codes[b], identity_code=codes[a],
-            identity_embedding=api.embed_aligned_photo(aligned[a], models=models), steps=args.refine, models=models)
+            identity_embedding=api.embed_aligned_photo(aligned[a], models=models), steps=args.refine, models=models),
+            codes[b], models)
     per_pair, renders = measure_methods(judge, methods, pairs, photo, rec, t0)
     pasted, pasted_faces = paste_into_photos(pairs, renders["mapper"], Path(args.codes), paths)
     m = judge.measure(pasted_faces)
@@ -178,7 +185,7 @@ def run(args: argparse.Namespace) -> str:
     deid = {}
     for seed in DEID_SEEDS:
         for n in names:
-            image = judge.render(api.deidentify(codes[n], 1.0, seed, models=models)[None])
+            image = judge.render([scene(api.deidentify(codes[n], 1.0, seed, models=models), codes[n], models)])
             r = judge.scores(judge.measure(image), 0, photo[n], photo[n], rec[n])
             deid[n, seed] = {"of": r["of_a"], "dl": r["dl_a"], "yaw": r["yaw"], "mouth": r["mouth"], "bg": r["bg"],
                              "image": image[0]}
@@ -190,17 +197,27 @@ def run(args: argparse.Namespace) -> str:
     return report(args, pairs, per_pair, sweep, deid, timing, time.monotonic() - t0, models, generated)
 
 
+def scene(code: np.ndarray, outside: np.ndarray, models: api.IdentityModels) -> InSurroundings | np.ndarray:
+    """``code`` as the app and the CLI show a result: in the surroundings of ``outside``."""
+    by = models.surroundings
+    return code if by is None else InSurroundings(code, outside, by)
+
+
+OWN = "mapper (the code's own render)"
+
+
 def feed_forward_methods(codes: dict[str, np.ndarray], models: api.IdentityModels,
-                         names: list[str]) -> dict[str, Callable[[str, str], np.ndarray]]:
-    """The methods of ``names`` (the mapper always) as (A, B) → W+ code, on ``codes``."""
-    methods: dict[str, Callable[[str, str], np.ndarray]] = {
-        "mapper": lambda a, b: api.transfer(codes[a], codes[b], models=models),
+                         names: list[str]) -> dict[str, Callable[[str, str], np.ndarray | Scene]]:
+    """The methods of ``names`` (the mapper always) as (A, B) → W+ code or scene, on ``codes``."""
+    methods: dict[str, Callable[[str, str], np.ndarray | Scene]] = {
+        "mapper": lambda a, b: scene(api.transfer(codes[a], codes[b], models=models), codes[b], models),
+        OWN: lambda a, b: api.transfer(codes[a], codes[b], models=models),
         "mix 0-3": lambda a, b: np.concatenate([codes[b][:4], codes[a][4:]]),
         "B": lambda a, b: codes[b]}
     return {k: f for k, f in methods.items() if k in names or k == "mapper"}
 
 
-def measure_methods(judge: Judge, methods: dict[str, Callable[[str, str], np.ndarray]], pairs: list[tuple[str, str]],
+def measure_methods(judge: Judge, methods: dict[str, Callable[[str, str], np.ndarray | Scene]], pairs: list[tuple[str, str]],
                     ref: dict[str, dict[str, np.ndarray]], rec: dict[str, dict[str, np.ndarray]],
                     t0: float) -> tuple[dict[str, list[dict[str, float]]], dict[str, np.ndarray]]:
     """Each method's result per pair (A, B), scored against A's and B's references (``ref``: the
@@ -209,7 +226,7 @@ def measure_methods(judge: Judge, methods: dict[str, Callable[[str, str], np.nda
     per_pair: dict[str, list[dict[str, float]]] = {}
     renders: dict[str, np.ndarray] = {}
     for name, f in methods.items():
-        renders[name] = judge.render(np.stack([f(a, b) for a, b in pairs]))
+        renders[name] = judge.render([f(a, b) for a, b in pairs])
         m = judge.measure(renders[name])
         per_pair[name] = [judge.scores(m, i, ref[a], ref[b], rec[b]) for i, (a, b) in enumerate(pairs)]
         print(f"{name}: done ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
@@ -221,7 +238,8 @@ def id_sweep(judge: Judge, models: api.IdentityModels, codes: dict[str, np.ndarr
     """Per pair: Spearman(id amount, −OpenFace distance to A's reference) over ``SWEEP``, and the distances."""
     sweep = []
     for a, b in pairs:
-        m = judge.codes(np.stack([api.blend(codes[b], codes[a], t, 0.0, models=models) for t in SWEEP]))
+        m = judge.measure(judge.render([scene(api.blend(codes[b], codes[a], t, 0.0, models=models), codes[b], models)
+                                        for t in SWEEP]))
         d = [float(np.linalg.norm(m["of"][i] - ref[a]["of"][0])) for i in range(len(SWEEP))]
         sweep.append((spearman(list(SWEEP), [-x for x in d]), d))
     return sweep
@@ -413,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", help="mapper file (default assets/mapper.safetensors)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--methods", default="mapper,mix 0-3,B", type=lambda t: t.split(","),
-                    help="comma-separated subset of: mapper, mix 0-3, B")
+    ap.add_argument("--methods", default=f"mapper,{OWN},mix 0-3,B", type=lambda t: t.split(","),
+                    help=f"comma-separated subset of: mapper, {OWN}, mix 0-3, B")
     ap.add_argument("--sheet", default="bench/contact_sheets/transfer_real.jpg", help="'' for none")
     ap.add_argument("--results", help="replace/append the section of this file")
     args = ap.parse_args(argv)

@@ -59,6 +59,7 @@ class Options:
     steps: int | None = None
     size: int = 1024
     device: str | None = "cpu"
+    surroundings: bool = True  # transfer, deidentify: the result in the input's own hair and background
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -213,6 +214,7 @@ def _process(job: Job, models: Models) -> None:
         save_code(job.output, code, **extras)
         return
     models_id = models.runtime.identity() if o.op in ("deidentify", "transfer") else None
+    own = code  # the input's face: its hair and background are kept around another person's
     if o.op == "deidentify":
         from latentstudio.identity import api
 
@@ -225,9 +227,15 @@ def _process(job: Job, models: Models) -> None:
         from latentstudio.edit.apply import apply_edits
 
         code = apply_edits(code, o.alphas, models.directions, keep=o.keep, layers=o.layers)
-    from latentstudio.models.generator import to_uint8
+        own = apply_edits(own, o.alphas, models.directions, keep=o.keep, layers=o.layers)
+    from latentstudio.render import render_scene
 
-    rgb = to_uint8(models.runtime.generator().synthesize(code, size=o.size))[0]
+    by = models_id.surroundings if models_id is not None and o.surroundings else None
+    if by is not None:  # as the app shows it: the input's own hair and background around the face
+        from latentstudio.identity.surroundings import InSurroundings
+
+        code = InSurroundings(code, own, by)
+    rgb = render_scene(models.runtime.generator(), code, o.size)
     if o.paste_back:
         from latentstudio.face.placement import Placement
 

@@ -43,6 +43,8 @@ EXTRAS: dict[str, tuple[str, tuple[int, ...] | None]] = {
     "photo": ("U", ()), "quad": ("f", (4, 2)), "landmarks": ("f", (68, 2)),
     "source_size": ("iu", (2,)), "face_index": ("iu", ()), "loss_names": ("U", None),
     "loss_values": ("f", None), "steps": ("iu", ()),
+    # an identity result's attribute face (edits included): the hair and background it is shown in
+    "surroundings": ("f", (23, 512)),
 }
 
 

@@ -8,6 +8,10 @@ The edited code is a pure function of the document and an ``EditState``::
               orthogonal to the "keep" (locked) attributes (``latentstudio.edit.apply``)
     repair:   + α·D (a W+ direction), the artifact repair found by ``latentstudio.edit.repair``
 
+While the identity panel is active a render shows ``scene()``: that code inside its face and the
+attribute face's code with the same edits (``surroundings_code``) around it, so the new face keeps
+that face's hair, clothes and background (``latentstudio.identity.surroundings``).
+
 A photo inverted in high-fidelity mode also carries ``tuning``: generator weight changes from
 pivotal tuning (``latentstudio.tune``) that every render of the document adds to the weights
 (``Document.generator_for``).
@@ -185,6 +189,9 @@ class IdentityState:
     deid_strength: float = 0.0
     deid_seed: int = 0
     refined: IdentityRefinement | None = None  # valid for exactly these settings
+    #: render the result in the attribute face's own hair, clothes and background
+    #: (``identity.surroundings``); off: the result's code alone, the identity face's hair and all
+    surroundings: bool = True
 
     @property
     def active(self) -> bool:
@@ -261,8 +268,10 @@ class EditState:
         return replace(self, layers=rest)
 
     def with_identity(self, **changes: Any) -> EditState:
-        """Change panel settings; any change but the refinement itself drops the refinement."""
-        changes.setdefault("refined", None)
+        """Change panel settings; any change but the refinement itself and the surroundings
+        (which only change how the code is shown) drops the refinement."""
+        if set(changes) != {"surroundings"}:
+            changes.setdefault("refined", None)
         ident = replace(self.identity, **changes)
         if ident.role not in ROLES:
             raise DocumentError(f"role must be one of {ROLES}, got {ident.role!r}")
@@ -461,8 +470,37 @@ class Document:
         """Edited W+ (23,512) float32 for ``state`` (default: the current one). Thread-safe.
         ``draft``: a drag's preview; the identity stage measures nothing new (``identity_stage``)."""
         s = self.state if state is None else state
+        return self._edited(identity_stage(self.base, s.identity, self.runtime, draft=draft), s)
+
+    def surroundings_code(self, state: EditState | None = None) -> np.ndarray | None:
+        """The face whose hair, clothes and background a render of ``state`` keeps, with
+        ``state``'s edits (23,512) float32: this document's face, or the second face when the
+        attribute amount gives more of its attributes. None while the identity panel is off or
+        set to show the result's own surroundings."""
+        s = self.state if state is None else state
+        ident = s.identity
+        if not ident.active or not ident.surroundings:
+            return None
+        attrs = ident.other.code if ident.other is not None and ident.attr_alpha > 0.5 else self.base
+        return self._edited(np.asarray(attrs, dtype=np.float32), s)
+
+    def scene(self, state: EditState | None = None, *, draft: bool = False) -> Any:
+        """What a render of ``state`` shows: its code (23,512), or, while the identity panel is
+        active, an ``identity.surroundings.InSurroundings`` that renders the code in the attribute
+        face's surroundings (``render.Scene``). ``draft`` as in ``code``."""
+        s = self.state if state is None else state
+        code = self.code(s, draft=draft)
+        outside = self.surroundings_code(s)
+        if outside is None or self.runtime is None:
+            return code
+        from latentstudio.identity.surroundings import InSurroundings
+
+        by = self.runtime.identity().surroundings
+        return code if by is None else InSurroundings(code, outside, by)
+
+    def _edited(self, w: np.ndarray, s: EditState) -> np.ndarray:
+        """``s``'s sliders and repair applied to ``w`` (23,512) → (23,512) float32."""
         dirs = self.directions
-        w = identity_stage(self.base, s.identity, self.runtime, draft=draft)
         alphas = {n: v for n, v in s.values.items() if v != 0.0}
         keep = sorted(k for k in s.keep if k in dirs)
         # a locked slider keeps its own offset; the others are made orthogonal to every lock
@@ -522,11 +560,11 @@ class Document:
             return tuned
 
     def render(self, generator: Any, size: int = 1024, state: EditState | None = None) -> np.ndarray:
-        """The edited face (size,size,3) uint8 (with the tuned weights, see ``generator_for``)."""
-        from latentstudio.models.generator import to_uint8
+        """The edited face (size,size,3) uint8 (with the tuned weights, see ``generator_for``),
+        in the attribute face's surroundings while the identity panel is active (``scene``)."""
+        from latentstudio.render import render_scene
 
-        g = self.generator_for(generator, state)
-        return to_uint8(g.synthesize(self.code(state), size=size))[0]
+        return render_scene(self.generator_for(generator, state), self.scene(state), size)
 
     def compose(self, aligned_rgb: np.ndarray, max_side: int | None = None,
                 state: EditState | None = None) -> np.ndarray:
@@ -589,7 +627,8 @@ class Document:
 
     def export_code(self, path: str | Path, state: EditState | None = None) -> np.ndarray:
         """Write the edited code as a code file (``.npz``, the format of ``latentstudio invert``):
-        ``w_plus`` plus the photo's alignment and the tuned weights the render uses, so that
+        ``w_plus`` plus the photo's alignment, the tuned weights the render uses and, while the
+        identity panel is active, the surroundings it is shown in (``surroundings_code``), so that
         ``latentstudio render --code FILE [--paste-back PHOTO]`` reproduces the app's face."""
         from latentstudio.codes import LatentError, save_code, tuned_arrays
 
@@ -603,6 +642,9 @@ class Document:
         extras: dict[str, Any] = tuned_arrays(self.tuning) if not s.identity.active else {}
         if src.kind == "photo" and src.placement is not None:
             extras.update(src.placement.arrays())
+        outside = self.surroundings_code(s)
+        if outside is not None:
+            extras["surroundings"] = outside
         try:
             save_code(p, code, **extras)
         except (OSError, LatentError) as exc:

@@ -107,6 +107,7 @@ def save_project(doc: Document, path: str | Path, code: np.ndarray | None = None
                   "identity": {"role": ident.role, "id_alpha": ident.id_alpha,
                                "attr_alpha": ident.attr_alpha,
                                "deid_strength": ident.deid_strength, "deid_seed": ident.deid_seed,
+                               "surroundings": ident.surroundings,
                                "other": None if ident.other is None else
                                {"label": ident.other.label, "origin": ident.other.origin},
                                "refined": None if ident.refined is None else
@@ -170,7 +171,7 @@ def load_project(path: str | Path, directions: Iterable[Direction] = (), runtime
         raise ProjectError(f"{p}: damaged project file ({type(exc).__name__}: {first_line(exc)})") from exc
 
 
-ARRAY_NAME = re.compile(r"^(base|quad|landmarks|code|other|repair_direction|dir\d{1,4}|tuned/.+)$")
+ARRAY_NAME = re.compile(r"^(base|quad|landmarks|code|other|identity_refined|repair_direction|dir\d{1,4}|tuned/.+)$")
 MAX_AMOUNT = 100.0  # identity blend amounts and repair strengths (the sliders go to ±2 or so)
 
 
@@ -325,7 +326,7 @@ def _state(p: Path, st: dict[str, Any], arrays: dict[str, np.ndarray], doc: Docu
         except (KeyError, TypeError, ValueError, DocumentError) as exc:
             raise ProjectError(f"{p}: damaged project file (identity refinement: {exc})") from exc
     ident = IdentityState(other, role, *(_amount(i.get(k, 0.0), k, p) for k in ("id_alpha", "attr_alpha", "deid_strength")),
-                          int(i.get("deid_seed", 0)), refined)
+                          int(i.get("deid_seed", 0)), refined, bool(i.get("surroundings", True)))
     rep = st.get("repair")
     repair = None
     if rep is not None:

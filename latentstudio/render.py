@@ -5,7 +5,7 @@ which run **on the worker thread** (a GUI forwards them to its own thread)::
 
     r = Renderer(lambda: Generator.load("cpu"), on_frame=show)
     r.start()
-    seq = r.request(code, size=256)          # code (23,512), or a zero-argument callable → (23,512)
+    seq = r.request(code, size=256)          # code (23,512) or a Scene, or a zero-argument callable → either
     r.request(code, 1024, generator_for=doc.generator_for)   # render with other (tuned) weights
 
 Rules
@@ -28,11 +28,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-Code = np.ndarray | Callable[[], np.ndarray]
+
+@runtime_checkable
+class Scene(Protocol):
+    """Something that renders itself rather than a plain code: ``code`` (23,512) is what the
+    frame reports, ``render_uint8`` the picture (e.g. ``identity.surroundings.InSurroundings``: a
+    transferred face in the attribute face's hair and background)."""
+
+    code: np.ndarray
+
+    def render_uint8(self, generator: Any, size: int, between: Callable[[], None] | None = None) -> np.ndarray:
+        ...
+
+
+Code = np.ndarray | Scene | Callable[[], "np.ndarray | Scene"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,10 +240,11 @@ class Renderer:
     def _render(self, gen: Any, item: _Request) -> None:
         t0 = time.perf_counter()
         try:
-            code = item.code() if callable(item.code) else item.code
-            code = np.array(code, dtype=np.float32)  # a private, writable copy
+            scene = item.code() if callable(item.code) else item.code
+            code = np.array(scene.code if isinstance(scene, Scene) else scene, dtype=np.float32)  # a private copy
             g = item.generator_for(gen) if item.generator_for is not None else gen
-            face = synthesize_uint8(g, code, item.size, lambda: self._overtaken(item))
+            face = render_scene(g, scene if isinstance(scene, Scene) else code, item.size,
+                                lambda: self._overtaken(item))
             image = item.post(face) if item.post is not None else face
         except _Superseded:
             with self._cv:
@@ -260,6 +274,20 @@ class Renderer:
         """A newer, cheaper request for the same channel is waiting (no lock: a dict lookup)."""
         newer = self._pending.get(item.channel)
         return newer is not None and newer.seq > item.seq and newer.size < item.size
+
+
+def render_scene(gen: Any, scene: np.ndarray | Scene, size: int,
+                 should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+    """A code (``synthesize_uint8``) or a ``Scene`` → (size,size,3) uint8, checking
+    ``should_stop`` between synthesis blocks."""
+    if not isinstance(scene, Scene):
+        return synthesize_uint8(gen, scene, size, should_stop)
+
+    def between() -> None:
+        if should_stop():
+            raise _Superseded
+
+    return scene.render_uint8(gen, size, between)
 
 
 def synthesize_uint8(gen: Any, code: np.ndarray, size: int,

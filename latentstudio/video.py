@@ -260,6 +260,7 @@ class VideoEdit:
     deid_seed: int = 0
     coherency: bool = True  # put the clip's own identity (the mean of its frames' codes) into every frame
     state: Any = None  # the app's EditState (no identity part): sliders, locks, slot ranges, repair
+    surroundings: bool = True  # another person's face in the frame's own hair and background
 
     @property
     def other_person(self) -> bool:
@@ -372,16 +373,13 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
             rep.passed_through.append(fr.index)
             writer.write(fr, fr.rgb)
             continue
-        edited = _identity_stage(codes[k], identity, amount, edit, models)
-        if edit.state is not None:  # exactly what the app's document does to a code
-            from latentstudio.document import Document, Source
-
-            edited = Document(edited, Source("code"), directions.values(), state=edit.state).code()
-        elif edit.alphas:
-            from latentstudio.edit.apply import apply_edits
-
-            edited = apply_edits(edited, edit.alphas, directions, keep=edit.keep, layers=edit.layers)
-        face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]
+        edited = _edited(_identity_stage(codes[k], identity, amount, edit, models), edit, directions)
+        by = models.surroundings if models is not None and edit.other_person and edit.surroundings else None
+        if by is not None:  # as the app shows it: the frame's own hair and background around the face
+            own = identity if identity is not None and edit.attr_alpha > 0.5 else codes[k]
+            face_rgb = by.render_uint8(g, edited, _edited(own, edit, directions), 1024)
+        else:
+            face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]
         quad = ffhq_quad(lm)  # the inversion's alignment quad
         placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), quad, lm)
         writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour, other_person=edit.other_person))
@@ -507,6 +505,19 @@ def _cached_code(path: Path) -> np.ndarray | None:
             return as_code(z["w_plus"], str(path))
     except (OSError, ValueError, KeyError):
         return None  # a damaged cache entry is recomputed
+
+
+def _edited(code: np.ndarray, edit: VideoEdit, directions: dict[str, Any]) -> np.ndarray:
+    """``edit``'s sliders (and the app's state: locks, slot ranges, repair) applied to ``code``."""
+    if edit.state is not None:  # exactly what the app's document does to a code
+        from latentstudio.document import Document, Source
+
+        return Document(code, Source("code"), directions.values(), state=edit.state).code()
+    if edit.alphas:
+        from latentstudio.edit.apply import apply_edits
+
+        return apply_edits(code, edit.alphas, directions, keep=edit.keep, layers=edit.layers)
+    return code
 
 
 def _identity_stage(code: np.ndarray, identity: np.ndarray, amount: float | None, edit: VideoEdit,

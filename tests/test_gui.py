@@ -352,7 +352,9 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
     import types
 
     fake = types.ModuleType("latentstudio.identity.api")
-    models = object()  # what the session's runtime hands the api: every call must get it
+    # what the session's runtime hands the api (every call must get it); no face parsing: the
+    # frames show the codes themselves
+    models = types.SimpleNamespace(surroundings=None)
     fake.available = lambda weights=None: None
     drafts: list[bool] = []  # a preview's blend is a draft (measures nothing), a full frame's is not
 
@@ -422,6 +424,11 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
         saved = load_npz(z.read("arrays.npz"), "arrays.npz")
     np.testing.assert_array_equal(saved["code"], s.last_full.code)
     assert len(drafts) == calls  # no blend ran for it
+    assert panel.surroundings.isChecked()  # the attribute face's hair and background, by default
+    panel.surroundings.click()
+    assert s.doc.state.identity.surroundings is False
+    window.act_undo.trigger()
+    assert s.doc.state.identity.surroundings and panel.surroundings.isChecked()
     panel.id_amount.setValue(1.0)
     panel.swap.click()
     ident = s.doc.state.identity

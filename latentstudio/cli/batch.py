@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from latentstudio.cli.common import OWN_SURROUNDINGS_HELP
 from latentstudio.cli.common import PRESET_NAMES, as_user_errors, interruptible, progress_printer, user_error
 
 
@@ -22,7 +23,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                           layers=parse_layers(args.layers) if args.layers else None, strength=args.strength,
                           seed=args.seed, identity=args.identity, id_alpha=args.id_alpha,
                           paste_back=args.paste_back, preset=args.preset, steps=args.steps, size=args.size,
-                          device=args.device)
+                          device=args.device, surroundings=not args.own_surroundings)
         jobs = plan(args.inputs, outdir, args.op)
         with interruptible() as stop:
             workers = args.workers if args.workers is not None else (0 if args.ray is not False else 1)
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--identity", metavar="PHOTO|CODE", help="transfer: whose identity every input gets")
     b.add_argument("--id-alpha", type=float, default=1.0, help="transfer: how much of it (0..1)")
     b.add_argument("--paste-back", action="store_true", help="paste each result back into its photo")
+    b.add_argument("--own-surroundings", action="store_true", help="transfer, deidentify: " + OWN_SURROUNDINGS_HELP)
     b.add_argument("--preset", choices=PRESET_NAMES, default="fast")
     b.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     b.add_argument("--size", type=int, choices=(256, 512, 1024), default=1024)

@@ -61,10 +61,6 @@ def _runtime(device: str | None):  # noqa: ANN202 - Runtime, its generator loade
     return runtime
 
 
-def _load_generator(device: str | None):  # noqa: ANN202 - returns Generator
-    return _runtime(device).generator()
-
-
 def _save_rgb(path: Path, rgb, metadata: dict[str, str] | None = None) -> None:  # noqa: ANN001
     from latentstudio.face.image_io import save_image
 
@@ -82,7 +78,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             code = None
     except LatentError as exc:
         raise UserError(str(exc)) from exc
-    g = _load_generator(args.device)
+    runtime = _runtime(args.device)
+    g = runtime.generator()
     extras = load_code_extras(args.code) if args.code else {}
     if code is None:
         code = g.seed_w(args.seed, args.psi).cpu().numpy()
@@ -97,7 +94,18 @@ def cmd_render(args: argparse.Namespace) -> int:
             import torch
 
             code = g.truncate(torch.from_numpy(code).to(g.device), args.psi).cpu().numpy()
-    img = to_uint8(g.synthesize(code, size=args.size))[0]
+    if "surroundings" in extras and args.psi == 1.0:  # an identity result, shown as it was made
+        from latentstudio.identity.surroundings import InSurroundings
+        from latentstudio.render import render_scene
+
+        try:
+            by = runtime.identity().surroundings
+        except ValueError as exc:  # the identity models are missing: the code alone, and why
+            print(f"note: {exc}; rendering the code without its surroundings", file=sys.stderr)
+            by = None
+        img = render_scene(g, code if by is None else InSurroundings(code, extras["surroundings"], by), args.size)
+    else:
+        img = to_uint8(g.synthesize(code, size=args.size))[0]
     meta = {"latentstudio": f"render seed={args.seed} psi={args.psi}" if args.code is None
             else f"render code={Path(args.code).name} psi={args.psi}"}
     if args.paste_back:

@@ -115,3 +115,7 @@ def interruptible() -> Iterator[StopFlag]:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+#: ``--own-surroundings`` of every command that gives a face another person's identity
+OWN_SURROUNDINGS_HELP = ("render the result's code alone, with the hair, clothes and background it brings "
+                         "(default: the attribute face's own, around the new face)")

@@ -18,7 +18,7 @@ from latentstudio.codes import CODE_SUFFIXES
 from latentstudio.identity import REFINE_STEPS
 from latentstudio.latent import W_PLUS
 from latentstudio.cli.common import as_user_errors as _as_user_errors
-from latentstudio.cli.common import PRESET_NAMES, interruptible, progress_printer
+from latentstudio.cli.common import OWN_SURROUNDINGS_HELP, PRESET_NAMES, interruptible, progress_printer
 from latentstudio.cli.common import user_error as _user_error
 
 
@@ -75,27 +75,29 @@ def _paste(face: Face, rgb: np.ndarray) -> np.ndarray:
 
 
 def _write(args: argparse.Namespace, code: np.ndarray, models, paste_into: Face | None,  # noqa: ANN001
-           meta: str) -> None:
-    """Write the result: a code (.npz) or an image rendered at --size (pasted back if asked)."""
-    out = Path(args.output)
-    if out.suffix.lower() == ".npz":
-        from latentstudio.codes import save_code
+           meta: str, outside: np.ndarray) -> None:
+    """Write the result: a code (.npz) or an image rendered at --size (pasted back if asked), in
+    the surroundings of ``outside`` (the face whose attributes it keeps) unless --own-surroundings.
+    A code file then carries ``outside`` too, so ``render --code`` shows the same picture."""
+    from latentstudio.codes import save_code
+    from latentstudio.render import render_scene
 
-        save_code(out, code)
+    out = Path(args.output)
+    by = None if args.own_surroundings else models.surroundings
+    extras = {} if by is None else {"surroundings": outside}
+    if out.suffix.lower() == ".npz":
+        save_code(out, code, **extras)
     else:
         from latentstudio.face.image_io import save_image
-        from latentstudio.models.generator import to_uint8
+        from latentstudio.identity.surroundings import InSurroundings
 
-        g = models.generator
-        with g.lock:
-            rgb = to_uint8(g.synthesize(code, size=args.size))[0]
+        scene = code if by is None else InSurroundings(code, outside, by)
+        rgb = render_scene(models.generator, scene, args.size)
         if paste_into is not None:
             rgb = _paste(paste_into, rgb)
         save_image(out, rgb, {"latentstudio": meta})
     if getattr(args, "save_code", None):
-        from latentstudio.codes import save_code
-
-        save_code(args.save_code, code)
+        save_code(args.save_code, code, **extras)
     print(f"wrote {out}")
 
 
@@ -155,7 +157,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         _write(args, code, models, attrs if args.paste_back else None,
                f"transfer identity={ident.label} attributes={attrs.label} "
                f"id_alpha={args.id_alpha:g} attr_alpha={args.attr_alpha:g}"
-               + (f" refine={args.refine}" if args.refine else ""))
+               + (f" refine={args.refine}" if args.refine else ""),
+               outside=attrs.code if args.attr_alpha >= 0.5 else ident.code)
     return 0
 
 
@@ -171,7 +174,7 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
         _note_pose(code, face.code, models)
         _write(args, code, models, face if args.paste_back else None,
                f"deidentify {face.label} strength={args.strength:g} "
-               + ("mean identity" if args.mean else f"seed={args.seed}"))
+               + ("mean identity" if args.mean else f"seed={args.seed}"), outside=face.code)
     return 0
 
 
@@ -268,6 +271,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lock", dest="lock", action="store_false",
                    help="skip the attribute lock (which puts the head pose and the mouth back where "
                         "the attribute face has them; ~3 s on 2 CPU cores)")
+    p.add_argument("--own-surroundings", action="store_true", help=OWN_SURROUNDINGS_HELP)
     p.add_argument("--save-code", help="also write the resulting W+ code (.npz)")
     p.add_argument("-o", "--output", required=True, help="image file, or .npz for the code only")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentstudio.cli.common import OWN_SURROUNDINGS_HELP
 from latentstudio.cli.common import PRESET_NAMES, UserError, as_user_errors, interruptible, progress_printer, user_error
 
 
@@ -42,7 +43,8 @@ def cmd_video(args: argparse.Namespace) -> int:
 
             identity = load_face(args.identity, args.preset, runtime.generator()).code
         edit = VideoEdit(alphas=alphas, keep=tuple(keep), layers=layers, identity=identity, id_alpha=args.id_alpha,
-                         deidentify=args.deidentify or 0.0, deid_seed=args.seed, coherency=not args.no_coherency)
+                         deidentify=args.deidentify or 0.0, deid_seed=args.seed, coherency=not args.no_coherency,
+                         surroundings=not args.own_surroundings)
         with interruptible() as stop:
             rep = edit_clip(src, out, edit, runtime=runtime, directions=directions, preset=args.preset, steps=args.steps,
                             face=args.face, start=args.start, end=args.end, progress=progress_printer(),
@@ -67,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--deidentify", nargs="?", type=float, const=1.0, default=None, metavar="STRENGTH",
                    help="give every frame the same new person (strength 0..1, default 1)")
     v.add_argument("--seed", type=int, default=0, help="which new person --deidentify gives")
+    v.add_argument("--own-surroundings", action="store_true", help=OWN_SURROUNDINGS_HELP)
     v.add_argument("--no-coherency", action="store_true",
                    help="do not put the clip's own identity into every frame (per-frame codes as inverted)")
     v.add_argument("--face", type=int, default=None, help="which face to follow (0 = largest confident)")

@@ -161,18 +161,27 @@ def _photo_px_per_frame_px(quad: np.ndarray) -> float:
     return float(np.hypot(*(np.asarray(quad[3]) - np.asarray(quad[0])))) / FRAME
 
 
-def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray, lift: float) -> np.ndarray:
-    """Convex polygon (photo coordinates) of the landmark hull + forehead, grown by GROW."""
+def aligned_face_mask(landmarks: np.ndarray, size: int, forehead: float, grow: float) -> np.ndarray:
+    """The feathered face mask (size, size) float32 of an aligned ``size``² crop whose 68
+    ``landmarks`` are given in its pixels: the landmark hull plus the forehead (``forehead`` as in
+    ``paste_back``), grown by ``grow`` of the frame and fading inwards over ``FEATHER``."""
+    quad = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
+    return _feathered(_face_polygon(quad, landmarks, forehead, grow * FRAME), (0, 0, size, size), quad)
+
+
+def _face_polygon(quad: np.ndarray, landmarks_photo: np.ndarray, lift: float, grow: float = GROW) -> np.ndarray:
+    """Convex polygon (photo coordinates) of the landmark hull + forehead, grown by ``grow``
+    (aligned-frame pixels)."""
     lm = apply_matrix(photo_to_aligned_matrix(quad, FRAME), landmarks_photo)
     brows = lm[17:27]
     height = max(lm[8, 1] - brows[:, 1].mean(), 1.0)  # brow line to chin, aligned frame
     forehead = brows - (0.0, lift * height)  # "up" is -y in the aligned frame
     pts = np.vstack([lm, forehead])
-    lo, hi = GROW + MARGIN - 0.5, FRAME - 0.5 - GROW - MARGIN
+    lo, hi = grow + MARGIN - 0.5, FRAME - 0.5 - grow - MARGIN
     pts = np.clip(pts, lo, hi)
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     angles = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
-    disk = GROW * np.c_[np.cos(angles), np.sin(angles)]
+    disk = grow * np.c_[np.cos(angles), np.sin(angles)]
     grown = (hull[:, None, :] + disk[None]).reshape(-1, 2)
     grown = cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     return apply_matrix(aligned_to_photo_matrix(quad, FRAME), grown)

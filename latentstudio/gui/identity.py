@@ -12,6 +12,7 @@ import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -47,6 +48,7 @@ class IdentityPanel(QWidget):
     deidentifyRequested = Signal()
     refineRequested = Signal()
     amountEdited = Signal(str, float)  # "id_alpha" | "attr_alpha" | "deid_strength", value
+    surroundingsToggled = Signal(bool)
     dragStarted = Signal()
     dragFinished = Signal()
 
@@ -73,6 +75,9 @@ class IdentityPanel(QWidget):
         self.deid = QPushButton("De-identify")
         self.deid.setToolTip("Replace the identity with a random one, keeping pose and expression")
         self.deid_strength = _amount_slider("Strength of the de-identification")
+        self.surroundings = QCheckBox("Keep the hair and background")
+        self.surroundings.setToolTip("Show the new face in the attribute face's own hair, clothes and "
+                                     "background (off: the result's own, which bring the other person's hair)")
 
         source = QGroupBox("Second face")
         g = QGridLayout(source)
@@ -102,6 +107,7 @@ class IdentityPanel(QWidget):
         lay.addWidget(source)
         lay.addWidget(blend)
         lay.addWidget(anon)
+        lay.addWidget(self.surroundings)
         lay.addStretch(1)
 
         self.load.clicked.connect(self.loadPhotoRequested)
@@ -110,6 +116,7 @@ class IdentityPanel(QWidget):
         self.clear.clicked.connect(self.clearRequested)
         self.deid.clicked.connect(self.deidentifyRequested)
         self.refine.clicked.connect(self.refineRequested)
+        self.surroundings.toggled.connect(self.surroundingsToggled)
         for key, s in (("id_alpha", self.id_amount), ("attr_alpha", self.attr_amount),
                        ("deid_strength", self.deid_strength)):
             s.valueChanged.connect(lambda v, k=key: self.amountEdited.emit(k, float(v)))
@@ -122,7 +129,7 @@ class IdentityPanel(QWidget):
         """Disable everything with ``reason`` as the tooltip (None enables the panel)."""
         self._available = reason is None
         for w in (self.load, self.seed, self.generated, self.swap, self.clear, self.id_amount,
-                  self.attr_amount, self.refine, self.deid, self.deid_strength):
+                  self.attr_amount, self.refine, self.deid, self.deid_strength, self.surroundings):
             w.setEnabled(reason is None)
             w.setToolTip(reason or w.toolTip())
         self.reason.setText("" if reason is None else f"<i>{reason}</i>")
@@ -138,6 +145,9 @@ class IdentityPanel(QWidget):
             if abs(s.value() - v) > 1e-9:
                 with QSignalBlocker(s):
                     s.setValue(v)
+        if self.surroundings.isChecked() != ident.surroundings:
+            with QSignalBlocker(self.surroundings):
+                self.surroundings.setChecked(ident.surroundings)
         self.refined.setText(f"refined ({ident.refined.steps} steps)" if ident.refined is not None else "")
         if self._available:
             for w in (self.swap, self.clear, self.id_amount, self.attr_amount):

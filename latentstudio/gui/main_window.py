@@ -273,6 +273,8 @@ class MainWindow(QMainWindow):
         i.deidentifyRequested.connect(s.deidentify)
         i.refineRequested.connect(lambda: s.refine_identity())
         i.amountEdited.connect(s.set_amount)
+        i.surroundingsToggled.connect(lambda on: s.set_identity(
+            "Keep the hair and background" if on else "The result's own hair and background", surroundings=on))
         i.dragStarted.connect(s.begin_drag)
         i.dragFinished.connect(s.end_drag)
         self.canvas.zoomChanged.connect(self._zoom_changed)

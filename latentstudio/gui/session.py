@@ -564,7 +564,7 @@ class EditorSession(QObject):
         doc, state = self.doc, self.doc.state  # type: ignore[union-attr]
         post = self._post(size, state)
         draft = size < self.full_size  # a preview: nothing slow is measured for it (Document.code)
-        return self.bridge.request(lambda: doc.code(state, draft=draft), size, post=post,  # type: ignore[union-attr]
+        return self.bridge.request(lambda: doc.scene(state, draft=draft), size, post=post,  # type: ignore[union-attr]
                                    tag=(self.frames.tag, state),
                                    generator_for=lambda g: doc.generator_for(g, state))
 

@@ -86,6 +86,7 @@ class IdentityModels:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._landmark_net: object | None = None
+        self._surroundings: object | None = None
 
     @classmethod
     def load(cls, generator: object, weights: str | Path | None = None, identity_net: object | None = None) -> IdentityModels:
@@ -119,6 +120,20 @@ class IdentityModels:
             except LandmarkNetError as exc:
                 raise IdentityError(str(exc)) from exc
         return self._landmark_net
+
+    @property
+    def surroundings(self):  # noqa: ANN201 - surroundings.Surroundings | None
+        """What renders a result in the attribute face's hair and background
+        (``identity.surroundings``); None when the face parsing is not installed."""
+        if self._surroundings is None:
+            from latentstudio.face.parsing import FaceParsing
+            from latentstudio.identity.surroundings import Surroundings
+
+            parsing = FaceParsing.load()
+            if parsing is None:
+                return None
+            self._surroundings = Surroundings(parsing, self.landmark_net)
+        return self._surroundings
 
     def cached(self, key: str, compute) -> np.ndarray:  # noqa: ANN001 - () -> np.ndarray
         """What is cached under ``key``, else ``compute()``, cached there (oldest out first)."""

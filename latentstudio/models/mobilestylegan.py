@@ -25,6 +25,7 @@ bias. Every weight is an explicit named tensor; ``convert.py`` fills them from t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -92,9 +93,7 @@ class StyledDWConv(nn.Module):
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         """x: (N,in_ch,H,W), w: (N,512) → (N,out_ch,H,W) with H = W = side."""
         if torch.is_grad_enabled():
-            x = F.conv2d(x * self.style(w), self.dw, padding=1, groups=x.shape[1])
-            x = F.conv2d(x, self.pw)
-            return F.leaky_relu(x + self.noise + self.bias, 0.2)
+            return self.styled(x * self.style(w))
         # Inference: fold the style into per-sample depthwise kernels (saves a full-size multiply)
         # and finish in place. Same arithmetic up to float rounding.
         n, c, h, wd = x.shape
@@ -102,6 +101,11 @@ class StyledDWConv(nn.Module):
         x = F.conv2d(x.reshape(1, n * c, h, wd), kernels, padding=1, groups=n * c)
         x = F.conv2d(x.reshape(n, c, h, wd), self.pw)
         return F.leaky_relu_(x.add_(self.noise).add_(self.bias), 0.2)
+
+    def styled(self, xs: Tensor) -> Tensor:
+        """The layer after its style multiply: xs = x ⊙ s (N,in_ch,H,W) → (N,out_ch,H,W)."""
+        x = F.conv2d(F.conv2d(xs, self.dw, padding=1, groups=xs.shape[1]), self.pw)
+        return F.leaky_relu(x + self.noise + self.bias, 0.2)
 
 
 def inverse_haar(x: Tensor, mix: Tensor) -> Tensor:
@@ -193,3 +197,39 @@ class Synthesis(nn.Module):
         for i in range(first_block, len(self.blocks)):
             x = self.blocks[i](x, w_plus[:, 1 + 3 * i: 4 + 3 * i], self.idwt_mix)
         return inverse_haar(self.to_image(x, w_plus[:, NUM_SLOTS - 1]), self.idwt_mix)
+
+    def blocks_mixed(self, x: Tensor, inside: Tensor, outside: Tensor, mask: Tensor, first: int, stop: int,
+                     between: Callable[[], None] | None = None) -> Tensor:
+        """Blocks ``first`` … ``stop − 1`` on features ``x``, with styles that vary over the image:
+        each styled layer multiplies its input by m·s(inside) + (1 − m)·s(outside), m being
+        ``mask`` (N,1,h,w) in [0, 1] resized to the layer's side. The network has no
+        demodulation, so this is exactly one render whose region m has one code's styles and the
+        rest the other's; mask ≡ 1 is ``inside``'s blocks, mask ≡ 0 ``outside``'s. inside,
+        outside: (N,23,512). ``between()`` runs before each block (it may raise to stop)."""
+        for i in range(first, stop):
+            if between is not None:
+                between()
+            block, slot = self.blocks[i], 1 + 3 * i
+            x = inverse_haar(_mixed(block.up.style, x, inside[:, slot], outside[:, slot], mask), self.idwt_mix)
+            x = block.conv1.styled(_mixed(block.conv1.style, x, inside[:, slot + 1], outside[:, slot + 1], mask))
+            x = block.conv2.styled(_mixed(block.conv2.style, x, inside[:, slot + 2], outside[:, slot + 2], mask))
+        return x
+
+    def tail_mixed(self, x: Tensor, inside: Tensor, outside: Tensor, mask: Tensor, first_block: int,
+                   between: Callable[[], None] | None = None) -> Tensor:
+        """``tail`` with ``blocks_mixed``'s styles, the to-image layer's mixed the same way:
+        features after ``first_block`` blocks → image (N,3,1024,1024)."""
+        x = self.blocks_mixed(x, inside, outside, mask, first_block, len(self.blocks), between)
+        slot = NUM_SLOTS - 1
+        bands = F.conv2d(_mixed(self.to_image.style, x, inside[:, slot], outside[:, slot], mask), self.to_image.weight)
+        return inverse_haar(bands + self.to_image.bias, self.idwt_mix)
+
+
+def _mixed(style: Style, x: Tensor, w_in: Tensor, w_out: Tensor, mask: Tensor) -> Tensor:
+    """x (N,C,H,W) times the per-pixel style m·s(w_in) + (1 − m)·s(w_out), m = ``mask`` resized."""
+    s_in, s_out = style(w_in), style(w_out)
+    if mask.shape[-1] >= x.shape[-1]:
+        m = F.interpolate(mask, size=x.shape[-2:], mode="area")
+    else:
+        m = F.interpolate(mask, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return x * (s_out + m * (s_in - s_out))

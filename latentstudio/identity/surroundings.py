@@ -1,0 +1,171 @@
+"""A transferred face rendered in the attribute face's own hair, clothes and background.
+
+The mapper's code carries some of the identity face's hair and clothes along (the background
+target of issue 21). ``Surroundings.render`` makes one render that is the result's code inside
+its face and the attribute face's code (``outside``) around it:
+
+- features: the synthesis runs both codes to 128² (``FIRST_BLOCK`` blocks); the result's
+  features are kept on its face and the outside code's elsewhere. The face is the face parsing
+  (``face.parsing``: it stops at the hairline, so the identity face's fringe is left out), grown
+  below the brows by ``DILATE`` cells, together with everything inside the landmark hull (a
+  beard, glasses), within that hull plus the forehead grown by ``GROW`` (so neither the neck nor
+  light hair the parsing takes for skin comes along), and the outside face's own inner face
+  (where the lock could not bring a turned head back, its eyes and nose would show beside the
+  new ones). The landmarks are our landmark net's on the 128² previews;
+- styles: from there on every styled layer takes the result's styles on the landmark region
+  (its skin tone reaches the forehead where the fringe was left out) and the outside code's
+  elsewhere (``Synthesis.blocks_mixed``: one render, no seam to blend).
+
+Previews (128² … 512²) stop at their preview head as plain renders do. Measured in
+bench/RESULTS.md, "The attribute face's surroundings at render time".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentstudio.face.parsing import BLOCKS, FaceParsing
+from latentstudio.face.pasteback import aligned_face_mask
+from latentstudio.models.generator import as_w_plus, to_uint8
+
+FIRST_BLOCK = BLOCKS  # features blended at 128², styles mixed from block 5 on
+GROW = 0.07  # the landmark hull is grown by this share of the frame ...
+FOREHEAD = 0.35  # ... and reaches this far above the brows (as in face.pasteback)
+DILATE = 2  # below the brows the parsed face grows by this many 128² cells (its outline stays the result's)
+BROW_RAMP = 0.04  # ... fading in over this share of the frame about the brow line
+SOFTEN = 0.01  # and its edge is blurred over this share of the frame
+SIZES = (128, 256, 512, 1024)
+#: the surroundings fit a result only where its face sits where the outside face's did: the mean
+#: distance of the two faces' 68 points, in the outside face's inter-ocular distances, up to
+#: FIT_NEAR keeps them whole; beyond FIT_FAR (a turned head the lock could not bring back, which
+#: ``api.pose_note`` reports) the result's own render is shown, and between the two they fade
+#: (bench/RESULTS.md: real pairs 0.03–0.07; the held-out transfers onto a face turned ~33°, 0.085–0.12)
+FIT_NEAR, FIT_FAR = 0.08, 0.10
+
+
+def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: int,
+          outside_landmarks: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
+    """(features mask, styles mask), each (1,1,size,size) float32 in [0, 1]: where the result's
+    features and where its styles are used. ``features``: the result's (1,C,128,128) after
+    ``FIRST_BLOCK`` blocks; ``landmarks``: its 68 points in a ``size``² frame; ``outside_landmarks``:
+    the outside face's, whose inner face (jaw and brows) is the result's too, so where the
+    result's head sits elsewhere (a turned face the lock could not bring back) the outside face's
+    own eyes, nose and mouth never show beside the new ones."""
+    region = aligned_face_mask(landmarks, size, FOREHEAD, GROW)
+    cells = parsing.face_cells(features)[0].astype(np.float32)
+    if DILATE:  # below the brows only: above them a grown edge would bring the fringe's edge back
+        grown = cv2.dilate(cells, np.ones((2 * DILATE + 1, 2 * DILATE + 1), np.uint8))
+        row_y = (np.arange(cells.shape[0]) + 0.5) * size / cells.shape[0]
+        brow_y = float(np.mean(landmarks[17:27, 1]))
+        below = np.clip((row_y - brow_y) / (BROW_RAMP * size) + 0.5, 0.0, 1.0)[:, None]
+        cells = cells + below * (grown - cells)
+    face = cv2.resize(cells, (size, size), interpolation=cv2.INTER_LINEAR)
+    face = cv2.GaussianBlur(face, (0, 0), SOFTEN * size)
+    inner = aligned_face_mask(landmarks, size, 0.0, 0.0)  # jaw and brows: a beard, glasses: the result's
+    feat = np.maximum(face, inner) * region
+    if outside_landmarks is not None:
+        other = aligned_face_mask(outside_landmarks, size, 0.0, 0.0)
+        feat, region = np.maximum(feat, other), np.maximum(region, other)
+    return _tensor(feat), _tensor(region)
+
+
+def surroundings_weight(points: np.ndarray, outside_points: np.ndarray) -> float:
+    """How much of the outside face's surroundings a result keeps (1 all, 0 none: its own render),
+    from how far its 68 ``points`` sit from the outside face's (``FIT_NEAR``, ``FIT_FAR``)."""
+    iod = float(np.linalg.norm(outside_points[36:42].mean(0) - outside_points[42:48].mean(0)))
+    off = float(np.linalg.norm(points - outside_points, axis=1).mean()) / max(iod, 1e-6)
+    return float(np.clip((FIT_FAR - off) / (FIT_FAR - FIT_NEAR), 0.0, 1.0))
+
+
+def _tensor(m: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+
+
+@dataclass
+class Surroundings:
+    """The face parsing and the landmark net (``LandmarkNet``), and the outside code's features
+    of the last render (a drag of the identity amounts keeps the outside code)."""
+
+    parsing: FaceParsing
+    landmark_net: torch.nn.Module
+    _cache: tuple[bytes, tuple[Tensor, Tensor, np.ndarray]] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def render(self, generator, code: np.ndarray | Tensor, outside: np.ndarray | Tensor, size: int = 1024,  # noqa: ANN001 - Generator
+               between: Callable[[], None] | None = None) -> Tensor:
+        """``code`` (W+ (23,512)) in the surroundings of ``outside`` → (1,3,size,size) in [-1, 1].
+        The generator's reference modules, no autograd; ``between()`` runs between blocks."""
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {size}")
+        syn, heads = generator.synthesis, generator.heads
+        for need in {128, size} - {1024}:  # the 128² preview is where the landmarks are found
+            if heads is None or need not in heads.available:
+                raise RuntimeError(f"no {need}² preview head (assets/preview_heads.safetensors)")
+        w_in = as_w_plus(code).to(generator.device)
+        w_out = as_w_plus(outside).to(generator.device)
+        with torch.no_grad():
+            f4_in = syn.features(w_in, FIRST_BLOCK - 1)
+            f5_in = syn.blocks[FIRST_BLOCK - 1](f4_in, w_in[:, 3 * FIRST_BLOCK - 2: 3 * FIRST_BLOCK + 1], syn.idwt_mix)
+            f4_out, f5_out, points_out = self._outside(syn, heads, w_out)
+            if between is not None:
+                between()
+            points = self._landmarks(heads, f4_in)
+            frame = max(size, 256)
+            keep = surroundings_weight(points, points_out)
+            feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
+                                     masks(self.parsing, f5_in, points * frame, frame, points_out * frame))
+            if size == 128:
+                a = F.interpolate(feat_mask, size=f4_in.shape[-2:], mode="area")
+                return heads(f4_out + a * (f4_in - f4_out), 128).clamp(-1, 1)
+            a = F.interpolate(feat_mask, size=f5_in.shape[-2:], mode="area")
+            x = f5_out + a * (f5_in - f5_out)
+            if size == 256:
+                return heads(x, 256).clamp(-1, 1)
+            if size == 512:
+                x = syn.blocks_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, FIRST_BLOCK + 1, between)
+                return heads(x, 512).clamp(-1, 1)
+            return syn.tail_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, between).clamp(-1, 1)
+
+    def render_uint8(self, generator, code: np.ndarray, outside: np.ndarray, size: int = 1024,  # noqa: ANN001
+                     between: Callable[[], None] | None = None) -> np.ndarray:
+        """``render`` as (size,size,3) uint8, under the generator's lock."""
+        with generator.lock:
+            return to_uint8(self.render(generator, code, outside, size, between))[0]
+
+    def _landmarks(self, heads, f4: Tensor) -> np.ndarray:  # noqa: ANN001 - PreviewHeads
+        """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
+        return self.landmark_net(heads(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
+
+    def _outside(self, syn, heads, w_out: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:  # noqa: ANN001
+        """The outside code's features after 4 and 5 blocks and its landmarks (cached: a drag of
+        the identity amounts keeps the outside code)."""
+        key = w_out.detach().cpu().numpy().tobytes()
+        with self._lock:
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+        f4 = syn.features(w_out, FIRST_BLOCK - 1)
+        f5 = syn.blocks[FIRST_BLOCK - 1](f4, w_out[:, 3 * FIRST_BLOCK - 2: 3 * FIRST_BLOCK + 1], syn.idwt_mix)
+        out = (f4, f5, self._landmarks(heads, f4))
+        with self._lock:
+            self._cache = (key, out)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class InSurroundings:
+    """A ``render.Scene``: ``code`` (23,512) rendered in the surroundings of ``outside`` (23,512)."""
+
+    code: np.ndarray
+    outside: np.ndarray
+    by: Surroundings
+
+    def render_uint8(self, generator, size: int, between: Callable[[], None] | None = None) -> np.ndarray:  # noqa: ANN001
+        return self.by.render_uint8(generator, self.code, self.outside, size, between)

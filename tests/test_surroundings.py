@@ -1,0 +1,135 @@
+"""A transferred face in the attribute face's own hair and background (``identity.surroundings``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentstudio.face.detect import aligned_landmarks
+from latentstudio.face.parsing import BLOCKS, FaceParsing
+from latentstudio.identity import api
+from latentstudio.identity.surroundings import InSurroundings
+from latentstudio.models.generator import to_uint8
+from latentstudio.render import render_scene
+
+A_SEED, B_SEED = 11, 24
+
+
+@pytest.fixture(scope="module")
+def models(generator):  # noqa: ANN001, ANN201
+    return api.IdentityModels.load(generator)
+
+
+@pytest.fixture(scope="module")
+def pair(generator) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    return tuple(np.repeat(generator.seed_w(s, 0.7).numpy()[None], 23, 0) for s in (A_SEED, B_SEED))
+
+
+def test_styles_mixed_over_the_image_are_each_codes_own_where_the_mask_is_whole(generator, pair) -> None:  # noqa: ANN001
+    syn = generator.synthesis
+    a, b = (torch.from_numpy(c)[None] for c in pair)
+    with torch.no_grad():
+        x = syn.features(a, 5)
+        ones, zeros = torch.ones(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+        torch.testing.assert_close(syn.tail_mixed(x, a, b, ones, 5), syn.tail(x, a, 5), atol=2e-4, rtol=0)
+        torch.testing.assert_close(syn.tail_mixed(x, a, b, zeros, 5), syn.tail(x, b, 5), atol=2e-4, rtol=0)
+        half = syn.tail_mixed(x, a, b, torch.full((1, 1, 64, 64), 0.5), 5)
+        assert not torch.allclose(half, syn.tail(x, a, 5), atol=1e-2)
+
+
+def test_the_face_parsing_finds_the_face_and_not_its_surroundings(generator) -> None:  # noqa: ANN001
+    parsing = FaceParsing.load()
+    assert parsing is not None and parsing.centres.shape[0] == len(parsing.face) and 0 < int(parsing.face.sum()) < 8
+    codes = torch.stack([generator.seed_w(s, 0.7) for s in (3, 5, 9)])[:, None].repeat(1, 23, 1)
+    with torch.no_grad():
+        cells = parsing.face_cells(generator.synthesis.features(codes, BLOCKS))
+        images = to_uint8(generator.synthesize(codes, 256))
+    side = cells.shape[-1]
+    for face, img in zip(cells, images):
+        lm = aligned_landmarks(img) * side / 256
+        for point in (27, 30, 33, 39, 42, 62):  # the nose, the eyes' inner corners, the mouth
+            x, y = np.clip(np.rint(lm[point]).astype(int), 0, side - 1)
+            assert face[y, x] == 1, point
+        assert face[:8, :8].sum() == face[:8, -8:].sum() == face[:4].sum() == 0  # corners, the top of the head
+        assert 0.08 < face.mean() < 0.5
+
+
+def test_a_result_is_shown_in_the_attribute_faces_hair_and_background(generator, models, pair) -> None:  # noqa: ANN001
+    a, b = pair
+    t = api.transfer(a, b, lock=False, models=models)
+    by = models.surroundings
+    assert by is not None
+    shown = render_scene(generator, InSurroundings(t, b, by), 1024).astype(np.float32)
+    own, attrs = (render_scene(generator, c, 1024).astype(np.float32) for c in (t, b))
+    lm = aligned_landmarks(own.astype(np.uint8))
+    top = slice(0, int(lm[17:27, 1].min() - 0.45 * (lm[8, 1] - lm[17:27, 1].min())))  # above the forehead
+    sides = np.r_[0:int(lm[:, 0].min()) - 60, int(lm[:, 0].max()) + 60:1024]
+    for region in ((top, slice(None)), (slice(None), sides)):
+        assert np.abs(shown[region] - attrs[region]).mean() < 0.25 * np.abs(own[region] - attrs[region]).mean()
+    face = (slice(int(lm[36, 1]), int(lm[57, 1])), slice(int(lm[36, 0]), int(lm[45, 0])))  # eyes to mouth
+    assert np.abs(shown[face] - own[face]).mean() < 0.25 * np.abs(attrs[face] - own[face]).mean()
+    same = render_scene(generator, InSurroundings(b, b, by), 1024).astype(np.float32)
+    assert np.abs(same - attrs).max() <= 2  # one code everywhere: its own render
+    for size in (128, 256, 512):  # the drag previews show the same picture
+        small = render_scene(generator, InSurroundings(t, b, by), size)
+        assert small.shape == (size, size, 3)
+
+
+def test_cli_results_keep_the_attribute_faces_surroundings_unless_told(tmp_path: Path, generator, pair, models) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from latentstudio.cli import main
+    from latentstudio.codes import load_code_extras, save_code
+
+    save_code(tmp_path / "a.npz", pair[0])
+    save_code(tmp_path / "b.npz", pair[1])
+    args = ["transfer", "--identity", str(tmp_path / "a.npz"), "--attributes", str(tmp_path / "b.npz"), "--no-lock"]
+    assert main([*args, "--size", "256", "-o", str(tmp_path / "kept.png"), "--save-code", str(tmp_path / "t.npz")]) == 0
+    assert main([*args, "--size", "256", "--own-surroundings", "-o", str(tmp_path / "own.png")]) == 0
+    kept, own = (np.asarray(Image.open(tmp_path / f"{n}.png")).astype(np.float32) for n in ("kept", "own"))
+    attrs = render_scene(generator, pair[1], 256).astype(np.float32)
+    assert np.abs(kept[:40] - attrs[:40]).mean() < 0.25 * np.abs(own[:40] - attrs[:40]).mean()
+    np.testing.assert_array_equal(load_code_extras(tmp_path / "t.npz")["surroundings"], pair[1])
+    assert main(["render", "--code", str(tmp_path / "t.npz"), "--size", "256", "-o", str(tmp_path / "again.png")]) == 0
+    again = np.asarray(Image.open(tmp_path / "again.png")).astype(np.float32)
+    assert np.abs(again - kept).max() <= 2  # the code file shows what the command wrote
+
+
+def test_the_document_shows_an_identity_result_in_its_attribute_faces_surroundings(generator, pair, tmp_path: Path) -> None:  # noqa: ANN001
+    from latentstudio.document import Document, IdentityRefinement, OtherFace, Source, load_default_directions
+    from latentstudio.project import load_project, save_project
+    from latentstudio.runtime import Runtime
+
+    dirs, _ = load_default_directions()
+    doc = Document(pair[1], Source("seed", seed=B_SEED, psi=0.7), dirs,
+                   runtime=Runtime("cpu", generator_factory=lambda: generator))
+    edits = doc.state.with_value("smile", 1.0)
+    assert isinstance(doc.scene(edits), np.ndarray)  # no identity panel: the code itself
+    st = edits.with_identity(other=OtherFace(pair[0], "seed", {"kind": "seed", "seed": A_SEED}), id_alpha=1.0)
+    scene = doc.scene(st, draft=True)
+    assert isinstance(scene, InSurroundings)
+    np.testing.assert_allclose(scene.outside, doc.code(edits), atol=1e-6)  # this face, with the same edits
+    np.testing.assert_allclose(scene.code, doc.code(st, draft=True), atol=1e-6)
+    giving = st.with_identity(attr_alpha=1.0)  # the second face gives the attributes: its surroundings
+    np.testing.assert_allclose(doc.surroundings_code(giving), doc._edited(pair[0], giving), atol=1e-6)
+    refined = st.with_identity(refined=IdentityRefinement(np.zeros((23, 512), np.float32), 3))
+    own = refined.with_identity(surroundings=False)
+    assert own.identity.refined is not None and isinstance(doc.scene(own, draft=True), np.ndarray)
+    doc.set_state(own)
+    save_project(doc, tmp_path / "p.lsproj")
+    back = load_project(tmp_path / "p.lsproj", dirs).state.identity
+    assert back.surroundings is False and back.refined == own.identity.refined  # a refined panel reopens too
+
+
+def test_a_result_whose_face_sits_elsewhere_is_shown_as_its_own_render() -> None:
+    from latentstudio.identity.surroundings import FIT_FAR, FIT_NEAR, surroundings_weight
+
+    rng = np.random.default_rng(0)
+    face = rng.uniform(0.3, 0.7, (68, 2))
+    face[36:42], face[42:48] = (0.4, 0.45), (0.6, 0.45)  # eyes 0.2 apart
+    assert surroundings_weight(face, face) == 1.0
+    for off, weight in ((FIT_NEAR * 0.2, 1.0), (FIT_FAR * 0.2, 0.0), ((FIT_NEAR + FIT_FAR) / 2 * 0.2, 0.5)):
+        assert surroundings_weight(face + (off, 0.0), face) == pytest.approx(weight, abs=1e-6)

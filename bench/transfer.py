@@ -55,7 +55,7 @@ from latentstudio.edit.predictors import load_models as load_predictors
 from latentstudio.face.openface import OpenFaceIdentity
 from latentstudio.identity import api
 from latentstudio.identity.train import hull_masks
-from latentstudio.identity.surroundings import InSurroundings
+from latentstudio.identity.surroundings import InSurroundings, in_surroundings
 from latentstudio.models.generator import from_uint8
 from latentstudio.render import Scene, render_scene
 from latentstudio.runtime import Runtime
@@ -199,8 +199,7 @@ def run(args: argparse.Namespace) -> str:
 
 def scene(code: np.ndarray, outside: np.ndarray, models: api.IdentityModels) -> InSurroundings | np.ndarray:
     """``code`` as the app and the CLI show a result: in the surroundings of ``outside``."""
-    by = models.surroundings
-    return code if by is None else InSurroundings(code, outside, by)
+    return in_surroundings(code, outside, models.surroundings)
 
 
 OWN = "mapper (the code's own render)"

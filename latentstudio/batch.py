@@ -230,11 +230,10 @@ def _process(job: Job, models: Models) -> None:
         own = apply_edits(own, o.alphas, models.directions, keep=o.keep, layers=o.layers)
     from latentstudio.render import render_scene
 
-    by = models_id.surroundings if models_id is not None and o.surroundings else None
-    if by is not None:  # as the app shows it: the input's own hair and background around the face
-        from latentstudio.identity.surroundings import InSurroundings
+    if models_id is not None and o.surroundings:  # as the app shows it: the input's own hair and background
+        from latentstudio.identity.surroundings import in_surroundings
 
-        code = InSurroundings(code, own, by)
+        code = in_surroundings(code, own, models_id.surroundings)
     rgb = render_scene(models.runtime.generator(), code, o.size)
     if o.paste_back:
         from latentstudio.face.placement import Placement

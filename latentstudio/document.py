@@ -481,7 +481,9 @@ class Document:
         ident = s.identity
         if not ident.active or not ident.surroundings:
             return None
-        attrs = ident.other.code if ident.other is not None and ident.attr_alpha > 0.5 else self.base
+        from latentstudio.identity.api import attribute_face
+
+        attrs = attribute_face(self.base, ident.other.code if ident.other is not None else None, ident.attr_alpha)
         return self._edited(np.asarray(attrs, dtype=np.float32), s)
 
     def scene(self, state: EditState | None = None, *, draft: bool = False) -> Any:
@@ -493,10 +495,9 @@ class Document:
         outside = self.surroundings_code(s)
         if outside is None or self.runtime is None:
             return code
-        from latentstudio.identity.surroundings import InSurroundings
+        from latentstudio.identity.surroundings import in_surroundings
 
-        by = self.runtime.identity().surroundings
-        return code if by is None else InSurroundings(code, outside, by)
+        return in_surroundings(code, outside, self.runtime.identity().surroundings)
 
     def _edited(self, w: np.ndarray, s: EditState) -> np.ndarray:
         """``s``'s sliders and repair applied to ``w`` (23,512) → (23,512) float32."""
@@ -526,7 +527,7 @@ class Document:
             return None
         from latentstudio.identity import api
 
-        attrs = ident.other.code if ident.other is not None and ident.attr_alpha > 0.5 else self.base
+        attrs = api.attribute_face(self.base, ident.other.code if ident.other is not None else None, ident.attr_alpha)
         out = identity_stage(self.base, ident, self.runtime)  # the cached exact stage of the last full frame
         return api.pose_note(out, np.asarray(attrs, np.float32), models=self.runtime.identity())
 

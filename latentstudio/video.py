@@ -351,6 +351,7 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
     over all of them and render, paste and write every frame."""
     from latentstudio.face.align import ffhq_quad
     from latentstudio.face.placement import Placement
+    from latentstudio.identity.api import attribute_face
     from latentstudio.models.generator import to_uint8
 
     g = runtime.generator()
@@ -376,7 +377,7 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
         edited = _edited(_identity_stage(codes[k], identity, amount, edit, models), edit, directions)
         by = models.surroundings if models is not None and edit.other_person and edit.surroundings else None
         if by is not None:  # as the app shows it: the frame's own hair and background around the face
-            own = identity if identity is not None and edit.attr_alpha > 0.5 else codes[k]
+            own = attribute_face(codes[k], identity, edit.attr_alpha)
             face_rgb = by.render_uint8(g, edited, _edited(own, edit, directions), 1024)
         else:
             face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]

@@ -379,9 +379,9 @@ def test_identity_panel_through_the_mapper_api(qtbot, window, monkeypatch: pytes
         return "the head pose is 9° off"
 
     fake.pose_note = pose_note
-    from latentstudio.identity.api import blend_sources
+    from latentstudio.identity.api import attribute_face, blend_sources
 
-    fake.blend_sources = blend_sources  # plain numpy: the real one
+    fake.blend_sources, fake.attribute_face = blend_sources, attribute_face  # plain numpy: the real ones
     monkeypatch.setitem(sys.modules, "latentstudio.identity.api", fake)
     import latentstudio.identity
 

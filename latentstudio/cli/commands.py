@@ -95,7 +95,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
             code = g.truncate(torch.from_numpy(code).to(g.device), args.psi).cpu().numpy()
     if "surroundings" in extras and args.psi == 1.0:  # an identity result, shown as it was made
-        from latentstudio.identity.surroundings import InSurroundings
+        from latentstudio.identity.surroundings import in_surroundings
         from latentstudio.render import render_scene
 
         try:
@@ -103,7 +103,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         except ValueError as exc:  # the identity models are missing: the code alone, and why
             print(f"note: {exc}; rendering the code without its surroundings", file=sys.stderr)
             by = None
-        img = render_scene(g, code if by is None else InSurroundings(code, extras["surroundings"], by), args.size)
+        img = render_scene(g, in_surroundings(code, extras["surroundings"], by), args.size)
     else:
         img = to_uint8(g.synthesize(code, size=args.size))[0]
     meta = {"latentstudio": f"render seed={args.seed} psi={args.psi}" if args.code is None

@@ -89,10 +89,9 @@ def _write(args: argparse.Namespace, code: np.ndarray, models, paste_into: Face 
         save_code(out, code, **extras)
     else:
         from latentstudio.face.image_io import save_image
-        from latentstudio.identity.surroundings import InSurroundings
+        from latentstudio.identity.surroundings import in_surroundings
 
-        scene = code if by is None else InSurroundings(code, outside, by)
-        rgb = render_scene(models.generator, scene, args.size)
+        rgb = render_scene(models.generator, in_surroundings(code, outside, by), args.size)
         if paste_into is not None:
             rgb = _paste(paste_into, rgb)
         save_image(out, rgb, {"latentstudio": meta})
@@ -158,7 +157,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                f"transfer identity={ident.label} attributes={attrs.label} "
                f"id_alpha={args.id_alpha:g} attr_alpha={args.attr_alpha:g}"
                + (f" refine={args.refine}" if args.refine else ""),
-               outside=attrs.code if args.attr_alpha >= 0.5 else ident.code)
+               outside=api.attribute_face(attrs.code, ident.code, 1.0 - args.attr_alpha))
     return 0
 
 

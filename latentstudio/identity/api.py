@@ -460,6 +460,12 @@ def deidentify(code: np.ndarray, strength: float = 1.0, seed: int | None = 0, *,
     return out
 
 
+def attribute_face(own: np.ndarray, other: np.ndarray | None, other_attributes: float) -> np.ndarray:
+    """The face whose attributes (pose, expression, hair, surroundings) a blend keeps: ``other``
+    when it gives more than half of them (``other_attributes`` > 0.5), else ``own``."""
+    return other if other is not None and other_attributes > 0.5 else own
+
+
 def pose_note(code: np.ndarray, attribute_code: np.ndarray, *, models: IdentityModels) -> str | None:
     """One line for the user when the head of ``code``'s render is turned more than
     ``POSE_NOTE_DEGREES`` (yaw or pitch) away from ``attribute_code``'s, else None. Measured as

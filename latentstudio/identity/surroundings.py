@@ -85,6 +85,13 @@ def surroundings_weight(points: np.ndarray, outside_points: np.ndarray) -> float
     return float(np.clip((FIT_FAR - off) / (FIT_FAR - FIT_NEAR), 0.0, 1.0))
 
 
+def _features(syn, w: Tensor) -> tuple[Tensor, Tensor]:  # noqa: ANN001 - Synthesis
+    """A code's features after ``FIRST_BLOCK`` − 1 blocks (the 128² preview's, where the
+    landmarks are found) and after ``FIRST_BLOCK`` (where the two codes are blended)."""
+    f4 = syn.features(w, FIRST_BLOCK - 1)
+    return f4, syn.blocks[FIRST_BLOCK - 1](f4, w[:, 3 * FIRST_BLOCK - 2: 3 * FIRST_BLOCK + 1], syn.idwt_mix)
+
+
 def _tensor(m: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
 
@@ -112,8 +119,7 @@ class Surroundings:
         w_in = as_w_plus(code).to(generator.device)
         w_out = as_w_plus(outside).to(generator.device)
         with torch.no_grad():
-            f4_in = syn.features(w_in, FIRST_BLOCK - 1)
-            f5_in = syn.blocks[FIRST_BLOCK - 1](f4_in, w_in[:, 3 * FIRST_BLOCK - 2: 3 * FIRST_BLOCK + 1], syn.idwt_mix)
+            f4_in, f5_in = _features(syn, w_in)
             f4_out, f5_out, points_out = self._outside(syn, heads, w_out)
             if between is not None:
                 between()
@@ -151,8 +157,7 @@ class Surroundings:
         with self._lock:
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
-        f4 = syn.features(w_out, FIRST_BLOCK - 1)
-        f5 = syn.blocks[FIRST_BLOCK - 1](f4, w_out[:, 3 * FIRST_BLOCK - 2: 3 * FIRST_BLOCK + 1], syn.idwt_mix)
+        f4, f5 = _features(syn, w_out)
         out = (f4, f5, self._landmarks(heads, f4))
         with self._lock:
             self._cache = (key, out)
@@ -169,3 +174,10 @@ class InSurroundings:
 
     def render_uint8(self, generator, size: int, between: Callable[[], None] | None = None) -> np.ndarray:  # noqa: ANN001
         return self.by.render_uint8(generator, self.code, self.outside, size, between)
+
+
+def in_surroundings(code: np.ndarray, outside: np.ndarray | None,
+                    by: Surroundings | None) -> np.ndarray | InSurroundings:
+    """What to render for ``code``: itself, or (given an ``outside`` code and the parsing's
+    ``by``) an ``InSurroundings`` scene."""
+    return code if by is None or outside is None else InSurroundings(code, outside, by)

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 MAX_PIXELS = 120_000_000  # decoded photo size limit (Pillow and OpenCV alike): a 100 MP camera fits
+MAX_SIDE = 65_535  # longest side of a photo (JPEG's own limit): a 1 × 20 000 000 strip is no photo
 MAX_ARRAY_BYTES = 64 << 20  # one array of a code file or project (tuned weights are ~15 MB in all)
 MAX_ARRAYS_BYTES = 256 << 20  # all arrays of one file together
 MAX_JSON_BYTES = 16 << 20
@@ -59,6 +60,8 @@ def check_pixels(width: int, height: int, what: object, error: type[InputError] 
     if width * height > MAX_PIXELS:
         raise error(f"{what}: image too large to open safely ({width}x{height} = "
                     f"{width * height / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP)")
+    if max(width, height) > MAX_SIDE:
+        raise error(f"{what}: not a photo ({width}x{height} pixels; a side may be at most {MAX_SIDE})")
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:

@@ -40,6 +40,24 @@ def test_styles_mixed_over_the_image_are_each_codes_own_where_the_mask_is_whole(
         assert not torch.allclose(half, syn.tail(x, a, 5), atol=1e-2)
 
 
+def test_the_fast_twins_mixed_styles_and_surroundings_match_the_reference_modules(generator, models, pair,  # noqa: ANN001
+                                                                                     monkeypatch) -> None:
+    a, b = (torch.from_numpy(c)[None] for c in pair)
+    fast = generator.fast()
+    assert fast is not None
+    mask = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = generator.synthesis.tail_mixed(generator.synthesis.features(a, 5), a, b, mask, 5)
+        got = fast.tail_mixed(fast.features(a, 5), a, b, mask, 5)
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=0)
+        by = models.surroundings
+        t = api.transfer(pair[0], pair[1], lock=False, models=models)
+        twin = {size: by.render(generator, t, pair[1], size) for size in (128, 256, 1024)}
+        monkeypatch.setattr(generator, "fast", lambda: None)  # as on CUDA: the reference modules
+        for size, img in twin.items():  # the parsing follows the twin's channel order
+            torch.testing.assert_close(img, by.render(generator, t, pair[1], size), atol=2e-3, rtol=0)
+
+
 def test_the_face_parsing_finds_the_face_and_not_its_surroundings(generator) -> None:  # noqa: ANN001
     parsing = FaceParsing.load()
     assert parsing is not None and parsing.centres.shape[0] == len(parsing.face) and 0 < int(parsing.face.sum()) < 8

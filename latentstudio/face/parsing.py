@@ -49,9 +49,15 @@ class FaceParsing:
         save_file({"centres": self.centres.contiguous(), "face": self.face.to(torch.uint8)}, str(path), meta)
 
     def labels(self, features: Tensor) -> Tensor:
-        """features (N,C,S,S) → the nearest centre of each pixel by cosine, (N,S,S) int64."""
-        unit = F.normalize(features.float(), dim=1)
-        return torch.einsum("nchw,kc->nkhw", unit, self.centres.to(unit.device)).argmax(1)
+        """features (N,C,S,S) → the nearest centre of each pixel by cosine, (N,S,S) int64 (a
+        pixel's length does not change which centre is nearest: no need to normalise it)."""
+        centres = self.centres.to(features.device, features.dtype)
+        return F.conv2d(features, centres[:, :, None, None]).argmax(1)
+
+    def reordered(self, order: Tensor) -> "FaceParsing":
+        """The same parsing for features whose channel j is this one's channel ``order[j]`` (the
+        fast twin's, ``models.fast``)."""
+        return FaceParsing(self.centres[:, order], self.face)
 
     def face_cells(self, features: Tensor) -> np.ndarray:
         """features (N,C,S,S) → (N,S,S) uint8, 1 on the face: its clusters' pixels, the largest

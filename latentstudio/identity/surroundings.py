@@ -16,7 +16,9 @@ its face and the attribute face's code (``outside``) around it:
   (its skin tone reaches the forehead where the fringe was left out) and the outside code's
   elsewhere (``Synthesis.blocks_mixed``: one render, no seam to blend).
 
-Previews (128² … 512²) stop at their preview head as plain renders do. Measured in
+Previews (128² … 512²) stop at their preview head as plain renders do. The render runs through
+the fast twin (``models.fast``: its ``blocks_mixed``) as plain renders do, and the masks are drawn
+at ``MASK_FRAME``² for every size. Measured in
 bench/RESULTS.md, "The attribute face's surroundings at render time".
 """
 
@@ -29,12 +31,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from latentstudio.face.parsing import BLOCKS, FaceParsing
 from latentstudio.face.pasteback import aligned_face_mask
 from latentstudio.models.generator import as_w_plus, to_uint8
+from latentstudio.models.mobilestylegan import mask_at
 
 FIRST_BLOCK = BLOCKS  # features blended at 128², styles mixed from block 5 on
 GROW = 0.07  # the landmark hull is grown by this share of the frame ...
@@ -43,6 +45,7 @@ DILATE = 2  # below the brows the parsed face grows by this many 128² cells (it
 BROW_RAMP = 0.04  # ... fading in over this share of the frame about the brow line
 SOFTEN = 0.01  # and its edge is blurred over this share of the frame
 SIZES = (128, 256, 512, 1024)
+MASK_FRAME = 256  # the masks are drawn at 256² for every size and resized to each layer's side
 #: the surroundings fit a result only where its face sits where the outside face's did: the mean
 #: distance of the two faces' 68 points, in the outside face's inter-ocular distances, up to
 #: FIT_NEAR keeps them whole; beyond FIT_FAR (a turned head the lock could not bring back, which
@@ -85,11 +88,25 @@ def surroundings_weight(points: np.ndarray, outside_points: np.ndarray) -> float
     return float(np.clip((FIT_FAR - off) / (FIT_FAR - FIT_NEAR), 0.0, 1.0))
 
 
-def _features(syn, w: Tensor) -> tuple[Tensor, Tensor]:  # noqa: ANN001 - Synthesis
-    """A code's features after ``FIRST_BLOCK`` − 1 blocks (the 128² preview's, where the
-    landmarks are found) and after ``FIRST_BLOCK`` (where the two codes are blended)."""
-    f4 = syn.features(w, FIRST_BLOCK - 1)
-    return f4, syn.blocks[FIRST_BLOCK - 1](f4, w[:, 3 * FIRST_BLOCK - 2: 3 * FIRST_BLOCK + 1], syn.idwt_mix)
+class _Net:
+    """The synthesis network a render runs through: the fast twin (``models.fast``) where the
+    generator has one, else the reference modules. Features stay in the network's own channel
+    order (the twin's are permuted: ``order``); the parsing follows it."""
+
+    def __init__(self, generator) -> None:  # noqa: ANN001 - Generator
+        fast = generator.fast()
+        syn = generator.synthesis
+        self.syn = syn if fast is None else fast
+        self.head = generator.heads if fast is None else fast.head
+        self.order = None if fast is None else fast.perms[FIRST_BLOCK]  # of the blended features
+        #: which network and weights: the outside code's cached features are only theirs
+        self.version = (id(self.syn), *(p._version for p in syn.parameters()))
+
+    def features(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """A code's features after ``FIRST_BLOCK`` − 1 blocks (the 128² preview's, where the
+        landmarks are found) and after ``FIRST_BLOCK`` (where the two codes are blended)."""
+        f4 = self.syn.features(w, FIRST_BLOCK - 1)
+        return f4, self.syn.blocks_from(f4, w, FIRST_BLOCK - 1, FIRST_BLOCK)
 
 
 def _tensor(m: np.ndarray) -> Tensor:
@@ -103,42 +120,44 @@ class Surroundings:
 
     parsing: FaceParsing
     landmark_net: torch.nn.Module
-    _cache: tuple[bytes, tuple[Tensor, Tensor, np.ndarray]] | None = field(default=None, repr=False)
+    _cache: tuple[tuple[object, ...], tuple[Tensor, Tensor, np.ndarray]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def render(self, generator, code: np.ndarray | Tensor, outside: np.ndarray | Tensor, size: int = 1024,  # noqa: ANN001 - Generator
                between: Callable[[], None] | None = None) -> Tensor:
         """``code`` (W+ (23,512)) in the surroundings of ``outside`` → (1,3,size,size) in [-1, 1].
-        The generator's reference modules, no autograd; ``between()`` runs between blocks."""
+        The fast twin where there is one (else the reference modules), no autograd;
+        ``between()`` runs between blocks."""
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
-        syn, heads = generator.synthesis, generator.heads
+        heads = generator.heads
         for need in {128, size} - {1024}:  # the 128² preview is where the landmarks are found
             if heads is None or need not in heads.available:
                 raise RuntimeError(f"no {need}² preview head (assets/preview_heads.safetensors)")
+        net = _Net(generator)
         w_in = as_w_plus(code).to(generator.device)
         w_out = as_w_plus(outside).to(generator.device)
         with torch.no_grad():
-            f4_in, f5_in = _features(syn, w_in)
-            f4_out, f5_out, points_out = self._outside(syn, heads, w_out)
+            f4_in, f5_in = net.features(w_in)
+            f4_out, f5_out, points_out = self._outside(net, w_out)
             if between is not None:
                 between()
-            points = self._landmarks(heads, f4_in)
-            frame = max(size, 256)
+            points = self._landmarks(net, f4_in)
             keep = surroundings_weight(points, points_out)
             feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
-                                     masks(self.parsing, f5_in, points * frame, frame, points_out * frame))
+                                     masks(self._parsing(net), f5_in, points * MASK_FRAME,
+                                           MASK_FRAME, points_out * MASK_FRAME))
             if size == 128:
-                a = F.interpolate(feat_mask, size=f4_in.shape[-2:], mode="area")
-                return heads(f4_out + a * (f4_in - f4_out), 128).clamp(-1, 1)
-            a = F.interpolate(feat_mask, size=f5_in.shape[-2:], mode="area")
+                a = mask_at(feat_mask, f4_in.shape[-1])
+                return net.head(f4_out + a * (f4_in - f4_out), 128).clamp(-1, 1)
+            a = mask_at(feat_mask, f5_in.shape[-1])
             x = f5_out + a * (f5_in - f5_out)
             if size == 256:
-                return heads(x, 256).clamp(-1, 1)
+                return net.head(x, 256).clamp(-1, 1)
             if size == 512:
-                x = syn.blocks_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, FIRST_BLOCK + 1, between)
-                return heads(x, 512).clamp(-1, 1)
-            return syn.tail_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, between).clamp(-1, 1)
+                x = net.syn.blocks_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, FIRST_BLOCK + 1, between)
+                return net.head(x, 512).clamp(-1, 1)
+            return net.syn.tail_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, between).clamp(-1, 1)
 
     def render_uint8(self, generator, code: np.ndarray, outside: np.ndarray, size: int = 1024,  # noqa: ANN001
                      between: Callable[[], None] | None = None) -> np.ndarray:
@@ -146,19 +165,22 @@ class Surroundings:
         with generator.lock:
             return to_uint8(self.render(generator, code, outside, size, between))[0]
 
-    def _landmarks(self, heads, f4: Tensor) -> np.ndarray:  # noqa: ANN001 - PreviewHeads
-        """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
-        return self.landmark_net(heads(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
+    def _parsing(self, net: _Net) -> FaceParsing:
+        return self.parsing if net.order is None else self.parsing.reordered(net.order)
 
-    def _outside(self, syn, heads, w_out: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:  # noqa: ANN001
+    def _landmarks(self, net: _Net, f4: Tensor) -> np.ndarray:
+        """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
+        return self.landmark_net(net.head(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
+
+    def _outside(self, net: _Net, w_out: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
         """The outside code's features after 4 and 5 blocks and its landmarks (cached: a drag of
-        the identity amounts keeps the outside code)."""
-        key = w_out.detach().cpu().numpy().tobytes()
+        the identity amounts keeps the outside code and the network)."""
+        key = (net.version, w_out.detach().cpu().numpy().tobytes())
         with self._lock:
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
-        f4, f5 = _features(syn, w_out)
-        out = (f4, f5, self._landmarks(heads, f4))
+        f4, f5 = net.features(w_out)
+        out = (f4, f5, self._landmarks(net, f4))
         with self._lock:
             self._cache = (key, out)
         return out

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latentstudio.latent import NUM_SLOTS
-from latentstudio.models.mobilestylegan import Synthesis
+from latentstudio.models.mobilestylegan import Synthesis, mask_at
 from latentstudio.models.preview import PREVIEW_SIZES
 
 NHWC = torch.channels_last
@@ -85,6 +85,14 @@ class _Layer:
             x = F.conv2d(x, self.dw * s[0, :, None, None, None], padding=1, groups=x.shape[1])
         else:
             x = F.conv2d(x * s[:, :, None, None], self.dw, padding=1, groups=x.shape[1])
+        return self._pointwise(x)
+
+    def mixed(self, x: Tensor, w_in: Tensor, w_out: Tensor, m: Tensor) -> Tensor:
+        """The layer with the style m·s(w_in) + (1 − m)·s(w_out) per pixel, m (N,1,H,W)."""
+        xs = _mixed_style(x, self.affine_w, self.affine_b, w_in, w_out, m)
+        return self._pointwise(F.conv2d(xs, self.dw, padding=1, groups=x.shape[1]))
+
+    def _pointwise(self, x: Tensor) -> Tensor:
         x = F.conv2d(x, self.pw, self.bias)
         return F.leaky_relu_(x.add_(self.noise), 0.2)
 
@@ -103,6 +111,17 @@ class _Up:
         if x.shape[0] == 1:
             return F.conv_transpose2d(x, self.kernel * s[0, :, None, None, None], stride=2, groups=groups)
         return F.conv_transpose2d(x * s[:, :, None, None], self.kernel, stride=2, groups=groups)
+
+    def mixed(self, x: Tensor, w_in: Tensor, w_out: Tensor, m: Tensor) -> Tensor:
+        """The inverse wavelet with the style m·s(w_in) + (1 − m)·s(w_out) per pixel, m (N,1,H,W)."""
+        xs = _mixed_style(x, self.affine_w, self.affine_b, w_in, w_out, m)
+        return F.conv_transpose2d(xs, self.kernel, stride=2, groups=x.shape[1] // 4)
+
+
+def _mixed_style(x: Tensor, aw: Tensor, ab: Tensor, w_in: Tensor, w_out: Tensor, m: Tensor) -> Tensor:
+    """x (N,C,H,W) times the style m·s(w_in) + (1 − m)·s(w_out), m (N,1,H,W), s = affine (C,512)."""
+    s_in, s_out = F.linear(w_in, aw, ab)[:, :, None, None], F.linear(w_out, aw, ab)[:, :, None, None]
+    return (x * s_out).addcmul_(x * m, s_in - s_out)
 
 
 class FastSynthesis:
@@ -180,6 +199,32 @@ class FastSynthesis:
         """Finish a 1024² render from ``features(w_plus, first_block)`` ``x`` (as
         ``Synthesis.tail``): an optimiser moves the fine slots without the coarse blocks."""
         return self.image(self.blocks_from(x, w_plus, first_block, len(self.blocks)), w_plus).contiguous()
+
+    def blocks_mixed(self, x: Tensor, inside: Tensor, outside: Tensor, mask: Tensor, first: int, stop: int,
+                     between: Callable[[], None] | None = None) -> Tensor:
+        """``Synthesis.blocks_mixed`` (styles that vary over the image: m·s(inside) + (1 − m)·
+        s(outside), m = ``mask`` (N,1,h,w) resized to each layer) on features in this twin's
+        order. inside, outside: (N,23,512)."""
+        for i in range(first, stop):
+            if between is not None:
+                between()
+            up, l1, l2 = self.blocks[i]
+            slot = 1 + 3 * i
+            x = up.mixed(x, inside[:, slot], outside[:, slot], mask_at(mask, x.shape[-1]))
+            m = mask_at(mask, x.shape[-1])
+            x = l1.mixed(x, inside[:, slot + 1], outside[:, slot + 1], m)
+            x = l2.mixed(x, inside[:, slot + 2], outside[:, slot + 2], m)
+        return x
+
+    def tail_mixed(self, x: Tensor, inside: Tensor, outside: Tensor, mask: Tensor, first_block: int,
+                   between: Callable[[], None] | None = None) -> Tensor:
+        """``Synthesis.tail_mixed``: ``blocks_mixed`` to the last block, then the to-image layer
+        with its style mixed the same way → (N,3,1024,1024)."""
+        x = self.blocks_mixed(x, inside, outside, mask, first_block, len(self.blocks), between)
+        aw, ab, weight, bias, kernel = self.to_image
+        slot = NUM_SLOTS - 1
+        xs = _mixed_style(x, aw, ab, inside[:, slot], outside[:, slot], mask_at(mask, x.shape[-1]))
+        return F.conv_transpose2d(F.conv2d(xs, weight, bias), kernel, stride=2, groups=3).contiguous()
 
     def image(self, x: Tensor, w_plus: Tensor) -> Tensor:
         """The to-image layer and the last inverse wavelet: features after block 6 → (N,3,1024,1024)."""

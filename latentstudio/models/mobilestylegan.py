@@ -194,9 +194,15 @@ class Synthesis(nn.Module):
         and the to-image layer, driven by slots ``1 + 3·first_block`` … 22 of w_plus (N,23,512)
         → image (N,3,1024,1024). Lets an optimiser move only the fine slots without re-running
         (or back-propagating through) the coarse blocks."""
-        for i in range(first_block, len(self.blocks)):
-            x = self.blocks[i](x, w_plus[:, 1 + 3 * i: 4 + 3 * i], self.idwt_mix)
+        x = self.blocks_from(x, w_plus, first_block, len(self.blocks))
         return inverse_haar(self.to_image(x, w_plus[:, NUM_SLOTS - 1]), self.idwt_mix)
+
+    def blocks_from(self, x: Tensor, w_plus: Tensor, first: int, stop: int) -> Tensor:
+        """Blocks ``first`` … ``stop − 1`` on the features ``x`` after block ``first − 1``, driven
+        by slots ``1 + 3·first`` … ``3·stop`` of w_plus (N,23,512)."""
+        for i in range(first, stop):
+            x = self.blocks[i](x, w_plus[:, 1 + 3 * i: 4 + 3 * i], self.idwt_mix)
+        return x
 
     def blocks_mixed(self, x: Tensor, inside: Tensor, outside: Tensor, mask: Tensor, first: int, stop: int,
                      between: Callable[[], None] | None = None) -> Tensor:
@@ -228,8 +234,13 @@ class Synthesis(nn.Module):
 def _mixed(style: Style, x: Tensor, w_in: Tensor, w_out: Tensor, mask: Tensor) -> Tensor:
     """x (N,C,H,W) times the per-pixel style m·s(w_in) + (1 − m)·s(w_out), m = ``mask`` resized."""
     s_in, s_out = style(w_in), style(w_out)
-    if mask.shape[-1] >= x.shape[-1]:
-        m = F.interpolate(mask, size=x.shape[-2:], mode="area")
-    else:
-        m = F.interpolate(mask, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return x * (s_out + m * (s_in - s_out))
+    return x * (s_out + mask_at(mask, x.shape[-1]) * (s_in - s_out))
+
+
+def mask_at(mask: Tensor, side: int) -> Tensor:
+    """A style mask (N,1,h,w) at a layer's ``side``: area-averaged down, bilinear up."""
+    if mask.shape[-1] == side:
+        return mask
+    if mask.shape[-1] > side:
+        return F.interpolate(mask, size=(side, side), mode="area")
+    return F.interpolate(mask, size=(side, side), mode="bilinear", align_corners=False)

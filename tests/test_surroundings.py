@@ -96,6 +96,25 @@ def test_a_result_is_shown_in_the_attribute_faces_hair_and_background(generator,
         assert small.shape == (size, size, 3)
 
 
+def test_the_result_styles_the_attribute_faces_ears_and_neck_too(generator, models, pair) -> None:  # noqa: ANN001
+    from latentstudio.identity.surroundings import FIRST_BLOCK, MASK_FRAME, masks
+
+    by = models.surroundings
+    t = api.transfer(pair[0], pair[1], lock=False, models=models)
+    with torch.no_grad():
+        f_in, f_out = (generator.synthesis.features(torch.from_numpy(c)[None], FIRST_BLOCK) for c in (t, pair[1]))
+        preview = generator.synthesize(torch.from_numpy(t)[None], 256)
+        points = by.landmark_net(preview.clamp(-1, 1)).float()[0].numpy() * MASK_FRAME
+    skin = by.parsing.face[by.parsing.labels(f_out)][0].numpy()  # 128²: the outside face's skin, every part
+    skin = np.kron(skin, np.ones((2, 2), bool))  # at MASK_FRAME²
+    _, plain = masks(by.parsing, f_in, points, MASK_FRAME)
+    _, styled = masks(by.parsing, f_in, points, MASK_FRAME, outside_features=f_out)
+    plain, styled = plain[0, 0].numpy(), styled[0, 0].numpy()
+    assert (styled >= plain - 1e-6).all()  # only more of the result's styles
+    assert (plain[skin] < 0.5).mean() > 0.02  # skin the landmark region misses (ears, neck) ...
+    assert (styled[skin] >= 0.5).mean() > 0.95  # ... takes the result's styles, so its skin tone
+
+
 def test_cli_results_keep_the_attribute_faces_surroundings_unless_told(tmp_path: Path, generator, pair, models) -> None:  # noqa: ANN001
     from PIL import Image
 

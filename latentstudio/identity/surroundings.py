@@ -13,8 +13,9 @@ its face and the attribute face's code (``outside``) around it:
   (where the lock could not bring a turned head back, its eyes and nose would show beside the
   new ones). The landmarks are our landmark net's on the 128² previews;
 - styles: from there on every styled layer takes the result's styles on the landmark region
-  (its skin tone reaches the forehead where the fringe was left out) and the outside code's
-  elsewhere (``Synthesis.blocks_mixed``: one render, no seam to blend).
+  (its skin tone reaches the forehead where the fringe was left out) and wherever the outside
+  code's own features show skin (its ears and neck: one skin tone over the whole head), and the
+  outside code's elsewhere (``Synthesis.blocks_mixed``: one render, no seam to blend).
 
 Previews (128² … 512²) stop at their preview head as plain renders do. The render runs through
 the fast twin (``models.fast``: its ``blocks_mixed``) as plain renders do, and the masks are drawn
@@ -55,13 +56,16 @@ FIT_NEAR, FIT_FAR = 0.08, 0.10
 
 
 def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: int,
-          outside_landmarks: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
+          outside_landmarks: np.ndarray | None = None,
+          outside_features: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(features mask, styles mask), each (1,1,size,size) float32 in [0, 1]: where the result's
     features and where its styles are used. ``features``: the result's (1,C,128,128) after
     ``FIRST_BLOCK`` blocks; ``landmarks``: its 68 points in a ``size``² frame; ``outside_landmarks``:
     the outside face's, whose inner face (jaw and brows) is the result's too, so where the
     result's head sits elsewhere (a turned face the lock could not bring back) the outside face's
-    own eyes, nose and mouth never show beside the new ones."""
+    own eyes, nose and mouth never show beside the new ones; ``outside_features``: the outside
+    code's, in the parsing's channel order: wherever they show skin (ears, neck), the styles
+    are the result's too, so the whole head takes one skin tone."""
     region = aligned_face_mask(landmarks, size, FOREHEAD, GROW)
     cells = parsing.face_cells(features)[0].astype(np.float32)
     if DILATE:  # below the brows only: above them a grown edge would bring the fringe's edge back
@@ -77,6 +81,10 @@ def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: i
     if outside_landmarks is not None:
         other = aligned_face_mask(outside_landmarks, size, 0.0, 0.0)
         feat, region = np.maximum(feat, other), np.maximum(region, other)
+    if outside_features is not None:
+        skin = parsing.face[parsing.labels(outside_features)][0].cpu().numpy().astype(np.float32)
+        skin = cv2.GaussianBlur(cv2.resize(skin, (size, size), interpolation=cv2.INTER_LINEAR), (0, 0), SOFTEN * size)
+        region = np.maximum(region, skin)
     return _tensor(feat), _tensor(region)
 
 
@@ -146,7 +154,7 @@ class Surroundings:
             keep = surroundings_weight(points, points_out)
             feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
                                      masks(self._parsing(net), f5_in, points * MASK_FRAME,
-                                           MASK_FRAME, points_out * MASK_FRAME))
+                                           MASK_FRAME, points_out * MASK_FRAME, f5_out))
             if size == 128:
                 a = mask_at(feat_mask, f4_in.shape[-1])
                 return net.head(f4_out + a * (f4_in - f4_out), 128).clamp(-1, 1)

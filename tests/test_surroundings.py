@@ -97,21 +97,22 @@ def test_a_result_is_shown_in_the_attribute_faces_hair_and_background(generator,
 
 
 def test_the_result_styles_the_attribute_faces_ears_and_neck_too(generator, models, pair) -> None:  # noqa: ANN001
-    from latentstudio.identity.surroundings import FIRST_BLOCK, MASK_FRAME, masks
+    from latentstudio.identity.surroundings import FIRST_BLOCK, MASK_FRAME, masks, outside_masks
 
     by = models.surroundings
     t = api.transfer(pair[0], pair[1], lock=False, models=models)
     with torch.no_grad():
         f_in, f_out = (generator.synthesis.features(torch.from_numpy(c)[None], FIRST_BLOCK) for c in (t, pair[1]))
-        preview = generator.synthesize(torch.from_numpy(t)[None], 256)
-        points = by.landmark_net(preview.clamp(-1, 1)).float()[0].numpy() * MASK_FRAME
+        points_in, points_out = (by.landmark_net(generator.synthesize(torch.from_numpy(c)[None], 256).clamp(-1, 1))
+                                 .float()[0].numpy() * MASK_FRAME for c in (t, pair[1]))
     skin = by.parsing.face[by.parsing.labels(f_out)][0].numpy()  # 128²: the outside face's skin, every part
     skin = np.kron(skin, np.ones((2, 2), bool))  # at MASK_FRAME²
-    _, plain = masks(by.parsing, f_in, points, MASK_FRAME)
-    _, styled = masks(by.parsing, f_in, points, MASK_FRAME, outside_features=f_out)
+    inner, _ = outside = outside_masks(by.parsing, f_out, points_out, MASK_FRAME)
+    _, plain = masks(by.parsing, f_in, points_in, MASK_FRAME, (inner, np.zeros_like(inner)))
+    _, styled = masks(by.parsing, f_in, points_in, MASK_FRAME, outside)
     plain, styled = plain[0, 0].numpy(), styled[0, 0].numpy()
     assert (styled >= plain - 1e-6).all()  # only more of the result's styles
-    assert (plain[skin] < 0.5).mean() > 0.02  # skin the landmark region misses (ears, neck) ...
+    assert (plain[skin] < 0.5).mean() > 0.02  # skin the landmark regions miss (ears, neck) ...
     assert (styled[skin] >= 0.5).mean() > 0.95  # ... takes the result's styles, so its skin tone
 
 

@@ -56,16 +56,11 @@ FIT_NEAR, FIT_FAR = 0.08, 0.10
 
 
 def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: int,
-          outside_landmarks: np.ndarray | None = None,
-          outside_features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+          outside: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Tensor, Tensor]:
     """(features mask, styles mask), each (1,1,size,size) float32 in [0, 1]: where the result's
     features and where its styles are used. ``features``: the result's (1,C,128,128) after
-    ``FIRST_BLOCK`` blocks; ``landmarks``: its 68 points in a ``size``² frame; ``outside_landmarks``:
-    the outside face's, whose inner face (jaw and brows) is the result's too, so where the
-    result's head sits elsewhere (a turned face the lock could not bring back) the outside face's
-    own eyes, nose and mouth never show beside the new ones; ``outside_features``: the outside
-    code's, in the parsing's channel order: wherever they show skin (ears, neck), the styles
-    are the result's too, so the whole head takes one skin tone."""
+    ``FIRST_BLOCK`` blocks; ``landmarks``: its 68 points in a ``size``² frame; ``outside``: the
+    outside face's ``outside_masks``."""
     region = aligned_face_mask(landmarks, size, FOREHEAD, GROW)
     cells = parsing.face_cells(features)[0].astype(np.float32)
     if DILATE:  # below the brows only: above them a grown edge would bring the fringe's edge back
@@ -78,14 +73,28 @@ def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: i
     face = cv2.GaussianBlur(face, (0, 0), SOFTEN * size)
     inner = aligned_face_mask(landmarks, size, 0.0, 0.0)  # jaw and brows: a beard, glasses: the result's
     feat = np.maximum(face, inner) * region
-    if outside_landmarks is not None:
-        other = aligned_face_mask(outside_landmarks, size, 0.0, 0.0)
-        feat, region = np.maximum(feat, other), np.maximum(region, other)
-    if outside_features is not None:
-        skin = parsing.face[parsing.labels(outside_features)][0].cpu().numpy().astype(np.float32)
-        skin = cv2.GaussianBlur(cv2.resize(skin, (size, size), interpolation=cv2.INTER_LINEAR), (0, 0), SOFTEN * size)
-        region = np.maximum(region, skin)
+    if outside is not None:
+        other, skin = outside
+        feat, region = np.maximum(feat, other), np.maximum(np.maximum(region, other), skin)
     return _tensor(feat), _tensor(region)
+
+
+def outside_masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray,
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The outside face's part of ``masks``, the same for every result shown in its surroundings
+    (so cached while the identity amounts are dragged): (its inner face, its skin), each
+    (size, size) float32. ``features``: the outside code's (1,C,128,128), in the parsing's
+    channel order; ``landmarks``: its 68 points in a ``size``² frame.
+
+    - Its inner face (inside jaw and brows) takes the result's features and styles, so where the
+      result's head sits elsewhere (a turned face the lock could not bring back) the outside
+      face's own eyes, nose and mouth never show beside the new ones.
+    - Wherever its features show skin (ears, neck), the styles are the result's too, so the
+      whole head takes one skin tone."""
+    inner = aligned_face_mask(landmarks, size, 0.0, 0.0)
+    skin = parsing.face[parsing.labels(features)][0].cpu().numpy().astype(np.float32)
+    skin = cv2.GaussianBlur(cv2.resize(skin, (size, size), interpolation=cv2.INTER_LINEAR), (0, 0), SOFTEN * size)
+    return inner, skin
 
 
 def surroundings_weight(points: np.ndarray, outside_points: np.ndarray) -> float:
@@ -121,6 +130,18 @@ def _tensor(m: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
 
 
+@dataclass(frozen=True)
+class _Outside:
+    """The outside code's share of a render, the same for every code shown in its surroundings:
+    its features after 4 and 5 blocks (the network's channel order), its 68 landmarks (fractions
+    of the frame) and its ``outside_masks`` at ``MASK_FRAME``²."""
+
+    f4: Tensor
+    f5: Tensor
+    points: np.ndarray
+    masks: tuple[np.ndarray, np.ndarray]
+
+
 @dataclass
 class Surroundings:
     """The face parsing and the landmark net (``LandmarkNet``), and the outside code's features
@@ -128,7 +149,7 @@ class Surroundings:
 
     parsing: FaceParsing
     landmark_net: torch.nn.Module
-    _cache: tuple[tuple[object, ...], tuple[Tensor, Tensor, np.ndarray]] | None = field(default=None, repr=False)
+    _cache: tuple[tuple[object, ...], _Outside] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def render(self, generator, code: np.ndarray | Tensor, outside: np.ndarray | Tensor, size: int = 1024,  # noqa: ANN001 - Generator
@@ -147,19 +168,16 @@ class Surroundings:
         w_out = as_w_plus(outside).to(generator.device)
         with torch.no_grad():
             f4_in, f5_in = net.features(w_in)
-            f4_out, f5_out, points_out = self._outside(net, w_out)
+            out = self._outside(net, w_out)
             if between is not None:
                 between()
             points = self._landmarks(net, f4_in)
-            keep = surroundings_weight(points, points_out)
+            keep = surroundings_weight(points, out.points)
             feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
-                                     masks(self._parsing(net), f5_in, points * MASK_FRAME,
-                                           MASK_FRAME, points_out * MASK_FRAME, f5_out))
+                                     masks(self._parsing(net), f5_in, points * MASK_FRAME, MASK_FRAME, out.masks))
             if size == 128:
-                a = mask_at(feat_mask, f4_in.shape[-1])
-                return net.head(f4_out + a * (f4_in - f4_out), 128).clamp(-1, 1)
-            a = mask_at(feat_mask, f5_in.shape[-1])
-            x = f5_out + a * (f5_in - f5_out)
+                return net.head(torch.lerp(out.f4, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128).clamp(-1, 1)
+            x = torch.lerp(out.f5, f5_in, mask_at(feat_mask, f5_in.shape[-1]))
             if size == 256:
                 return net.head(x, 256).clamp(-1, 1)
             if size == 512:
@@ -180,15 +198,16 @@ class Surroundings:
         """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
         return self.landmark_net(net.head(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
 
-    def _outside(self, net: _Net, w_out: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
-        """The outside code's features after 4 and 5 blocks and its landmarks (cached: a drag of
-        the identity amounts keeps the outside code and the network)."""
+    def _outside(self, net: _Net, w_out: Tensor) -> _Outside:
+        """The outside code's share of a render (cached: a drag of the identity amounts keeps
+        the outside code and the network)."""
         key = (net.version, w_out.detach().cpu().numpy().tobytes())
         with self._lock:
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
         f4, f5 = net.features(w_out)
-        out = (f4, f5, self._landmarks(net, f4))
+        points = self._landmarks(net, f4)
+        out = _Outside(f4, f5, points, outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME))
         with self._lock:
             self._cache = (key, out)
         return out

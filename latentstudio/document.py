@@ -497,7 +497,7 @@ class Document:
             return code
         from latentstudio.identity.surroundings import in_surroundings
 
-        return in_surroundings(code, outside, self.runtime.identity().surroundings)
+        return in_surroundings(code, outside, self.runtime.identity().surroundings, draft)
 
     def _edited(self, w: np.ndarray, s: EditState) -> np.ndarray:
         """``s``'s sliders and repair applied to ``w`` (23,512) → (23,512) float32."""

@@ -116,6 +116,22 @@ def test_the_result_styles_the_attribute_faces_ears_and_neck_too(generator, mode
     assert (styled[skin] >= 0.5).mean() > 0.95  # ... takes the result's styles, so its skin tone
 
 
+def test_a_drag_preview_at_128_borrows_the_last_renders_mask(generator, models, pair) -> None:  # noqa: ANN001
+    from latentstudio.identity.surroundings import Surroundings
+
+    by = Surroundings(models.surroundings.parsing, models.surroundings.landmark_net)  # nothing rendered yet
+    a, b = pair
+    t = api.transfer(a, b, lock=False, models=models)
+    exact = by.render(generator, t, b, 128)
+    torch.testing.assert_close(by.render(generator, t, b, 128, draft=True), exact, atol=1e-5, rtol=0)  # its own mask
+    by.render(generator, a, b, 256)  # the last render in these surroundings: another code
+    assert not torch.allclose(by.render(generator, t, b, 128, draft=True), exact, atol=1e-3)  # its mask, borrowed
+    torch.testing.assert_close(by.render(generator, t, b, 128), exact, atol=1e-5, rtol=0)  # not a draft: measured
+    by.render(generator, a, b, 256)
+    fresh = by.render(generator, t, a, 128, draft=True)  # other surroundings: nothing to borrow
+    torch.testing.assert_close(fresh, by.render(generator, t, a, 128), atol=1e-5, rtol=0)
+
+
 def test_cli_results_keep_the_attribute_faces_surroundings_unless_told(tmp_path: Path, generator, pair, models) -> None:  # noqa: ANN001
     from PIL import Image
 

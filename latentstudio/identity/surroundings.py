@@ -150,13 +150,18 @@ class Surroundings:
     parsing: FaceParsing
     landmark_net: torch.nn.Module
     _cache: tuple[tuple[object, ...], _Outside] | None = field(default=None, repr=False)
+    #: the features mask of the last render and the outside code's record it was drawn with (``draft``)
+    _last_mask: tuple[_Outside, Tensor] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def render(self, generator, code: np.ndarray | Tensor, outside: np.ndarray | Tensor, size: int = 1024,  # noqa: ANN001 - Generator
-               between: Callable[[], None] | None = None) -> Tensor:
+               between: Callable[[], None] | None = None, draft: bool = False) -> Tensor:
         """``code`` (W+ (23,512)) in the surroundings of ``outside`` → (1,3,size,size) in [-1, 1].
         The fast twin where there is one (else the reference modules), no autograd;
-        ``between()`` runs between blocks."""
+        ``between()`` runs between blocks. ``draft`` at 128² (the app's drag preview while the
+        renderer is behind): the masks of the last render in the same surroundings are borrowed,
+        so the inside code runs 4 blocks instead of 5 and nothing is measured (half the time;
+        the face has moved at most a frame since)."""
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
         heads = generator.heads
@@ -167,6 +172,12 @@ class Surroundings:
         w_in = as_w_plus(code).to(generator.device)
         w_out = as_w_plus(outside).to(generator.device)
         with torch.no_grad():
+            if draft and size == 128:
+                borrowed = self._borrowed(net, w_out)
+                if borrowed is not None:
+                    f4_out, feat_mask = borrowed
+                    f4_in = net.syn.features(w_in, FIRST_BLOCK - 1)
+                    return net.head(torch.lerp(f4_out, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128).clamp(-1, 1)
             f4_in, f5_in = net.features(w_in)
             out = self._outside(net, w_out)
             if between is not None:
@@ -175,6 +186,8 @@ class Surroundings:
             keep = surroundings_weight(points, out.points)
             feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
                                      masks(self._parsing(net), f5_in, points * MASK_FRAME, MASK_FRAME, out.masks))
+            with self._lock:
+                self._last_mask = (out, feat_mask)
             if size == 128:
                 return net.head(torch.lerp(out.f4, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128).clamp(-1, 1)
             x = torch.lerp(out.f5, f5_in, mask_at(feat_mask, f5_in.shape[-1]))
@@ -186,10 +199,18 @@ class Surroundings:
             return net.syn.tail_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, between).clamp(-1, 1)
 
     def render_uint8(self, generator, code: np.ndarray, outside: np.ndarray, size: int = 1024,  # noqa: ANN001
-                     between: Callable[[], None] | None = None) -> np.ndarray:
+                     between: Callable[[], None] | None = None, draft: bool = False) -> np.ndarray:
         """``render`` as (size,size,3) uint8, under the generator's lock."""
         with generator.lock:
-            return to_uint8(self.render(generator, code, outside, size, between))[0]
+            return to_uint8(self.render(generator, code, outside, size, between, draft))[0]
+
+    def _borrowed(self, net: _Net, w_out: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(the outside code's features after 4 blocks, the last render's features mask) when
+        that render was in the surroundings of ``w_out`` through ``net``, else None."""
+        out = self._outside(net, w_out)
+        with self._lock:
+            last = self._last_mask
+        return (out.f4, last[1]) if last is not None and last[0] is out else None
 
     def _parsing(self, net: _Net) -> FaceParsing:
         return self.parsing if net.order is None else self.parsing.reordered(net.order)
@@ -220,13 +241,14 @@ class InSurroundings:
     code: np.ndarray
     outside: np.ndarray
     by: Surroundings
+    draft: bool = False  # a drag's preview (``Surroundings.render``)
 
     def render_uint8(self, generator, size: int, between: Callable[[], None] | None = None) -> np.ndarray:  # noqa: ANN001
-        return self.by.render_uint8(generator, self.code, self.outside, size, between)
+        return self.by.render_uint8(generator, self.code, self.outside, size, between, self.draft)
 
 
-def in_surroundings(code: np.ndarray, outside: np.ndarray | None,
-                    by: Surroundings | None) -> np.ndarray | InSurroundings:
+def in_surroundings(code: np.ndarray, outside: np.ndarray | None, by: Surroundings | None,
+                    draft: bool = False) -> np.ndarray | InSurroundings:
     """What to render for ``code``: itself, or (given an ``outside`` code and the parsing's
-    ``by``) an ``InSurroundings`` scene."""
-    return code if by is None or outside is None else InSurroundings(code, outside, by)
+    ``by``) an ``InSurroundings`` scene (``draft``: a drag's preview)."""
+    return code if by is None or outside is None else InSurroundings(code, outside, by, draft)

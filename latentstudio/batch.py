@@ -223,24 +223,30 @@ def _process(job: Job, models: Models) -> None:
         from latentstudio.identity import api
 
         code = api.blend(code, models.identity_code(), o.id_alpha, 0.0, models=models_id)
-    if o.alphas:
-        from latentstudio.edit.apply import apply_edits
-
-        code = apply_edits(code, o.alphas, models.directions, keep=o.keep, layers=o.layers)
-        own = apply_edits(own, o.alphas, models.directions, keep=o.keep, layers=o.layers)
     from latentstudio.render import render_scene
 
+    code = _edited(code, o, models)
+    scene = code
     if models_id is not None and o.surroundings:  # as the app shows it: the input's own hair and background
         from latentstudio.identity.surroundings import in_surroundings
 
-        code = in_surroundings(code, own, models_id.surroundings)
-    rgb = render_scene(models.runtime.generator(), code, o.size)
+        scene = in_surroundings(code, _edited(own, o, models), models_id.surroundings)
+    rgb = render_scene(models.runtime.generator(), scene, o.size)
     if o.paste_back:
         from latentstudio.face.placement import Placement
 
         rgb = Placement.from_arrays(extras).paste(rgb, other_person=o.op in ("transfer", "deidentify"))
     meta = {"latentstudio": f"batch {o.op} " + " ".join(f"{k}={v:g}" for k, v in o.alphas.items())}
     save_image(job.output, rgb, meta)  # atomic: a temp file renamed over
+
+
+def _edited(code: np.ndarray, o: Options, models: Models) -> np.ndarray:
+    """The options' slider edits applied to ``code`` (23,512)."""
+    if not o.alphas:
+        return code
+    from latentstudio.edit.apply import apply_edits
+
+    return apply_edits(code, o.alphas, models.directions, keep=o.keep, layers=o.layers)
 
 
 # ----------------------------------------------------------------------------- the manifest

@@ -352,7 +352,8 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
     from latentstudio.face.align import ffhq_quad
     from latentstudio.face.placement import Placement
     from latentstudio.identity.api import attribute_face
-    from latentstudio.models.generator import to_uint8
+    from latentstudio.identity.surroundings import in_surroundings
+    from latentstudio.render import render_scene
 
     g = runtime.generator()
     models = runtime.identity() if (edit.coherency or edit.identity is not None or edit.deidentify) else None
@@ -376,11 +377,8 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
             continue
         edited = _edited(_identity_stage(codes[k], identity, amount, edit, models), edit, directions)
         by = models.surroundings if models is not None and edit.other_person and edit.surroundings else None
-        if by is not None:  # as the app shows it: the frame's own hair and background around the face
-            own = attribute_face(codes[k], identity, edit.attr_alpha)
-            face_rgb = by.render_uint8(g, edited, _edited(own, edit, directions), 1024)
-        else:
-            face_rgb = to_uint8(g.synthesize(edited, size=1024))[0]
+        own = None if by is None else _edited(attribute_face(codes[k], identity, edit.attr_alpha), edit, directions)
+        face_rgb = render_scene(g, in_surroundings(edited, own, by), 1024)  # the frame's own hair and background
         quad = ffhq_quad(lm)  # the inversion's alignment quad
         placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), quad, lm)
         writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour, other_person=edit.other_person))

@@ -152,6 +152,31 @@ def test_cli_results_keep_the_attribute_faces_surroundings_unless_told(tmp_path:
     assert np.abs(again - kept).max() <= 2  # the code file shows what the command wrote
 
 
+def test_batch_results_keep_each_inputs_edited_surroundings_unless_told(tmp_path: Path, generator, pair) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from latentstudio import batch
+    from latentstudio.codes import save_code
+    from latentstudio.edit.apply import apply_edits
+    from latentstudio.edit.boundaries import load_all
+
+    (tmp_path / "in").mkdir()
+    save_code(tmp_path / "in" / "b.npz", pair[1])
+    save_code(tmp_path / "a.npz", pair[0])
+    shown = {}
+    for name, kept in (("kept", True), ("own", False)):
+        opts = batch.Options(op="transfer", identity=str(tmp_path / "a.npz"), alphas={"hair_color": 2.0}, size=256,
+                             surroundings=kept)
+        [result] = batch.run(batch.plan([str(tmp_path / "in" / "b.npz")], tmp_path / name, "transfer"), opts, tmp_path / name)
+        assert result.status == "ok", result.error
+        shown[name] = np.asarray(Image.open(result.output)).astype(np.float32)
+    edited = apply_edits(pair[1], {"hair_color": 2.0}, load_all())  # the input, with the same edit
+    attrs, unedited = (render_scene(generator, c, 256).astype(np.float32)[:40] for c in (edited, pair[1]))
+    kept, own = shown["kept"][:40], shown["own"][:40]  # above the forehead
+    assert np.abs(kept - attrs).mean() < 0.25 * np.abs(own - attrs).mean()
+    assert np.abs(kept - attrs).mean() < 0.25 * np.abs(kept - unedited).mean()  # the input's hair, edited too
+
+
 def test_the_document_shows_an_identity_result_in_its_attribute_faces_surroundings(generator, pair, tmp_path: Path) -> None:  # noqa: ANN001
     from latentstudio.document import Document, IdentityRefinement, OtherFace, Source, load_default_directions
     from latentstudio.project import load_project, save_project

@@ -45,7 +45,7 @@ def main() -> None:
                 feats.append(one[None])
     print(f"{len(feats)} of {args.samples} faces found", flush=True)
     model, share = parsing.fit(torch.cat(feats), np.stack(inside), args.clusters)
-    model.save(parsing.ASSET, {"share": " ".join(f"{v:.2f}" for v in share),"samples": str(args.samples), "clusters": str(args.clusters),
+    model.save(parsing.ASSET, {"share": " ".join(f"{v:.2f}" for v in share), "samples": str(args.samples), "clusters": str(args.clusters),
                                "seed": str(args.seed), "psi": "0.8", "script": "bench/fit_face_parsing.py",
                                "machine": platform.machine(), "seconds": f"{time.time() - start:.0f}"})
     print("share inside per cluster:", " ".join(f"{k}:{v:.2f}" for k, v in enumerate(share)))

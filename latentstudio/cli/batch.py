@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentstudio.cli.common import OWN_SURROUNDINGS_HELP
-from latentstudio.cli.common import PRESET_NAMES, as_user_errors, interruptible, progress_printer, user_error
+from latentstudio.cli.common import (OWN_SURROUNDINGS_HELP, PRESET_NAMES, as_user_errors, interruptible,
+                                     progress_printer, user_error)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latentstudio.cli.common import OWN_SURROUNDINGS_HELP
-from latentstudio.cli.common import PRESET_NAMES, UserError, as_user_errors, interruptible, progress_printer, user_error
+from latentstudio.cli.common import (OWN_SURROUNDINGS_HELP, PRESET_NAMES, UserError, as_user_errors, interruptible,
+                                     progress_printer, user_error)
 
 
 def cmd_video(args: argparse.Namespace) -> int:

@@ -116,20 +116,25 @@ def test_the_result_styles_the_attribute_faces_ears_and_neck_too(generator, mode
     assert (styled[skin] >= 0.5).mean() > 0.95  # ... takes the result's styles, so its skin tone
 
 
-def test_a_drag_preview_at_128_borrows_the_last_renders_mask(generator, models, pair) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("size", [128, 256])
+def test_a_drag_preview_borrows_the_last_renders_mask(generator, models, pair, size: int) -> None:  # noqa: ANN001
     from latentstudio.identity.surroundings import Surroundings
 
     by = Surroundings(models.surroundings.parsing, models.surroundings.landmark_net)  # nothing rendered yet
     a, b = pair
     t = api.transfer(a, b, lock=False, models=models)
-    exact = by.render(generator, t, b, 128)
-    torch.testing.assert_close(by.render(generator, t, b, 128, draft=True), exact, atol=1e-5, rtol=0)  # its own mask
-    by.render(generator, a, b, 256)  # the last render in these surroundings: another code
-    assert not torch.allclose(by.render(generator, t, b, 128, draft=True), exact, atol=1e-3)  # its mask, borrowed
-    torch.testing.assert_close(by.render(generator, t, b, 128), exact, atol=1e-5, rtol=0)  # not a draft: measured
-    by.render(generator, a, b, 256)
-    fresh = by.render(generator, t, a, 128, draft=True)  # other surroundings: nothing to borrow
-    torch.testing.assert_close(fresh, by.render(generator, t, a, 128), atol=1e-5, rtol=0)
+    exact = by.render(generator, t, b, size)
+    torch.testing.assert_close(by.render(generator, t, b, size, draft=True), exact, atol=1e-5, rtol=0)  # its own mask
+    by.render(generator, a, b, 512)  # the last render in these surroundings: another code
+    borrowed = by.render(generator, t, b, size, draft=True)
+    assert not torch.allclose(borrowed, exact, atol=1e-3)  # its mask, borrowed
+    by.render(generator, t, b, 512)  # the last render: this code's own mask
+    torch.testing.assert_close(by.render(generator, t, b, size, draft=True), exact, atol=1e-5, rtol=0)
+    by.render(generator, a, b, 512)
+    torch.testing.assert_close(by.render(generator, t, b, size), exact, atol=1e-5, rtol=0)  # not a draft: measured
+    by.render(generator, a, b, 512)
+    fresh = by.render(generator, t, a, size, draft=True)  # other surroundings: nothing to borrow
+    torch.testing.assert_close(fresh, by.render(generator, t, a, size), atol=1e-5, rtol=0)
 
 
 def test_cli_results_keep_the_attribute_faces_surroundings_unless_told(tmp_path: Path, generator, pair, models) -> None:  # noqa: ANN001

@@ -158,10 +158,11 @@ class Surroundings:
                between: Callable[[], None] | None = None, draft: bool = False) -> Tensor:
         """``code`` (W+ (23,512)) in the surroundings of ``outside`` → (1,3,size,size) in [-1, 1].
         The fast twin where there is one (else the reference modules), no autograd;
-        ``between()`` runs between blocks. ``draft`` at 128² (the app's drag preview while the
-        renderer is behind): the masks of the last render in the same surroundings are borrowed,
-        so the inside code runs 4 blocks instead of 5 and nothing is measured (half the time;
-        the face has moved at most a frame since)."""
+        ``between()`` runs between blocks. ``draft`` at 128² or 256² (the app's drag previews):
+        the features mask of the last render in the same surroundings is borrowed, so nothing
+        is measured (no landmarks, no masks: 256² costs what the code's own render does, and at
+        128² the inside code runs 4 blocks instead of 5; the face has moved at most a frame
+        since)."""
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
         heads = generator.heads
@@ -172,12 +173,12 @@ class Surroundings:
         w_in = as_w_plus(code).to(generator.device)
         w_out = as_w_plus(outside).to(generator.device)
         with torch.no_grad():
-            if draft and size == 128:
-                borrowed = self._borrowed(net, w_out)
-                if borrowed is not None:
-                    f4_out, feat_mask = borrowed
-                    f4_in = net.syn.features(w_in, FIRST_BLOCK - 1)
-                    return net.head(torch.lerp(f4_out, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128).clamp(-1, 1)
+            borrowed = self._borrowed(net, w_out) if draft and size in (128, 256) else None
+            if borrowed is not None:
+                out, feat_mask = borrowed
+                x_in = net.syn.features(w_in, FIRST_BLOCK - (size == 128))
+                x_out = out.f4 if size == 128 else out.f5
+                return net.head(torch.lerp(x_out, x_in, mask_at(feat_mask, x_in.shape[-1])), size).clamp(-1, 1)
             f4_in, f5_in = net.features(w_in)
             out = self._outside(net, w_out)
             if between is not None:
@@ -204,13 +205,13 @@ class Surroundings:
         with generator.lock:
             return to_uint8(self.render(generator, code, outside, size, between, draft))[0]
 
-    def _borrowed(self, net: _Net, w_out: Tensor) -> tuple[Tensor, Tensor] | None:
-        """(the outside code's features after 4 blocks, the last render's features mask) when
-        that render was in the surroundings of ``w_out`` through ``net``, else None."""
+    def _borrowed(self, net: _Net, w_out: Tensor) -> tuple[_Outside, Tensor] | None:
+        """(the outside code's record, the last render's features mask) when that render was in
+        the surroundings of ``w_out`` through ``net``, else None."""
         out = self._outside(net, w_out)
         with self._lock:
             last = self._last_mask
-        return (out.f4, last[1]) if last is not None and last[0] is out else None
+        return (out, last[1]) if last is not None and last[0] is out else None
 
     def _parsing(self, net: _Net) -> FaceParsing:
         return self.parsing if net.order is None else self.parsing.reordered(net.order)

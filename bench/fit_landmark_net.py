@@ -45,10 +45,11 @@ def evaluate_real(path: str, codes_folder: str) -> None:
     from latentstudio.edit.predictors import find_landmarks, head_pose, load_models
     from latentstudio.face.landmark_net import load_landmark_net
     from latentstudio.models.generator import Generator, from_uint8, to_uint8
+    from photos import real_photos
     from transfer import photo_codes
 
     g = Generator.load("cpu")
-    codes, aligned, _ = photo_codes(Path(codes_folder), g)
+    codes, aligned, _ = photo_codes(Path(codes_folder), g, real_photos())
     names = list(codes)
     with torch.no_grad():
         renders = to_uint8(g.synthesize(torch.from_numpy(np.stack([codes[n] for n in names])), size=256))

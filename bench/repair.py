@@ -43,7 +43,9 @@ from latentstudio.cli.common import progress_printer
 from latentstudio.edit.boundaries import SHIPPED_DIR, load_all, save_index
 from latentstudio.edit.repair import (INVALID_SCORE, SIGNALS, cached_samples, measure_codes, measure_samples,
                                       quality_model, repair, train_quality_boundary)
+from latentstudio.identity.surroundings import in_surroundings, load_surroundings
 from latentstudio.models.generator import Generator, from_uint8
+from latentstudio.render import render_scene
 from headwear import HeadwearJudge
 from latentstudio.paths import home
 from report import publish
@@ -60,6 +62,25 @@ def render(g: Generator, codes: np.ndarray, full: bool = True) -> np.ndarray:
     or the 256² preview route's (``full=False``)."""
     with torch.no_grad():
         return np.concatenate([g.predictor_images(codes[i:i + 16], full) for i in range(0, len(codes), 16)])
+
+
+def shown(g: Generator, by, codes: np.ndarray, originals: np.ndarray, full: bool = True) -> np.ndarray:  # noqa: ANN001
+    """``render`` of repaired codes as the app and the CLI show them: each in its original's hair,
+    headwear and background (``by``: ``identity.surroundings.Surroundings``), or alone (None)."""
+    if by is None:
+        return render(g, codes, full)
+    out = []
+    for c, o in zip(codes, originals):
+        if np.array_equal(c, o):  # not moved: its own render
+            out.append(render(g, c[None], full)[0])
+            continue
+        img = render_scene(g, in_surroundings(c, o, by), 1024 if full else 256)
+        out.append(cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA) if full else img)
+    return np.stack(out)
+
+
+def scene_of(by, original: np.ndarray):  # noqa: ANN001, ANN201 - Surroundings | None → repair's scene
+    return None if by is None else (lambda c: in_surroundings(c, original, by))
 
 
 def sheet(before: np.ndarray, after: np.ndarray, path: Path) -> None:
@@ -108,15 +129,17 @@ def bench(args: argparse.Namespace) -> str:
     z_clean = model.signals(clean)
     z_limit = {k: float(np.percentile(v[clean["valid"] > 0.5], 1)) for k, v in z_clean.items()}
 
+    by = None if args.own_surroundings else load_surroundings("cpu")
     results = []
     for i, c in enumerate(codes):
-        results.append(repair(c, boundaries, generator=g, max_strength=args.max_strength))
+        results.append(repair(c, boundaries, generator=g, max_strength=args.max_strength, scene=scene_of(by, c)))
         if (i + 1) % 25 == 0:
             print(f"repaired {i + 1}/{len(codes)} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
     moved = np.array([r.alpha > 0 for r in results])
     after_codes = np.stack([r.w_plus for r in results])
-    before, after = render(g, codes), render(g, after_codes)
-    m0, m1 = measure_codes(g, codes), measure_codes(g, after_codes)  # the score's own domain: the preview
+    before, after = render(g, codes), shown(g, by, after_codes, codes)
+    m0 = measure_codes(g, codes)  # the score's own domain: the preview
+    m1 = measure_samples(shown(g, by, after_codes, codes, full=False))
     s0, s1 = model.score(m0), model.score(m1)
     z0, z1 = model.signals(m0), model.signals(m1)
     o0, o1 = openface_mirror(of, before), openface_mirror(of, after)
@@ -139,7 +162,9 @@ def bench(args: argparse.Namespace) -> str:
         f"{args.max_strength}. Held-out ψ = 1 samples: seeds 900 000 … {900_000 + args.samples - 1}. The quality "
         "score and its four signals are read on the 256² preview renders the model was fitted on; everything else "
         "(OpenFace, pose, attributes, headwear, the contact sheets) on the full 1024² render, area-reduced to 256²: "
-        "the face the user exports.", "",
+        "the face the user exports. " + ("Each repaired face is shown alone (`--own-surroundings`)." if by is None else
+        "Each repaired face is shown as the app and the CLI show it: inside its face, in the unrepaired face's hair, "
+        "headwear and background (`identity.surroundings`)."), "",
         "| broken by | before | after |", "|---|---|---|",
         f"| the combined score (< {model.threshold:+.2f}) | {share(s0 < model.threshold)} | {share(s1 < model.threshold)} |"]
     for k in SIGNALS:
@@ -166,6 +191,8 @@ def bench(args: argparse.Namespace) -> str:
         for what, other in judge_floor(g, boundaries, codes[rep], before[rep]).items():
             d = np.abs(hat.score(other) - h0[rep]) / hat.std
             lines.append(f"| the judge's own noise: the same faces {what} | {100 * d.mean():.1f} % | {100 * d.max():.1f} % | — |")
+        for where, d in outside_change(before[rep], after[rep]).items():
+            lines.append(f"| pixels {where}: mean change (of 255) | {d.mean():.2f} | {d.max():.2f} | — |")
     top = h0 >= np.percentile(h0, 95)
     lines += ["", f"Headwear judge (`bench/headwear.py`, used by no training and not by the app): a ridge "
               f"regression of VGG16 features (mirror-averaged) on the published InterFaceGAN Wearing_Hat direction's "
@@ -181,11 +208,26 @@ def bench(args: argparse.Namespace) -> str:
         sheet(before[biggest], after[biggest], Path(__file__).parent / "contact_sheets" / "repair_hats.jpg")
     worst = [i for i in np.argsort(s0) if m0["valid"][i] > 0.5][:8]
     sheet(before[worst], after[worst], Path(__file__).parent / "contact_sheets" / "repair.jpg")
-    lines += real_portraits(g, boundaries, model, of, args)
+    lines += real_portraits(g, boundaries, model, of, by, args)
     lines += ["", f"No face found by dlib (score {INVALID_SCORE:g}, never moved): {int((m0['valid'] < 0.5).sum())} faces.",
               "`bench/contact_sheets/repair.jpg`: the 8 lowest-scoring held-out faces in which a face is found, "
               "before (top) and after (bottom)."]
     return "\n".join(lines) + "\n"
+
+
+def outside_change(before: np.ndarray, after: np.ndarray) -> dict[str, np.ndarray]:
+    """Per face, the mean absolute change of the pixels (of 255) outside the face hull (jaw and
+    brows grown by 10 %, with the forehead; the hair, headwear, ears, neck and background) and
+    above it (the hair and headwear), found on the unrepaired 256² images."""
+    from latentstudio.edit.predictors import predict_all
+    from latentstudio.identity.train import hull_masks
+
+    outside = hull_masks(predict_all(before)["landmarks"] / before.shape[1], before.shape[1])[:, 0].numpy() > 0.5
+    rows = np.arange(before.shape[1])[:, None]
+    above = outside & (rows < np.argmax(~outside.all(2), axis=1)[:, None, None])
+    d = np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(-1)
+    return {"outside the face hull": np.array([x[m].mean() for x, m in zip(d, outside)]),
+            "above the face hull (hair, headwear)": np.array([x[m].mean() for x, m in zip(d, above)])}
 
 
 def judge_floor(g: Generator, boundaries, codes: np.ndarray, images: np.ndarray) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -197,21 +239,22 @@ def judge_floor(g: Generator, boundaries, codes: np.ndarray, images: np.ndarray)
             "with smile +1": render(g, apply_edits(codes, {"smile": 1.0}, boundaries))}  # full renders
 
 
-def real_portraits(g: Generator, boundaries, model, of, args: argparse.Namespace) -> list[str]:  # noqa: ANN001
+def real_portraits(g: Generator, boundaries, model, of, by, args: argparse.Namespace) -> list[str]:  # noqa: ANN001
     """The repair on the real portraits' codes: moved or not, and OpenFace to the photo before / after."""
+    from photos import real_photos
     from transfer import photo_codes
 
-    codes, aligned, _ = photo_codes(Path(args.codes), g)
+    codes, aligned, _ = photo_codes(Path(args.codes), g, real_photos())
     names = list(codes)
     photos = np.stack([cv2.resize(aligned[n], (256, 256), interpolation=cv2.INTER_AREA) for n in names])
     before = np.stack([codes[n] for n in names]).astype(np.float32)
-    results = [repair(c, boundaries, generator=g, max_strength=args.max_strength) for c in before]
+    results = [repair(c, boundaries, generator=g, max_strength=args.max_strength, scene=scene_of(by, c)) for c in before]
     after = np.stack([r.w_plus for r in results])
-    imgs = {"photo": photos, "before": render(g, before), "after": render(g, after)}
+    imgs = {"photo": photos, "before": render(g, before), "after": shown(g, by, after, before)}
     with torch.no_grad():
         e = {k: torch.nn.functional.normalize(of.embed_aligned(from_uint8(v)), dim=-1) for k, v in imgs.items()}
     d0, d1 = ((e[k] - e["photo"]).norm(dim=1).numpy() for k in ("before", "after"))
-    m1 = measure_codes(g, after)
+    m1 = measure_samples(shown(g, by, after, before, full=False))
     rows = ["", "Real portraits (`fast` inversions of `bench/photos.py`), repaired at the same strength; "
             "OpenFace distance to the aligned photo (no loss uses it):", "",
             "| photo | score before → after (clean ≥ threshold) | moved α | OpenFace to the photo, before → after |",
@@ -237,6 +280,8 @@ def main() -> None:
     ap.add_argument("--max-strength", type=float, default=3.0)
     ap.add_argument("--results", default="", help="append the table to this file")
     ap.add_argument("--codes", default="bench/out/transfer/codes", help="the real portraits' inversions (cached)")
+    ap.add_argument("--own-surroundings", action="store_true",
+                    help="show each repaired face alone, not in its unrepaired face's hair and background")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     if args.train:

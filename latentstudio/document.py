@@ -10,7 +10,9 @@ The edited code is a pure function of the document and an ``EditState``::
 
 While the identity panel is active a render shows ``scene()``: that code inside its face and the
 attribute face's code with the same edits (``surroundings_code``) around it, so the new face keeps
-that face's hair, clothes and background (``latentstudio.identity.surroundings``).
+that face's hair, clothes and background (``latentstudio.identity.surroundings``). A repair is
+shown the same way, inside the face only: hair, headwear and background stay the unrepaired
+code's.
 
 A photo inverted in high-fidelity mode also carries ``tuning``: generator weight changes from
 pivotal tuning (``latentstudio.tune``) that every render of the document adds to the weights
@@ -472,32 +474,46 @@ class Document:
         s = self.state if state is None else state
         return self._edited(identity_stage(self.base, s.identity, self.runtime, draft=draft), s)
 
-    def surroundings_code(self, state: EditState | None = None) -> np.ndarray | None:
+    def surroundings_code(self, state: EditState | None = None, *, draft: bool = False) -> np.ndarray | None:
         """The face whose hair, clothes and background a render of ``state`` keeps, with
-        ``state``'s edits (23,512) float32: this document's face, or the second face when the
-        attribute amount gives more of its attributes. None while the identity panel is off or
-        set to show the result's own surroundings."""
+        ``state``'s edits but not its repair (23,512) float32: while the identity panel is active
+        (and set to keep them), this document's face or the second face, whichever gives more of
+        the attributes; else, with a repair, the unrepaired code (a repair changes the face only).
+        None when a render shows the code alone. ``draft`` as in ``code``."""
         s = self.state if state is None else state
         ident = s.identity
-        if not ident.active or not ident.surroundings:
-            return None
-        from latentstudio.identity.api import attribute_face
+        plain = s.with_repair(None)
+        if ident.active and ident.surroundings:
+            from latentstudio.identity.api import attribute_face
 
-        attrs = attribute_face(self.base, ident.other.code if ident.other is not None else None, ident.attr_alpha)
-        return self._edited(np.asarray(attrs, dtype=np.float32), s)
+            attrs = attribute_face(self.base, ident.other.code if ident.other is not None else None, ident.attr_alpha)
+            return self._edited(np.asarray(attrs, dtype=np.float32), plain)
+        return None if s.repair is None else self.code(plain, draft=draft)
 
     def scene(self, state: EditState | None = None, *, draft: bool = False) -> Any:
         """What a render of ``state`` shows: its code (23,512), or, while the identity panel is
-        active, an ``identity.surroundings.InSurroundings`` that renders the code in the attribute
-        face's surroundings (``render.Scene``). ``draft`` as in ``code``."""
+        active or a repair is applied, an ``identity.surroundings.InSurroundings`` that renders
+        the code in the surroundings of ``surroundings_code`` (``render.Scene``). ``draft`` as in
+        ``code``."""
         s = self.state if state is None else state
-        code = self.code(s, draft=draft)
+        return self._shown(self.code(s, draft=draft), self.surroundings_code(s, draft=draft), draft)
+
+    def repair_scene(self, state: EditState | None = None) -> Any:
+        """How ``state`` would show a repaired code: code (23,512) → what ``scene`` gives once
+        the repair is applied (what the repair's walk measures)."""
+        s = (self.state if state is None else state).with_repair(None)
         outside = self.surroundings_code(s)
+        outside = self.code(s) if outside is None else outside
+        return lambda code: self._shown(code, outside)
+
+    def _shown(self, code: np.ndarray, outside: np.ndarray | None, draft: bool = False) -> Any:
+        """``code`` in the surroundings of ``outside`` when there are any and the runtime can show
+        them (``identity.surroundings.in_surroundings``), else ``code``."""
         if outside is None or self.runtime is None:
             return code
         from latentstudio.identity.surroundings import in_surroundings
 
-        return in_surroundings(code, outside, self.runtime.identity().surroundings, draft)
+        return in_surroundings(code, outside, self.runtime.surroundings(), draft)
 
     def _edited(self, w: np.ndarray, s: EditState) -> np.ndarray:
         """``s``'s sliders and repair applied to ``w`` (23,512) → (23,512) float32."""

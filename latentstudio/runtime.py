@@ -4,6 +4,7 @@ A ``Runtime`` is made for one device and loads each model the first time it is a
 
     generator()     the StyleGAN generator (``models.generator.Generator``) on the device
     identity()      the identity panel's models (mapper, dlib identity net) on the same generator
+    surroundings()  the face parsing and landmark net that show a face in another code's surroundings
     lpips(net)      LPIPS ("vgg" or "alex") on the device: the inversion's and tuning's loss
     identity_net()  dlib's identity net on the device (the identity models and the inversion share it)
     predictors()    the attribute predictors and dlib's detector / landmarks (CPU)
@@ -73,9 +74,21 @@ class Runtime:
         def load() -> Any:
             from latentstudio.identity.api import IdentityModels
 
-            return IdentityModels.load(self.generator(), self.mapper_weights, identity_net=self.identity_net())
+            return IdentityModels.load(self.generator(), self.mapper_weights, identity_net=self.identity_net(),
+                                       surroundings=self.surroundings())
 
         return self._get("identity", load)
+
+    def surroundings(self) -> Any | None:
+        """What shows a face in another code's hair, clothes and background (the identity
+        panel's results, a repair: ``identity.surroundings.Surroundings``, the face parsing and
+        our landmark net) on the generator's device; None when either is not installed."""
+        def load() -> Any:
+            from latentstudio.identity.surroundings import load_surroundings
+
+            return load_surroundings(self.generator().device)
+
+        return self._get("surroundings", load)
 
     def lpips(self, net: str) -> Any:
         """LPIPS with the ``net`` features on the generator's device (``losses.lpips``)."""

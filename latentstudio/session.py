@@ -411,8 +411,9 @@ class Session:
 
     def repair_task(self, strength: float | None = None) -> Task:
         """Walk the edited code along the quality direction until the render looks clean, at most
-        ``strength`` (default ``repair.DEFAULT_MAX``); the result is one undoable step, redone from
-        scratch if a repair is already applied."""
+        ``strength`` (default ``repair.DEFAULT_MAX``), judged as it will be shown: inside the face,
+        in the unrepaired code's hair and background (``Document.repair_scene``); the result is
+        one undoable step, redone from scratch if a repair is already applied."""
         from latentstudio.edit.repair import DEFAULT_MAX
 
         reason = self.can_repair()
@@ -426,7 +427,8 @@ class Session:
             from latentstudio.edit.repair import repair
 
             g = doc.generator_for(runtime.generator(), plain)  # judge what is shown
-            return repair(doc.code(plain), doc.directions, generator=g, cancelled=cancelled, progress=progress,
+            return repair(doc.code(plain), doc.directions, generator=g, scene=doc.repair_scene(plain),
+                          cancelled=cancelled, progress=progress,
                           max_strength=DEFAULT_MAX if strength is None else strength)
 
         def finish(r: Any) -> str | None:

@@ -375,10 +375,13 @@ def _edit_frames(src: Path, clip: Clip, tr: Track, edit: VideoEdit, writer: _Wri
             rep.passed_through.append(fr.index)
             writer.write(fr, fr.rgb)
             continue
-        edited = _edited(_identity_stage(codes[k], identity, amount, edit, models), edit, directions)
-        by = models.surroundings if models is not None and edit.other_person and edit.surroundings else None
-        own = None if by is None else _edited(attribute_face(codes[k], identity, edit.attr_alpha), edit, directions)
-        face_rgb = render_scene(g, in_surroundings(edited, own, by), 1024)  # the frame's own hair and background
+        person = _identity_stage(codes[k], identity, amount, edit, models)
+        edited = _edited(person, edit, directions)
+        if models is not None and edit.other_person and edit.surroundings:  # the frame's own hair and background
+            own = _edited(attribute_face(codes[k], identity, edit.attr_alpha), edit, directions, repair=False)
+        else:  # a repair changes the face only
+            own = _edited(person, edit, directions, repair=False) if _repaired(edit) else None
+        face_rgb = render_scene(g, in_surroundings(edited, own, runtime.surroundings() if own is not None else None), 1024)
         quad = ffhq_quad(lm)  # the inversion's alignment quad
         placement = Placement(src, (fr.rgb.shape[1], fr.rgb.shape[0]), quad, lm)
         writer.write(fr, placement.paste(face_rgb, fr.rgb, colour_filter=colour, other_person=edit.other_person))
@@ -506,12 +509,18 @@ def _cached_code(path: Path) -> np.ndarray | None:
         return None  # a damaged cache entry is recomputed
 
 
-def _edited(code: np.ndarray, edit: VideoEdit, directions: dict[str, Any]) -> np.ndarray:
-    """``edit``'s sliders (and the app's state: locks, slot ranges, repair) applied to ``code``."""
+def _repaired(edit: VideoEdit) -> bool:
+    return edit.state is not None and edit.state.repair is not None
+
+
+def _edited(code: np.ndarray, edit: VideoEdit, directions: dict[str, Any], repair: bool = True) -> np.ndarray:
+    """``edit``'s sliders (and the app's state: locks, slot ranges and, unless ``repair`` is
+    False, its repair) applied to ``code``."""
     if edit.state is not None:  # exactly what the app's document does to a code
         from latentstudio.document import Document, Source
 
-        return Document(code, Source("code"), directions.values(), state=edit.state).code()
+        state = edit.state if repair else edit.state.with_repair(None)
+        return Document(code, Source("code"), directions.values(), state=state).code()
     if edit.alphas:
         from latentstudio.edit.apply import apply_edits
 

@@ -549,8 +549,9 @@ def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # no
     from latentstudio.edit.boundaries import load_all
     from latentstudio.edit.repair import KEEP, measure_codes, quality_model
 
-    def score(code: np.ndarray) -> float:
-        return float(quality_model(shipped).score(measure_codes(generator, np.asarray(code, np.float32)[None]))[0])
+    def score(code: np.ndarray) -> float:  # as the document shows a repair: in the unrepaired face's surroundings
+        return float(quality_model(shipped).score(measure_codes(generator, np.asarray(code, np.float32)[None],
+                                                                scene=s.doc.repair_scene()))[0])
 
     s = window.session
     assert not window.attributes.repair.isEnabled()  # the fixture's directions have no quality boundary
@@ -568,9 +569,9 @@ def test_repair_artifacts_action(qtbot, window, generator, tmp_path: Path,  # no
     scores = np.where(m["valid"] > 0.5, quality_model(shipped).score(m), np.inf)  # a face must be found
     seed = 700_000 + int(np.argmin(scores))  # the worst of seeds 700000…700023 (as in test_repair)
     broken = Document.from_seed(generator, seed, 1.0, dirs)
+    s.set_document(broken, None)
     before = score(broken.base)
     assert before < quality_model(shipped).threshold
-    s.set_document(broken, None)
     assert window.attributes.repair.isEnabled() and window.act_repair.isEnabled()
     wait_full_frame(qtbot, window)
     window.attributes.repair_strength.setValue(1.5)  # the most the walk may move

@@ -141,6 +141,27 @@ def test_edit_cli_repair_flag(generator, boundaries, tmp_path, capsys) -> None: 
     assert main(["edit", "--code", str(tmp_path / "c.npy"), "--repair", "-1", "-o", str(fixed)]) == 2
 
 
+def test_edit_cli_repairs_the_face_only(generator, tmp_path, capsys) -> None:  # noqa: ANN001
+    """``edit --repair`` on a broken ψ = 1 sample: the face changes, the top of the head and the
+    sides are the unrepaired render's, and ``--save-code`` keeps those surroundings."""
+    from PIL import Image
+
+    from latentstudio.cli import main
+    from latentstudio.codes import load_code_extras
+
+    np.save(tmp_path / "c.npy", _codes(generator, 700_013, 1, 1.0)[0])  # broken: the repair moves it
+    plain, fixed = tmp_path / "plain.png", tmp_path / "fixed.png"
+    assert main(["edit", "--code", str(tmp_path / "c.npy"), "--size", "256", "-o", str(plain)]) == 0
+    assert main(["edit", "--code", str(tmp_path / "c.npy"), "--size", "256", "--repair",
+                 "--save-code", str(tmp_path / "r.npz"), "-o", str(fixed)]) == 0
+    assert "repair: moved 0 " not in capsys.readouterr().err
+    a, b = (np.asarray(Image.open(p)).astype(np.float32) for p in (plain, fixed))
+    assert np.abs(a - b)[:32].mean() < 1.0 and np.abs(a - b)[:, :24].mean() < 1.0
+    assert np.abs(a - b)[96:200, 80:176].mean() > 1.0
+    extras = load_code_extras(tmp_path / "r.npz")
+    np.testing.assert_allclose(extras["surroundings"], _codes(generator, 700_013, 1, 1.0)[0], atol=1e-6)
+
+
 def test_repair_reports_progress_and_cancels_with_the_one_cancelled(generator, boundaries,  # noqa: ANN001
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import latentstudio.edit.repair as repair_module
@@ -171,7 +192,7 @@ def test_a_step_outside_the_guards_is_skipped_not_the_end_of_the_walk(generator,
     readings = [(0.0, -3.0), (POSE_GUARD + 3, 5.0), (0.5, -2.0), (POSE_GUARD + 1, 4.0)]
     current, full_reads = [-1], []
 
-    def fake_measure(_g, codes, full=False):  # noqa: ANN001, ANN202
+    def fake_measure(_g, codes, full=False, scene=None):  # noqa: ANN001, ANN202
         current[0] += 0 if full else 1
         full_reads.append(full)
         yaw, score = readings[current[0]]
@@ -184,3 +205,42 @@ def test_a_step_outside_the_guards_is_skipped_not_the_end_of_the_walk(generator,
     assert out.alpha == pytest.approx(2 * r.STEP) and out.score_after == -2.0
     assert full_reads == [False, True] + [False, True] * 3  # each improving step's guards: full render
     np.testing.assert_allclose(out.w_plus, code + 2 * r.STEP * out.direction, atol=1e-5)
+
+
+def test_a_repair_changes_the_face_only_in_the_app_and_the_cli(generator, boundaries, tmp_path) -> None:  # noqa: ANN001
+    """A repair is shown inside the face, in the unrepaired code's hair, headwear and background:
+    the document's render keeps the unrepaired render's top of the head and corners, where the
+    repaired code's own render differs; its code file keeps those surroundings and
+    ``render --code`` shows the same picture; the walk measures what is shown."""
+    from PIL import Image
+
+    from latentstudio.cli import main
+    from latentstudio.codes import load_code_extras
+    from latentstudio.document import Document, RepairOffset, Source
+    from latentstudio.runtime import Runtime
+
+    code = _codes(generator, 700_000, 1, 1.0)[0]
+    direction = repair_direction(boundaries, code, generator.w_avg.numpy())
+    runtime = Runtime("cpu", generator_factory=lambda: generator)
+    doc = Document(code, Source("code"), boundaries.values(), runtime=runtime)
+    doc.set_state(doc.state.with_repair(RepairOffset(3.0, direction)))
+    shown = doc.render(generator, 256).astype(np.float32)
+    plain = doc.render(generator, 256, doc.state.with_repair(None)).astype(np.float32)
+    alone = _render(generator, doc.code()[None])[0].astype(np.float32)
+    outside = np.zeros((256, 256), bool)
+    outside[:40], outside[:, :32], outside[:, -32:] = True, True, True  # above the hairline, the sides
+    assert np.abs(alone - plain)[outside].mean() > 4.0  # the repair moves the surroundings of a plain render
+    assert np.abs(shown - plain)[outside].mean() < 0.15 * np.abs(alone - plain)[outside].mean()
+    assert np.abs(shown - plain)[~outside].mean() > 2.0  # and changes the face
+
+    path = tmp_path / "repaired.npz"
+    doc.export_code(path)
+    np.testing.assert_allclose(load_code_extras(path)["surroundings"], doc.code(doc.state.with_repair(None)), atol=1e-6)
+    assert main(["render", "--code", str(path), "--size", "256", "-o", str(tmp_path / "r.png")]) == 0
+    assert np.abs(np.asarray(Image.open(tmp_path / "r.png")).astype(np.float32) - shown).max() <= 2
+
+    seen = []
+    scene = doc.repair_scene()
+    r = repair(code, boundaries, generator=generator, max_strength=0.5, threshold=1e9,
+               scene=lambda c: seen.append(c) or scene(c))
+    assert len(seen) >= 2 and r.alpha <= 0.5  # every step measured as it would be shown

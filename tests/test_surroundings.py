@@ -137,6 +137,37 @@ def test_a_drag_preview_borrows_the_last_renders_mask(generator, models, pair, s
     torch.testing.assert_close(fresh, by.render(generator, t, a, size), atol=1e-5, rtol=0)
 
 
+def test_a_drag_preview_borrows_the_mask_while_a_slider_moves_both_faces_a_little(generator, models, pair) -> None:  # noqa: ANN001
+    """An attribute slider edits the inside and the outside code alike: a draft borrows the last
+    render's mask while the outside face stays where it was, and measures its own once the face
+    has moved (a turn of the head) or the outside is another person."""
+    from latentstudio.edit.boundaries import load_all
+    from latentstudio.identity.surroundings import Surroundings
+
+    b = load_all()
+    a, c = pair
+    t = api.transfer(a, c, lock=False, models=models)
+    by = Surroundings(models.surroundings.parsing, models.surroundings.landmark_net)
+
+    def edited(code: np.ndarray, name: str, alpha: float) -> np.ndarray:
+        lo, hi = b[name].layers
+        out = code.copy()
+        out[lo:hi + 1] += alpha * b[name].normal
+        return out
+
+    for name, alpha, borrows in (("age", 0.1, True), ("yaw", 3.0, False)):
+        by.render(generator, t, c, 512)  # the last full render: unedited
+        ti, co = edited(t, name, alpha), edited(c, name, alpha)
+        exact = by.render(generator, ti, co, 256)
+        by.render(generator, t, c, 512)
+        draft = by.render(generator, ti, co, 256, draft=True)
+        if borrows:  # the unedited face's mask: not the exact render, but near it
+            assert not torch.allclose(draft, exact, atol=1e-4)
+            assert float((draft - exact).abs().mean()) < 0.01
+        else:
+            torch.testing.assert_close(draft, exact, atol=1e-5, rtol=0)
+
+
 def test_cli_results_keep_the_attribute_faces_surroundings_unless_told(tmp_path: Path, generator, pair, models) -> None:  # noqa: ANN001
     from PIL import Image
 

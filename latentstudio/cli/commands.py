@@ -94,15 +94,14 @@ def cmd_render(args: argparse.Namespace) -> int:
             import torch
 
             code = g.truncate(torch.from_numpy(code).to(g.device), args.psi).cpu().numpy()
-    if "surroundings" in extras and args.psi == 1.0:  # an identity result, shown as it was made
+    if "surroundings" in extras and args.psi == 1.0:  # an identity result or a repair, shown as it was made
         from latentstudio.identity.surroundings import in_surroundings
         from latentstudio.render import render_scene
 
-        try:
-            by = runtime.identity().surroundings
-        except ValueError as exc:  # the identity models are missing: the code alone, and why
-            print(f"note: {exc}; rendering the code without its surroundings", file=sys.stderr)
-            by = None
+        by = runtime.surroundings()
+        if by is None:  # the face parsing or the landmark net is missing: the code alone, and why
+            print("note: the face parsing is not installed; rendering the code without its surroundings",
+                  file=sys.stderr)
         img = render_scene(g, in_surroundings(code, extras["surroundings"], by), args.size)
     else:
         img = to_uint8(g.synthesize(code, size=args.size))[0]

@@ -216,7 +216,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
             raise user_error(str(exc)) from exc
         w_plus, extras, photo = _source_code(args, runtime)
         table = keep_table(args.keep_method, alphas, keep, layers, directions)
-        from latentstudio.models.generator import to_uint8
         from latentstudio.tune import generator_for_code
 
         g = generator_for_code(runtime.generator(), extras)  # tuned codes: their weights
@@ -230,15 +229,22 @@ def cmd_edit(args: argparse.Namespace) -> int:
             print("keep (measured): steps " + ", ".join(f"{n} {t:+.2f}" for n, t in held.steps.items())
                   + "; left over (stds) " + ", ".join(f"{n} {r:+.2f}" for n, r in held.residual.items()),
                   file=sys.stderr)
-        if args.repair is not None:
+        scene, outside = edited, None
+        if args.repair is not None:  # the face only: hair, headwear and background stay the edited code's
             from latentstudio.edit.repair import repair
+            from latentstudio.identity.surroundings import in_surroundings
 
-            fixed = repair(np.asarray(edited), directions, generator=g, max_strength=args.repair)
+            outside, by = np.asarray(edited, np.float32), runtime.surroundings()
+            fixed = repair(outside, directions, generator=g, max_strength=args.repair,
+                           scene=lambda c: in_surroundings(c, outside, by))
             edited = fixed.w_plus
+            scene = in_surroundings(edited, outside, by) if fixed.alpha > 0 else edited
             print(f"repair: moved {fixed.alpha:g} along the quality direction, quality score "
                   f"{fixed.score_before:.2f} -> {fixed.score_after:.2f} (target {fixed.threshold:.2f})",
                   file=sys.stderr)
-        rgb = to_uint8(g.synthesize(edited, size=args.size))[0]
+        from latentstudio.render import render_scene
+
+        rgb = render_scene(g, scene, args.size)
         if args.paste_back is not None:
             target = args.paste_back or photo
             if not target:
@@ -254,7 +260,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
         if args.save_code:
             from latentstudio.codes import save_code
 
-            save_code(args.save_code, edited, **{k: v for k, v in extras.items() if k != "w_plus"})
+            kept = {k: v for k, v in extras.items() if k not in ("w_plus", "surroundings")}
+            if scene is not edited:  # `render --code` shows it as written here
+                kept["surroundings"] = outside
+            save_code(args.save_code, edited, **kept)
     print(f"wrote {args.output}")
     return 0
 

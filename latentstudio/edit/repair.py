@@ -32,13 +32,19 @@ codes, and a later step is often within the guards again (ending the walk at the
 8.4 % of 250 held-out faces broken, going on 7.2 %; bench/RESULTS.md). The result is the
 best-scoring step within the guards; a face that is already clean is returned unchanged.
 
+**Shown inside the face only** (``scene``): the app, the CLI and video show a repaired code in
+the unrepaired code's surroundings (``identity.surroundings``: the repaired code inside the face,
+the unrepaired one's hair, headwear, clothes and background around it), and the walk scores and
+guards what is shown. Headwear and hair cannot change, whatever the direction does to the slots
+that draw them (bench/RESULTS.md, "Artifact repair").
+
 Trained by ``python bench/repair.py --train`` (``train_quality_boundary``), shipped as ``quality``
 in ``boundaries/`` with the model in its details (``details.quality_model``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +68,9 @@ STEP = 0.25
 POSE_GUARD = 1.5  # degrees of yaw or pitch a repair step may turn the head …
 GLASSES_GUARD = 0.1  # … and the share of the eyeglasses score's spread it may change it by
 CLEAN_PERCENTILE = 1  # clean = at least the score of this percentile of ψ = 0.7 faces
+#: how a candidate code is shown: the code itself or a ``render.Scene`` (the repaired face in the
+#: unrepaired code's surroundings)
+SceneFn = Callable[[np.ndarray], object]
 
 
 def pose_design(m: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -172,22 +181,39 @@ def repair_direction(boundaries: Mapping[str, Boundary], code: np.ndarray, w_avg
     return out
 
 
-def measure_codes(generator, codes: np.ndarray, full: bool = False) -> dict[str, np.ndarray]:  # noqa: ANN001 - Generator
+def measure_codes(generator, codes: np.ndarray, full: bool = False,  # noqa: ANN001 - Generator
+                  scene: SceneFn | None = None) -> dict[str, np.ndarray]:
     """``measure_samples`` of W+ codes (N, 23, 512): on their 256² preview-route renders (what the
     quality model was fitted on), or on the full 1024² network's renders area-reduced to 256²
-    (``full``: what the user gets, where the walk's guards are read)."""
-    with torch.no_grad():
-        return measure_samples(generator.predictor_images(np.array(codes, np.float32), full))
+    (``full``: what the user gets, where the walk's guards are read). ``scene``: each code is
+    rendered as ``scene(code)`` shows it (``render.render_scene``), the same two ways."""
+    codes = np.array(codes, np.float32)
+    if scene is None:
+        with torch.no_grad():
+            return measure_samples(generator.predictor_images(codes, full))
+    import cv2
+
+    from latentstudio.render import render_scene
+
+    def image(code: np.ndarray) -> np.ndarray:
+        if not full:
+            return render_scene(generator, scene(code), 256)
+        return cv2.resize(render_scene(generator, scene(code), 1024), (256, 256), interpolation=cv2.INTER_AREA)
+
+    return measure_samples(np.stack([image(c) for c in codes]))
 
 
 def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,  # noqa: ANN001
            max_strength: float = DEFAULT_MAX, step: float = STEP, threshold: float | None = None,
-           cancelled: CancelFn | None = None, progress: ProgressFn | None = None) -> RepairResult:
+           scene: SceneFn | None = None, cancelled: CancelFn | None = None,
+           progress: ProgressFn | None = None) -> RepairResult:
     """Move ``w_plus`` (23,512) along the repair direction until it looks clean (module docstring).
 
     ``max_strength`` caps α (the CLI's ``--repair STRENGTH``, the app's strength control);
-    ``threshold`` defaults to the model's. ``progress`` gets ``Progress("repair", …)`` after every
-    scored step; ``cancelled()`` stops the walk with ``Cancelled``.
+    ``threshold`` defaults to the model's. ``scene(code)``: how a candidate is shown (a
+    ``render.Scene``, e.g. in the unrepaired code's surroundings), which every step's score and
+    guards are read on; default the code's own render. ``progress`` gets ``Progress("repair", …)``
+    after every scored step; ``cancelled()`` stops the walk with ``Cancelled``.
     """
     code = as_code(w_plus, "repair's code", BoundaryError, w_ok=False)
     if not (np.isfinite(max_strength) and max_strength >= 0 and step > 0):
@@ -197,22 +223,22 @@ def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,
     g = generator
     direction = repair_direction(boundaries, code, g.w_avg.cpu().numpy())
     total = int(max_strength / step + 1e-9) + 1
-    before = float(model.score(measure_codes(g, code[None]))[0])
+    before = float(model.score(measure_codes(g, code[None], scene=scene))[0])
     report(progress, Progress("repair", 1, total))
     best = (before, 0.0, code)
     if before >= limit:
         return RepairResult(code, 0.0, before, before, limit, direction)
-    g0 = measure_codes(g, code[None], full=True)  # the guards' reference: the render the user gets
+    g0 = measure_codes(g, code[None], full=True, scene=scene)  # the guards' reference: the render the user gets
     alpha = 0.0
     while best[0] < limit and alpha + step <= max_strength + 1e-9:
         check(cancelled, f"repair cancelled at strength {alpha:.2f}")
         alpha += step
         candidate = code + alpha * direction
-        score = float(model.score(measure_codes(g, candidate[None]))[0])
+        score = float(model.score(measure_codes(g, candidate[None], scene=scene))[0])
         report(progress, Progress("repair", round(alpha / step) + 1, total))
         if score <= best[0]:
             continue
-        m = measure_codes(g, candidate[None], full=True)
+        m = measure_codes(g, candidate[None], full=True, scene=scene)
         turned = max(abs(float(m[k][0] - g0[k][0])) for k in ("yaw", "pitch"))
         glasses = abs(float(m["eyeglasses"][0] - g0["eyeglasses"][0])) / model.glasses_std
         if turned <= POSE_GUARD and glasses <= GLASSES_GUARD:  # NaN (no face) counts as moved

@@ -156,9 +156,10 @@ class AttributePanel(QWidget):
         self.import_button.setToolTip("Add a direction (.npy/.pt in W space) or PCA components (.npz)")
         self.repair = QPushButton("Repair artifacts")
         self.repair.setToolTip("Move the face's detail (W+ slots 4–22) off the artifact side until it "
-                               "looks clean (melted features, holes, smeared background), keeping the "
-                               "head pose, glasses, gender, age, hair colour and beard; a face that "
-                               "already looks clean is left alone")
+                               "looks clean (melted features, holes, smears), keeping the head pose, "
+                               "glasses, gender, age, hair colour and beard. Only the face changes: the "
+                               "hair, headwear and background stay as they were. A face that already "
+                               "looks clean is left alone")
         self.repair.setEnabled(False)
         self._repair_tip = self.repair.toolTip()
         self.repair_strength = QDoubleSpinBox(minimum=0.5, maximum=6.0, singleStep=0.5, value=3.0, decimals=1)

@@ -89,15 +89,19 @@ class IdentityModels:
         self._surroundings: object | None = None
 
     @classmethod
-    def load(cls, generator: object, weights: str | Path | None = None, identity_net: object | None = None) -> IdentityModels:
+    def load(cls, generator: object, weights: str | Path | None = None, identity_net: object | None = None,
+             surroundings: object | None = None) -> IdentityModels:
         """The mapper (``weights``, default the shipped one) and dlib's identity net (the one
         given, else loaded) on ``generator``'s device; MapperError when the mapper weights are
-        missing or unreadable."""
+        missing or unreadable. ``surroundings``: the ``Surroundings`` already loaded (the
+        runtime's), else loaded when first asked for."""
         from latentstudio.face.chip import IdentityNet
 
         device = generator.device  # type: ignore[attr-defined]
         mapper = load_mapper(Path(weights) if weights else ASSET, device)  # first: fails fast when missing
-        return cls(generator, identity_net or IdentityNet.load(device), mapper)
+        models = cls(generator, identity_net or IdentityNet.load(device), mapper)
+        models._surroundings = surroundings
+        return models
 
     @property
     def predictors(self):  # noqa: ANN201 - edit.predictors.Models
@@ -112,6 +116,8 @@ class IdentityModels:
 
     @property
     def landmark_net(self):  # noqa: ANN201 - LandmarkNet
+        if self._landmark_net is None and self._surroundings is not None:
+            self._landmark_net = self._surroundings.landmark_net  # type: ignore[attr-defined]
         if self._landmark_net is None:
             from latentstudio.face.landmark_net import LandmarkNetError, load_landmark_net
 

@@ -53,6 +53,11 @@ MASK_FRAME = 256  # the masks are drawn at 256² for every size and resized to e
 #: ``api.pose_note`` reports) the result's own render is shown, and between the two they fade
 #: (bench/RESULTS.md: real pairs 0.03–0.07; the held-out transfers onto a face turned ~33°, 0.085–0.12)
 FIT_NEAR, FIT_FAR = 0.08, 0.10
+#: a draft borrows the last render's mask when its outside face is that render's, or one whose 68
+#: points sit within DRAFT_SHIFT of its inter-ocular distance (~2 px at 256²: a slider drag moves
+#: both faces alike) and whose code is within DRAFT_CODE of it (mean per-slot distance in W: a
+#: slider's whole range, never another person)
+DRAFT_SHIFT, DRAFT_CODE = 0.03, 4.0
 
 
 def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: int,
@@ -100,9 +105,13 @@ def outside_masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray,
 def surroundings_weight(points: np.ndarray, outside_points: np.ndarray) -> float:
     """How much of the outside face's surroundings a result keeps (1 all, 0 none: its own render),
     from how far its 68 ``points`` sit from the outside face's (``FIT_NEAR``, ``FIT_FAR``)."""
-    iod = float(np.linalg.norm(outside_points[36:42].mean(0) - outside_points[42:48].mean(0)))
-    off = float(np.linalg.norm(points - outside_points, axis=1).mean()) / max(iod, 1e-6)
-    return float(np.clip((FIT_FAR - off) / (FIT_FAR - FIT_NEAR), 0.0, 1.0))
+    return float(np.clip((FIT_FAR - _apart(points, outside_points)) / (FIT_FAR - FIT_NEAR), 0.0, 1.0))
+
+
+def _apart(points: np.ndarray, ref: np.ndarray) -> float:
+    """The mean distance of two faces' 68 points, in ``ref``'s inter-ocular distances."""
+    iod = float(np.linalg.norm(ref[36:42].mean(0) - ref[42:48].mean(0)))
+    return float(np.linalg.norm(points - ref, axis=1).mean()) / max(iod, 1e-6)
 
 
 class _Net:
@@ -133,9 +142,10 @@ def _tensor(m: np.ndarray) -> Tensor:
 @dataclass(frozen=True)
 class _Outside:
     """The outside code's share of a render, the same for every code shown in its surroundings:
-    its features after 4 and 5 blocks (the network's channel order), its 68 landmarks (fractions
-    of the frame) and its ``outside_masks`` at ``MASK_FRAME``²."""
+    the code (1,23,512), its features after 4 and 5 blocks (the network's channel order), its 68
+    landmarks (fractions of the frame) and its ``outside_masks`` at ``MASK_FRAME``²."""
 
+    w: Tensor
     f4: Tensor
     f5: Tensor
     points: np.ndarray
@@ -150,8 +160,8 @@ class Surroundings:
     parsing: FaceParsing
     landmark_net: torch.nn.Module
     _cache: tuple[tuple[object, ...], _Outside] | None = field(default=None, repr=False)
-    #: the features mask of the last render and the outside code's record it was drawn with (``draft``)
-    _last_mask: tuple[_Outside, Tensor] | None = field(default=None, repr=False)
+    #: the network, the outside code's record and the features mask of the last render (``draft``)
+    _last_mask: tuple[tuple[object, ...], _Outside, Tensor] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def render(self, generator, code: np.ndarray | Tensor, outside: np.ndarray | Tensor, size: int = 1024,  # noqa: ANN001 - Generator
@@ -159,10 +169,10 @@ class Surroundings:
         """``code`` (W+ (23,512)) in the surroundings of ``outside`` → (1,3,size,size) in [-1, 1].
         The fast twin where there is one (else the reference modules), no autograd;
         ``between()`` runs between blocks. ``draft`` at 128² or 256² (the app's drag previews):
-        the features mask of the last render in the same surroundings is borrowed, so nothing
-        is measured (no landmarks, no masks: 256² costs what the code's own render does, and at
-        128² the inside code runs 4 blocks instead of 5; the face has moved at most a frame
-        since)."""
+        the features mask of the last render is borrowed when it fits (``_borrowed``), so the
+        inside code is not measured (no landmarks, no masks: in the same surroundings 256² costs
+        what the code's own render does, and at 128² the inside code runs 4 blocks instead of 5;
+        the face has moved at most a frame since)."""
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
         heads = generator.heads
@@ -173,11 +183,10 @@ class Surroundings:
         w_in = as_w_plus(code).to(generator.device)
         w_out = as_w_plus(outside).to(generator.device)
         with torch.no_grad():
-            borrowed = self._borrowed(net, w_out) if draft and size in (128, 256) else None
+            borrowed = self._borrowed(net, w_out, size) if draft and size in (128, 256) else None
             if borrowed is not None:
-                out, feat_mask = borrowed
+                x_out, feat_mask = borrowed
                 x_in = net.syn.features(w_in, FIRST_BLOCK - (size == 128))
-                x_out = out.f4 if size == 128 else out.f5
                 return net.head(torch.lerp(x_out, x_in, mask_at(feat_mask, x_in.shape[-1])), size).clamp(-1, 1)
             f4_in, f5_in = net.features(w_in)
             out = self._outside(net, w_out)
@@ -188,7 +197,7 @@ class Surroundings:
             feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
                                      masks(self._parsing(net), f5_in, points * MASK_FRAME, MASK_FRAME, out.masks))
             with self._lock:
-                self._last_mask = (out, feat_mask)
+                self._last_mask = (net.version, out, feat_mask)
             if size == 128:
                 return net.head(torch.lerp(out.f4, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128).clamp(-1, 1)
             x = torch.lerp(out.f5, f5_in, mask_at(feat_mask, f5_in.shape[-1]))
@@ -205,13 +214,31 @@ class Surroundings:
         with generator.lock:
             return to_uint8(self.render(generator, code, outside, size, between, draft))[0]
 
-    def _borrowed(self, net: _Net, w_out: Tensor) -> tuple[_Outside, Tensor] | None:
-        """(the outside code's record, the last render's features mask) when that render was in
-        the surroundings of ``w_out`` through ``net``, else None."""
-        out = self._outside(net, w_out)
+    def _borrowed(self, net: _Net, w_out: Tensor, size: int) -> tuple[Tensor, Tensor] | None:
+        """(the outside code's features for a ``size``² draft, the last render's features mask)
+        when that mask fits, else None. It fits when the last render was through ``net`` in the
+        surroundings of ``w_out``, or of a code near it whose face sits where this one's does
+        (``DRAFT_SHIFT``, ``DRAFT_CODE``: a slider drag edits the inside and the outside code
+        alike, so the outside changes every frame and the face barely moves)."""
         with self._lock:
             last = self._last_mask
-        return (out, last[1]) if last is not None and last[0] is out else None
+        if last is None or last[0] != net.version:
+            return None
+        _, ref, mask = last
+        out = self._cached(net, w_out)
+        if out is not None and out is ref:
+            return (out.f4 if size == 128 else out.f5), mask
+        if float((w_out - ref.w).norm(dim=-1).mean()) > DRAFT_CODE:
+            return None
+        f4 = out.f4 if out is not None else net.syn.features(w_out, FIRST_BLOCK - 1)
+        points = out.points if out is not None else self._landmarks(net, f4)
+        if _apart(points, ref.points) > DRAFT_SHIFT:
+            if out is None:  # what the full render needs next: measured once
+                self._outside(net, w_out, f4=f4, points=points)
+            return None
+        if size == 128:
+            return f4, mask
+        return (out.f5 if out is not None else net.syn.blocks_from(f4, w_out, FIRST_BLOCK - 1, FIRST_BLOCK)), mask
 
     def _parsing(self, net: _Net) -> FaceParsing:
         return self.parsing if net.order is None else self.parsing.reordered(net.order)
@@ -220,19 +247,41 @@ class Surroundings:
         """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
         return self.landmark_net(net.head(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
 
-    def _outside(self, net: _Net, w_out: Tensor) -> _Outside:
-        """The outside code's share of a render (cached: a drag of the identity amounts keeps
-        the outside code and the network)."""
+    def _cached(self, net: _Net, w_out: Tensor) -> _Outside | None:
+        """The outside code's share of a render if it is the one cached (a drag of the identity
+        amounts keeps the outside code and the network), else None."""
         key = (net.version, w_out.detach().cpu().numpy().tobytes())
         with self._lock:
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1]
-        f4, f5 = net.features(w_out)
-        points = self._landmarks(net, f4)
-        out = _Outside(f4, f5, points, outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME))
+            return self._cache[1] if self._cache is not None and self._cache[0] == key else None
+
+    def _outside(self, net: _Net, w_out: Tensor, f4: Tensor | None = None,
+                 points: np.ndarray | None = None) -> _Outside:
+        """The outside code's share of a render: the cached one, else computed (from its features
+        after 4 blocks and its landmarks when given) and cached."""
+        out = self._cached(net, w_out)
+        if out is not None:
+            return out
+        f4 = net.syn.features(w_out, FIRST_BLOCK - 1) if f4 is None else f4
+        f5 = net.syn.blocks_from(f4, w_out, FIRST_BLOCK - 1, FIRST_BLOCK)
+        points = self._landmarks(net, f4) if points is None else points
+        out = _Outside(w_out, f4, f5, points, outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME))
         with self._lock:
-            self._cache = (key, out)
+            self._cache = ((net.version, w_out.detach().cpu().numpy().tobytes()), out)
         return out
+
+
+def load_surroundings(device: torch.device | str) -> Surroundings | None:
+    """The face parsing and our landmark net on ``device``; None when either is not installed
+    (a face is then shown in its own surroundings)."""
+    from latentstudio.face.landmark_net import LandmarkNetError, load_landmark_net
+
+    parsing = FaceParsing.load()
+    if parsing is None:
+        return None
+    try:
+        return Surroundings(parsing, load_landmark_net(device))
+    except LandmarkNetError:
+        return None
 
 
 @dataclass(frozen=True, eq=False)

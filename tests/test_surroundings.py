@@ -214,7 +214,8 @@ def test_batch_results_keep_each_inputs_edited_surroundings_unless_told(tmp_path
 
 
 def test_the_document_shows_an_identity_result_in_its_attribute_faces_surroundings(generator, pair, tmp_path: Path) -> None:  # noqa: ANN001
-    from latentstudio.document import Document, IdentityRefinement, OtherFace, Source, load_default_directions
+    from latentstudio.document import (Document, IdentityRefinement, OtherFace, RepairOffset, Source,
+                                       load_default_directions)
     from latentstudio.project import load_project, save_project
     from latentstudio.runtime import Runtime
 
@@ -230,9 +231,15 @@ def test_the_document_shows_an_identity_result_in_its_attribute_faces_surroundin
     np.testing.assert_allclose(scene.code, doc.code(st, draft=True), atol=1e-6)
     giving = st.with_identity(attr_alpha=1.0)  # the second face gives the attributes: its surroundings
     np.testing.assert_allclose(doc.surroundings_code(giving), doc._edited(pair[0], giving), atol=1e-6)
+    rep = RepairOffset(1.0, np.full((23, 512), 0.01, np.float32))  # a repair changes the face only:
+    repaired = doc.scene(st.with_repair(rep), draft=True)  # around it, the attribute face without it
+    np.testing.assert_allclose(repaired.outside, doc.code(edits), atol=1e-6)
+    np.testing.assert_allclose(repaired.code, scene.code + 0.01, atol=1e-5)
     refined = st.with_identity(refined=IdentityRefinement(np.zeros((23, 512), np.float32), 3))
     own = refined.with_identity(surroundings=False)
     assert own.identity.refined is not None and isinstance(doc.scene(own, draft=True), np.ndarray)
+    own_repaired = doc.scene(own.with_repair(rep), draft=True)  # the result's own surroundings, unrepaired
+    np.testing.assert_allclose(own_repaired.outside, doc.code(own, draft=True), atol=1e-6)
     doc.set_state(own)
     save_project(doc, tmp_path / "p.lsproj")
     back = load_project(tmp_path / "p.lsproj", dirs).state.identity

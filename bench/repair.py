@@ -42,10 +42,9 @@ import torch
 from latentstudio.cli.common import progress_printer
 from latentstudio.edit.boundaries import SHIPPED_DIR, load_all, save_index
 from latentstudio.edit.repair import (INVALID_SCORE, SIGNALS, cached_samples, measure_codes, measure_samples,
-                                      quality_model, repair, train_quality_boundary)
+                                      quality_model, repair, shown_images, train_quality_boundary)
 from latentstudio.identity.surroundings import in_surroundings, load_surroundings
 from latentstudio.models.generator import Generator, from_uint8
-from latentstudio.render import render_scene
 from headwear import HeadwearJudge
 from latentstudio.paths import home
 from report import publish
@@ -69,14 +68,8 @@ def shown(g: Generator, by, codes: np.ndarray, originals: np.ndarray, full: bool
     headwear and background (``by``: ``identity.surroundings.Surroundings``), or alone (None)."""
     if by is None:
         return render(g, codes, full)
-    out = []
-    for c, o in zip(codes, originals):
-        if np.array_equal(c, o):  # not moved: its own render
-            out.append(render(g, c[None], full)[0])
-            continue
-        img = render_scene(g, in_surroundings(c, o, by), 1024 if full else 256)
-        out.append(cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA) if full else img)
-    return np.stack(out)
+    return np.concatenate([render(g, c[None], full) if np.array_equal(c, o)  # not moved: its own render
+                           else shown_images(g, c[None], full, scene_of(by, o)) for c, o in zip(codes, originals)])
 
 
 def scene_of(by, original: np.ndarray):  # noqa: ANN001, ANN201 - Surroundings | None → repair's scene

@@ -229,7 +229,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             print("keep (measured): steps " + ", ".join(f"{n} {t:+.2f}" for n, t in held.steps.items())
                   + "; left over (stds) " + ", ".join(f"{n} {r:+.2f}" for n, r in held.residual.items()),
                   file=sys.stderr)
-        scene, outside = edited, None
+        scene, surroundings = edited, None  # what is rendered; the code file's surroundings
         if args.repair is not None:  # the face only: hair, headwear and background stay the edited code's
             from latentstudio.edit.repair import repair
             from latentstudio.identity.surroundings import in_surroundings
@@ -237,8 +237,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
             outside, by = np.asarray(edited, np.float32), runtime.surroundings()
             fixed = repair(outside, directions, generator=g, max_strength=args.repair,
                            scene=lambda c: in_surroundings(c, outside, by))
-            edited = fixed.w_plus
-            scene = in_surroundings(edited, outside, by) if fixed.alpha > 0 else edited
+            edited = scene = fixed.w_plus
+            if fixed.alpha > 0 and by is not None:
+                scene, surroundings = in_surroundings(edited, outside, by), outside
             print(f"repair: moved {fixed.alpha:g} along the quality direction, quality score "
                   f"{fixed.score_before:.2f} -> {fixed.score_after:.2f} (target {fixed.threshold:.2f})",
                   file=sys.stderr)
@@ -261,8 +262,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
             from latentstudio.codes import save_code
 
             kept = {k: v for k, v in extras.items() if k not in ("w_plus", "surroundings")}
-            if scene is not edited:  # `render --code` shows it as written here
-                kept["surroundings"] = outside
+            if surroundings is not None:  # `render --code` shows it as written here
+                kept["surroundings"] = surroundings
             save_code(args.save_code, edited, **kept)
     print(f"wrote {args.output}")
     return 0

@@ -183,14 +183,20 @@ def repair_direction(boundaries: Mapping[str, Boundary], code: np.ndarray, w_avg
 
 def measure_codes(generator, codes: np.ndarray, full: bool = False,  # noqa: ANN001 - Generator
                   scene: SceneFn | None = None) -> dict[str, np.ndarray]:
-    """``measure_samples`` of W+ codes (N, 23, 512): on their 256² preview-route renders (what the
-    quality model was fitted on), or on the full 1024² network's renders area-reduced to 256²
-    (``full``: what the user gets, where the walk's guards are read). ``scene``: each code is
-    rendered as ``scene(code)`` shows it (``render.render_scene``), the same two ways."""
+    """``measure_samples`` of W+ codes (N, 23, 512) on their ``shown_images``."""
+    return measure_samples(shown_images(generator, codes, full, scene))
+
+
+def shown_images(generator, codes: np.ndarray, full: bool = False,  # noqa: ANN001 - Generator
+                 scene: SceneFn | None = None) -> np.ndarray:
+    """(N, 256, 256, 3) uint8 images of W+ codes (N, 23, 512): their 256² preview-route renders
+    (what the quality model was fitted on), or the full 1024² network's renders area-reduced to
+    256² (``full``: what the user gets, where the walk's guards are read). ``scene``: each code
+    is rendered as ``scene(code)`` shows it (``render.render_scene``), the same two ways."""
     codes = np.array(codes, np.float32)
     if scene is None:
         with torch.no_grad():
-            return measure_samples(generator.predictor_images(codes, full))
+            return generator.predictor_images(codes, full)
     import cv2
 
     from latentstudio.render import render_scene
@@ -200,7 +206,7 @@ def measure_codes(generator, codes: np.ndarray, full: bool = False,  # noqa: ANN
             return render_scene(generator, scene(code), 256)
         return cv2.resize(render_scene(generator, scene(code), 1024), (256, 256), interpolation=cv2.INTER_AREA)
 
-    return measure_samples(np.stack([image(c) for c in codes]))
+    return np.stack([image(c) for c in codes])
 
 
 def repair(w_plus: np.ndarray, boundaries: Mapping[str, Boundary], *, generator,  # noqa: ANN001

@@ -247,10 +247,14 @@ class Surroundings:
         """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
         return self.landmark_net(net.head(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
 
+    @staticmethod
+    def _key(net: _Net, w_out: Tensor) -> tuple[object, ...]:
+        return (net.version, w_out.detach().cpu().numpy().tobytes())
+
     def _cached(self, net: _Net, w_out: Tensor) -> _Outside | None:
         """The outside code's share of a render if it is the one cached (a drag of the identity
         amounts keeps the outside code and the network), else None."""
-        key = (net.version, w_out.detach().cpu().numpy().tobytes())
+        key = self._key(net, w_out)
         with self._lock:
             return self._cache[1] if self._cache is not None and self._cache[0] == key else None
 
@@ -266,7 +270,7 @@ class Surroundings:
         points = self._landmarks(net, f4) if points is None else points
         out = _Outside(w_out, f4, f5, points, outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME))
         with self._lock:
-            self._cache = ((net.version, w_out.detach().cpu().numpy().tobytes()), out)
+            self._cache = (self._key(net, w_out), out)
         return out
 
 

@@ -255,3 +255,77 @@ def test_a_result_whose_face_sits_elsewhere_is_shown_as_its_own_render() -> None
     assert surroundings_weight(face, face) == 1.0
     for off, weight in ((FIT_NEAR * 0.2, 1.0), (FIT_FAR * 0.2, 0.0), ((FIT_NEAR + FIT_FAR) / 2 * 0.2, 0.5)):
         assert surroundings_weight(face + (off, 0.0), face) == pytest.approx(weight, abs=1e-6)
+
+
+def _chroma(image: torch.Tensor) -> torch.Tensor:
+    from latentstudio.face.colour import chroma
+
+    return chroma(image)
+
+
+def _chroma_on(image: torch.Tensor, mask: np.ndarray) -> float:
+    """Mean |(Cb, Cr)| of ``image`` (1,3,S,S) where ``mask`` (S,S) is."""
+    return float(_chroma(image)[0].norm(dim=0)[torch.from_numpy(mask > 0.5)].mean())
+
+
+def _same_brightness(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Brightness kept but where a colour was clipped to the RGB range (a few pixels)."""
+    from latentstudio.face.colour import luma
+
+    return float(torch.quantile((luma(a) - luma(b)).abs().flatten(), 0.99)) < 2e-3
+
+
+def test_a_photos_colour_is_its_lighting_not_its_persons(generator, pair) -> None:  # noqa: ANN001
+    """A grey face (a black-and-white photo's) put into a colour face takes that face's colour; a
+    colour face put into a grey photo turns grey; between two colour faces nothing changes."""
+    from latentstudio.face.colour import face_colour, photo_colour
+    from latentstudio.face.pasteback import aligned_face_mask
+
+    colour = generator.synthesize(torch.from_numpy(pair[1])[None], 256)
+    grey = colour.mean(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()  # the same face in black and white
+    points = aligned_landmarks(to_uint8(colour)[0]) / 256
+    face = aligned_face_mask(points * 256, 256, 0.0, 0.0)
+    of_colour, of_grey = face_colour(colour, points), face_colour(grey, points)
+    assert (of_colour.grey, of_grey.grey) == (0.0, 1.0)
+    everywhere = torch.ones(1, 1, 64, 64)
+
+    coloured = photo_colour(grey, everywhere, of_grey, of_colour)
+    assert _same_brightness(coloured, grey)
+    wanted = _chroma_on(colour, face)
+    error = float((_chroma(coloured) - _chroma(colour))[0].norm(dim=0)[torch.from_numpy(face > 0.5)].mean())
+    assert error < 0.35 * wanted  # most of the colour comes back from the tint alone
+    assert _chroma_on(coloured, face) > 0.6 * wanted
+
+    greyed = photo_colour(colour, everywhere, of_colour, of_grey)
+    assert _chroma_on(greyed, face) < 0.1 * wanted
+    assert _same_brightness(greyed, colour)
+
+    other = face_colour(generator.synthesize(torch.from_numpy(pair[0])[None], 256), points)
+    assert photo_colour(colour, everywhere, of_colour, other) is colour  # two colour faces: untouched
+
+
+def test_a_result_put_into_a_grey_photo_is_grey_inside_its_face_only(generator, models, pair, monkeypatch) -> None:  # noqa: ANN001
+    from latentstudio.face.colour import FaceColour
+    from latentstudio.face.pasteback import aligned_face_mask
+    from latentstudio.identity import surroundings
+    from latentstudio.identity.surroundings import Surroundings
+
+    by = Surroundings(models.surroundings.parsing, models.surroundings.landmark_net)  # nothing cached
+    t = api.transfer(pair[0], pair[1], lock=False, models=models)
+    plain = by.render(generator, t, pair[1], 256)
+    read = surroundings.face_colour
+    calls: list[int] = []
+
+    def outside_grey(preview: torch.Tensor, *args: object) -> FaceColour:  # the outside face's is read first
+        calls.append(1)
+        c = read(preview, *args)
+        return FaceColour(0.0, torch.zeros_like(c.tint), torch.zeros_like(c.strength)) if len(calls) == 1 else c
+
+    monkeypatch.setattr(surroundings, "face_colour", outside_grey)
+    by = Surroundings(models.surroundings.parsing, models.surroundings.landmark_net)
+    shown = by.render(generator, t, pair[1], 256)
+    points = aligned_landmarks(to_uint8(plain)[0]) / 256
+    face = aligned_face_mask(points * 256, 256, 0.0, 0.0)
+    assert _chroma_on(shown, face) < 0.1 * _chroma_on(plain, face)
+    torch.testing.assert_close(shown[..., :24, :24], plain[..., :24, :24], atol=1e-5, rtol=0)  # the background stays
+    assert len(calls) == 2

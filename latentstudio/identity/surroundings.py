@@ -17,6 +17,10 @@ its face and the attribute face's code (``outside``) around it:
   code's own features show skin (its ears and neck: one skin tone over the whole head), and the
   outside code's elsewhere (``Synthesis.blocks_mixed``: one render, no seam to blend).
 
+A photo's colour is its lighting, not its person's (``face.colour``): a face from a black-and-white
+photo takes the colour of the face it is put into, and a face put into a black-and-white photo
+loses its own. Between two colour faces nothing changes (the skin tone is the person's).
+
 Previews (128² … 512²) stop at their preview head as plain renders do. The render runs through
 the fast twin (``models.fast``: its ``blocks_mixed``) as plain renders do, and the masks are drawn
 at ``MASK_FRAME``² for every size. Measured in
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentstudio.face.colour import FaceColour, face_colour, photo_colour
 from latentstudio.face.parsing import BLOCKS, FaceParsing
 from latentstudio.face.pasteback import aligned_face_mask
 from latentstudio.models.generator import as_w_plus, to_uint8
@@ -58,6 +63,7 @@ FIT_NEAR, FIT_FAR = 0.08, 0.10
 #: both faces alike) and whose code is within DRAFT_CODE of it (mean per-slot distance in W: a
 #: slider's whole range, never another person)
 DRAFT_SHIFT, DRAFT_CODE = 0.03, 4.0
+
 
 
 def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: int,
@@ -135,6 +141,11 @@ class _Net:
         return f4, self.syn.blocks_from(f4, w, FIRST_BLOCK - 1, FIRST_BLOCK)
 
 
+def _preview256(net: _Net, f5: Tensor) -> Tensor:
+    """The 256² preview of features after ``FIRST_BLOCK`` blocks (where a face's colour is read)."""
+    return net.head(f5, 256).clamp(-1, 1)
+
+
 def _tensor(m: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
 
@@ -143,13 +154,27 @@ def _tensor(m: np.ndarray) -> Tensor:
 class _Outside:
     """The outside code's share of a render, the same for every code shown in its surroundings:
     the code (1,23,512), its features after 4 and 5 blocks (the network's channel order), its 68
-    landmarks (fractions of the frame) and its ``outside_masks`` at ``MASK_FRAME``²."""
+    landmarks (fractions of the frame), its ``outside_masks`` at ``MASK_FRAME``² and its face's
+    colour."""
 
     w: Tensor
     f4: Tensor
     f5: Tensor
     points: np.ndarray
     masks: tuple[np.ndarray, np.ndarray]
+    colour: FaceColour
+
+
+@dataclass(frozen=True)
+class _Last:
+    """What a draft borrows from the last full render: its network, outside record, features
+    mask, and how its colour was made (``photo_colour``: where, and the inside face's colour)."""
+
+    version: tuple[object, ...]
+    outside: _Outside
+    feat_mask: Tensor
+    colour_mask: Tensor
+    colour: FaceColour
 
 
 @dataclass
@@ -160,8 +185,8 @@ class Surroundings:
     parsing: FaceParsing
     landmark_net: torch.nn.Module
     _cache: tuple[tuple[object, ...], _Outside] | None = field(default=None, repr=False)
-    #: the network, the outside code's record and the features mask of the last render (``draft``)
-    _last_mask: tuple[tuple[object, ...], _Outside, Tensor] | None = field(default=None, repr=False)
+    #: what a draft borrows from the last render
+    _last: _Last | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def render(self, generator, code: np.ndarray | Tensor, outside: np.ndarray | Tensor, size: int = 1024,  # noqa: ANN001 - Generator
@@ -185,28 +210,35 @@ class Surroundings:
         with torch.no_grad():
             borrowed = self._borrowed(net, w_out, size) if draft and size in (128, 256) else None
             if borrowed is not None:
-                x_out, feat_mask = borrowed
+                x_out, last = borrowed
                 x_in = net.syn.features(w_in, FIRST_BLOCK - (size == 128))
-                return net.head(torch.lerp(x_out, x_in, mask_at(feat_mask, x_in.shape[-1])), size).clamp(-1, 1)
+                image = net.head(torch.lerp(x_out, x_in, mask_at(last.feat_mask, x_in.shape[-1])), size).clamp(-1, 1)
+                return photo_colour(image, last.colour_mask, last.colour, last.outside.colour)
             f4_in, f5_in = net.features(w_in)
             out = self._outside(net, w_out)
             if between is not None:
                 between()
-            points = self._landmarks(net, f4_in)
+            preview = net.head(f4_in, 128).clamp(-1, 1)
+            points = self._landmarks(preview)
             keep = surroundings_weight(points, out.points)
-            feat_mask, style_mask = (1.0 - keep * (1.0 - m.to(f5_in.device)) for m in
+            feat_mask, style_mask = (m.to(f5_in.device) for m in
                                      masks(self._parsing(net), f5_in, points * MASK_FRAME, MASK_FRAME, out.masks))
+            colour = face_colour(_preview256(net, f5_in), points)
+            feat_mask, mixed_styles = (1.0 - keep * (1.0 - m) for m in (feat_mask, style_mask))
             with self._lock:
-                self._last_mask = (net.version, out, feat_mask)
+                self._last = _Last(net.version, out, feat_mask, style_mask, colour)
             if size == 128:
-                return net.head(torch.lerp(out.f4, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128).clamp(-1, 1)
-            x = torch.lerp(out.f5, f5_in, mask_at(feat_mask, f5_in.shape[-1]))
-            if size == 256:
-                return net.head(x, 256).clamp(-1, 1)
-            if size == 512:
-                x = net.syn.blocks_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, FIRST_BLOCK + 1, between)
-                return net.head(x, 512).clamp(-1, 1)
-            return net.syn.tail_mixed(x, w_in, w_out, style_mask, FIRST_BLOCK, between).clamp(-1, 1)
+                image = net.head(torch.lerp(out.f4, f4_in, mask_at(feat_mask, f4_in.shape[-1])), 128)
+            else:
+                x = torch.lerp(out.f5, f5_in, mask_at(feat_mask, f5_in.shape[-1]))
+                if size == 256:
+                    image = net.head(x, 256)
+                elif size == 512:
+                    x = net.syn.blocks_mixed(x, w_in, w_out, mixed_styles, FIRST_BLOCK, FIRST_BLOCK + 1, between)
+                    image = net.head(x, 512)
+                else:
+                    image = net.syn.tail_mixed(x, w_in, w_out, mixed_styles, FIRST_BLOCK, between)
+            return photo_colour(image.clamp(-1, 1), style_mask, colour, out.colour)
 
     def render_uint8(self, generator, code: np.ndarray, outside: np.ndarray, size: int = 1024,  # noqa: ANN001
                      between: Callable[[], None] | None = None, draft: bool = False) -> np.ndarray:
@@ -214,38 +246,39 @@ class Surroundings:
         with generator.lock:
             return to_uint8(self.render(generator, code, outside, size, between, draft))[0]
 
-    def _borrowed(self, net: _Net, w_out: Tensor, size: int) -> tuple[Tensor, Tensor] | None:
-        """(the outside code's features for a ``size``² draft, the last render's features mask)
-        when that mask fits, else None. It fits when the last render was through ``net`` in the
+    def _borrowed(self, net: _Net, w_out: Tensor, size: int) -> tuple[Tensor, _Last] | None:
+        """(the outside code's features for a ``size``² draft, the last render's record) when its
+        mask fits, else None. It fits when the last render was through ``net`` in the
         surroundings of ``w_out``, or of a code near it whose face sits where this one's does
         (``DRAFT_SHIFT``, ``DRAFT_CODE``: a slider drag edits the inside and the outside code
         alike, so the outside changes every frame and the face barely moves)."""
         with self._lock:
-            last = self._last_mask
-        if last is None or last[0] != net.version:
+            last = self._last
+        if last is None or last.version != net.version:
             return None
-        _, ref, mask = last
+        ref = last.outside
         out = self._cached(net, w_out)
         if out is not None and out is ref:
-            return (out.f4 if size == 128 else out.f5), mask
+            return (out.f4 if size == 128 else out.f5), last
         if float((w_out - ref.w).norm(dim=-1).mean()) > DRAFT_CODE:
             return None
         f4 = out.f4 if out is not None else net.syn.features(w_out, FIRST_BLOCK - 1)
-        points = out.points if out is not None else self._landmarks(net, f4)
+        preview = None if out is not None else net.head(f4, 128).clamp(-1, 1)
+        points = out.points if out is not None else self._landmarks(preview)
         if _apart(points, ref.points) > DRAFT_SHIFT:
             if out is None:  # what the full render needs next: measured once
-                self._outside(net, w_out, f4=f4, points=points)
+                self._outside(net, w_out, f4=f4, preview=preview, points=points)
             return None
         if size == 128:
-            return f4, mask
-        return (out.f5 if out is not None else net.syn.blocks_from(f4, w_out, FIRST_BLOCK - 1, FIRST_BLOCK)), mask
+            return f4, last
+        return (out.f5 if out is not None else net.syn.blocks_from(f4, w_out, FIRST_BLOCK - 1, FIRST_BLOCK)), last
 
     def _parsing(self, net: _Net) -> FaceParsing:
         return self.parsing if net.order is None else self.parsing.reordered(net.order)
 
-    def _landmarks(self, net: _Net, f4: Tensor) -> np.ndarray:
-        """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
-        return self.landmark_net(net.head(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
+    def _landmarks(self, preview: Tensor) -> np.ndarray:
+        """Our landmark net on a 128² preview (1,3,128,128): (68, 2) fractions."""
+        return self.landmark_net(preview).float()[0].cpu().numpy()
 
     @staticmethod
     def _key(net: _Net, w_out: Tensor) -> tuple[object, ...]:
@@ -258,17 +291,19 @@ class Surroundings:
         with self._lock:
             return self._cache[1] if self._cache is not None and self._cache[0] == key else None
 
-    def _outside(self, net: _Net, w_out: Tensor, f4: Tensor | None = None,
+    def _outside(self, net: _Net, w_out: Tensor, f4: Tensor | None = None, preview: Tensor | None = None,
                  points: np.ndarray | None = None) -> _Outside:
         """The outside code's share of a render: the cached one, else computed (from its features
-        after 4 blocks and its landmarks when given) and cached."""
+        after 4 blocks, their 128² preview and its landmarks when given) and cached."""
         out = self._cached(net, w_out)
         if out is not None:
             return out
         f4 = net.syn.features(w_out, FIRST_BLOCK - 1) if f4 is None else f4
         f5 = net.syn.blocks_from(f4, w_out, FIRST_BLOCK - 1, FIRST_BLOCK)
-        points = self._landmarks(net, f4) if points is None else points
-        out = _Outside(w_out, f4, f5, points, outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME))
+        preview = net.head(f4, 128).clamp(-1, 1) if preview is None else preview
+        points = self._landmarks(preview) if points is None else points
+        around = outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME)
+        out = _Outside(w_out, f4, f5, points, around, face_colour(_preview256(net, f5), points, around[1]))
         with self._lock:
             self._cache = (self._key(net, w_out), out)
         return out

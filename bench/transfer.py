@@ -1,13 +1,14 @@
 """Identity-transfer benchmark on real photos (and generated pairs), judged by recognisers no loss uses.
 
-    python bench/transfer.py [--heldout] [--codes DIR] [--refine STEPS] [--generated 20] [--weights FILE]
+    python bench/transfer.py [--heldout | --photos P …] [--codes DIR] [--refine STEPS] [--generated 20] [--weights FILE]
                              [--results bench/RESULTS.md] [--sheet bench/contact_sheets/transfer_real.jpg]
 
 Real photos: ``bench/photos.py`` (the astronaut, Obama ×3, Biden); each is aligned and inverted with
 the ``fast`` preset once (cached under ``--codes``, default bench/out/transfer/codes). Pairs: every
 ordered pair (A = identity, B = attributes) of photos of different people. ``--heldout``: the six
 faces of a group photo none of the settings were chosen on (``heldout_photos``; 30 pairs; its own
-section of RESULTS, no contact sheet). Every code is rendered at 1024² and measured there:
+section of RESULTS, no contact sheet). ``--photos``: any photos, one person each (a checker's own set;
+its own section, no contact sheet, codes cached in bench/out/transfer/photo_codes). Every code is rendered at 1024² and measured there:
 
 - identity: OpenFace nn4.small2 distance (``latentstudio.face.openface``; no loss uses it; same
   person < 1.0) and dlib's own descriptor (``dlib.face_recognition_model_v1`` on a chip of the
@@ -62,6 +63,7 @@ from latentstudio.runtime import Runtime
 
 SECTION = "## Identity transfer on real photos (issue 21)"
 HELDOUT_SECTION = "## Identity transfer on held-out photos (issue 21)"
+PHOTOS_SECTION = "## Identity transfer on the photos given with --photos (issue 21)"
 PERSON = {"astronaut": "collins", "obama": "obama", "obama2": "obama", "obama3": "obama", "biden": "biden"}
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEID_SEEDS = (0, 1, 2)  # de-identification is measured with three different new people per photo
@@ -162,8 +164,8 @@ def run(args: argparse.Namespace) -> str:
     t0 = time.monotonic()
     models = Runtime(args.device, mapper_weights=args.weights).identity()
     judge = Judge(models)
-    codes, aligned, paths = photo_codes(Path(args.codes), models.generator,
-                                        heldout_photos() if args.heldout else real_photos())
+    photos = [Path(p) for p in args.photos] if args.photos else heldout_photos() if args.heldout else real_photos()
+    codes, aligned, paths = photo_codes(Path(args.codes), models.generator, photos)
     names = list(codes)
     photo = {n: judge.measure(aligned[n][None]) for n in names}
     rec = {n: judge.codes(codes[n][None]) for n in names}
@@ -337,15 +339,16 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
 
     info = mapper_info(args.weights or api.ASSET)
     load = os.getloadavg()
-    lines = [HELDOUT_SECTION if args.heldout else SECTION, "",
-             f"`python bench/transfer.py{' --heldout' if args.heldout else ''}"
+    which = " --photos …" if args.photos else " --heldout" if args.heldout else ""
+    lines = [PHOTOS_SECTION if args.photos else HELDOUT_SECTION if args.heldout else SECTION, "",
+             f"`python bench/transfer.py{which}"
              f"{' --refine ' + str(args.refine) if args.refine else ''}"
              f"{' --generated ' + str(args.generated) if args.generated != 20 else ''}`, "
              f"{time.strftime('%Y-%m-%d %H:%M')}: {models.device}, {os.cpu_count()} CPUs, {args.threads} torch "
              f"thread(s), load average {load[0]:.1f}, Python {platform.python_version()}; {seconds:.0f} s. "
              f"Mapper: {args.weights or 'assets/mapper.safetensors'} (trained: {info.get('machine', '?')}, "
              f"{info.get('train_seconds', '?')} s). {len(pairs)} ordered pairs of "
-             f"{'held-out ' if args.heldout else ''}real photos of different "
+             f"{'given ' if args.photos else 'held-out ' if args.heldout else ''}real photos of different "
              "people, fast-preset inversions, 1024² renders. OpenFace and dlib distances are to the aligned "
              "*photos*; yaw, pitch, mouth (/ IOD) and background LPIPS are against B's reconstruction, except "
              f"for \"{PASTED}\" (the result as the app's \"In photo\" view and `--paste-back` give it, its face "
@@ -423,8 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout", action="store_true",
                     help="the six held-out faces (bench/photos.py heldout_photos) instead of the five portraits; "
                          "no contact sheet (the photo is not ours to publish)")
+    ap.add_argument("--photos", nargs="+", default=[], metavar="PHOTO",
+                    help="measure on these photos instead (one person each: every ordered pair is measured); "
+                         "no contact sheet")
     ap.add_argument("--codes", help="cache of the photos' inversions (default bench/out/transfer/codes, "
-                                    "or …/heldout_codes with --heldout)")
+                                    "…/heldout_codes with --heldout, …/photo_codes with --photos)")
     ap.add_argument("--refine", type=int, default=0, help="also measure the refined transfer (steps)")
     ap.add_argument("--generated", type=int, default=20, help="generated pairs measured too (0: none)")
     ap.add_argument("--weights", help="mapper file (default assets/mapper.safetensors)")
@@ -435,8 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sheet", default="bench/contact_sheets/transfer_real.jpg", help="'' for none")
     ap.add_argument("--results", help="replace/append the section of this file")
     args = ap.parse_args(argv)
-    args.codes = args.codes or f"bench/out/transfer/{'heldout_codes' if args.heldout else 'codes'}"
-    if args.heldout:
+    if args.photos and args.heldout:
+        ap.error("--photos and --heldout are two different sets; give one")
+    args.codes = args.codes or ("bench/out/transfer/" + ("photo_codes" if args.photos else
+                                                         "heldout_codes" if args.heldout else "codes"))
+    if args.heldout or args.photos:
         args.sheet = ""
     text = run(args)
     print(text)

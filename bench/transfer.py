@@ -15,6 +15,9 @@ its own section, no contact sheet, codes cached in bench/out/transfer/photo_code
   measured landmarks; same person < 0.6), both to A's and to B's aligned *photos*;
 - attributes: yaw / pitch from dlib's 68 landmarks (``predict_all``), and the mouth (points 48–67,
   mean point distance / inter-ocular distance), all against B's reconstruction (B's own code);
+  lighting (``edit.predictors.lighting``: which side the light comes from, by the two cheeks'
+  lightness), its error against B's reconstruction and against A's photo (no target: the issue
+  asks for B's lighting, and a result lit as A's photo shows it);
   background: LPIPS-VGG at 256² against B's reconstruction with the face hull (B's landmarks,
   jaw + brows + forehead) blanked in both;
 - id amount sweep 0, 0.25, …, 1 (``blend(B, A, t, 0)``): Spearman(t, −OpenFace distance to A);
@@ -94,7 +97,8 @@ class Judge:
         small = np.stack([cv2.resize(im, (256, 256), interpolation=cv2.INTER_AREA) for im in images])
         with torch.no_grad():
             of = self.openface.embed_aligned(from_uint8(images).to(self.m.device)).cpu().numpy()
-        return {"yaw": s["yaw"], "pitch": s["pitch"], "valid": s["valid"], "lm": s["landmarks"] / images.shape[1],
+        return {"yaw": s["yaw"], "pitch": s["pitch"], "light": s["lighting"], "valid": s["valid"],
+                "lm": s["landmarks"] / images.shape[1],
                 "of": of, "dlib": self.dlib.embed(images, s["landmarks"]), "small": small}
 
     def codes(self, codes: np.ndarray) -> dict[str, np.ndarray]:
@@ -124,6 +128,7 @@ def scores(m: dict[str, np.ndarray], i: int, a_ref: dict[str, np.ndarray], b_ref
             "dl_a": float(np.linalg.norm(m["dlib"][i] - a_ref["dlib"][0])),
             "dl_b": float(np.linalg.norm(m["dlib"][i] - b_ref["dlib"][0])),
             "yaw": float(abs(m["yaw"][i] - b_rec["yaw"][0])), "pitch": float(abs(m["pitch"][i] - b_rec["pitch"][0])),
+            "light_b": float(abs(m["light"][i] - b_rec["light"][0])), "light_a": float(abs(m["light"][i] - a_ref["light"][0])),
             "mouth": float(np.linalg.norm(m["lm"][i, 48:] - b_rec["lm"][0, 48:], axis=-1).mean() / interocular(b_rec["lm"][0])),
             "valid": float(m["valid"][i] and b_rec["valid"][0])}
 
@@ -328,7 +333,8 @@ def _method_row(name: str, rows: list[dict[str, float]]) -> str:
     closer = np.mean([(r["of_a"] < r["of_b"]) and (r["dl_a"] < r["dl_b"]) for r in rows])
     return (f"| {name} | {_mean(rows, 'of_a'):.3f} | {_mean(rows, 'of_b'):.3f} | {_mean(rows, 'dl_a'):.3f} | "
             f"{_mean(rows, 'dl_b'):.3f} | {closer:.0%} | {_mean(rows, 'yaw'):.2f} | {_mean(rows, 'pitch'):.2f} | "
-            f"{_mean(rows, 'mouth'):.1%} | {_mean(rows, 'bg'):.3f} |")
+            f"{_mean(rows, 'mouth'):.1%} | {_mean(rows, 'bg'):.3f} | {_mean(rows, 'light_b'):.3f} / "
+            f"{_mean(rows, 'light_a'):.3f} |")
 
 
 def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dict[str, list[dict[str, float]]],
@@ -354,15 +360,16 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
              f"for \"{PASTED}\" (the result as the app's \"In photo\" view and `--paste-back` give it, its face "
              "found again in the photo and aligned), whose are against B's aligned photo.", "",
              "| method | OpenFace to A ↓ | to B | dlib to A ↓ | to B | closer to A (both) | yaw err ° | "
-             "pitch err ° | mouth / IOD | background LPIPS |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "pitch err ° | mouth / IOD | background LPIPS | lighting err to B / to A |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_method_row(name, rows) for name, rows in per_pair.items()]
     if generated:
         g_rows, g_sweep = generated
         lines += ["", f"Generated pairs: {len(g_sweep)} pairs of ψ 0.7 samples (seeds {GENERATED_SEED:,} …, A = even, "
                   "B = odd), judged against the two faces' own renders; no target is set on them:", "",
                   "| method | OpenFace to A ↓ | to B | dlib to A ↓ | to B | closer to A (both) | yaw err ° | "
-                  "pitch err ° | mouth / IOD | background LPIPS |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "pitch err ° | mouth / IOD | background LPIPS | lighting err to B / to A |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [_method_row(name, rows) for name, rows in g_rows.items()]
         rhos = [r for r, _ in g_sweep]
         lines += ["", f"Id-amount sweep on the generated pairs: ρ ≥ 0.95 on {sum(r >= 0.95 for r in rhos)} of "

@@ -11,6 +11,8 @@
 # 3. mapper: STEPS (default 3000) steps of 16 pairs at 256², with the shipped recipe's settings
 #    (no background loss, correction lr 2e-4, no pose/expression augmentation; the CPU run used
 #    600 steps at 128², batch 4, then 200 steps at 256² from those weights, assets/MODELS.md).
+#    KEEP=yaw,pitch,smile,mouth_open,surprise,eyes_open,lighting keeps B's light too (measured on
+#    the CPU as a fine-tune: bench/RESULTS.md, "The result is lit as A, not as B").
 # Checkpoints go to $LATENTSTUDIO_HOME/cache/identity_train; Ctrl-C once stops after a step.
 set -euo pipefail
 CHUNKS="${1:-250}"
@@ -19,7 +21,7 @@ MACHINE="${MACHINE:-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -
 python -m latentstudio.cli identity data --device cuda --chunks "$CHUNKS"
 python bench/fit_landmark_net.py --epochs 60 --threads "$(nproc)" --out assets/landmark_net.safetensors
 python -m latentstudio.cli identity train --device cuda --steps "$STEPS" --batch 16 --size 256 \
-    --w-bg 0 --lr-rank 0.0002 --augment 0 \
+    --w-bg 0 --lr-rank 0.0002 --augment 0 ${KEEP:+--keep "$KEEP"} \
     --machine "$MACHINE" -o assets/mapper.safetensors
 python -m latentstudio.cli identity info
 python bench/transfer.py --device cuda --refine 40 --results bench/RESULTS.md

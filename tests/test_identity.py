@@ -471,6 +471,11 @@ def test_training_can_start_from_trained_weights(tmp_path: Path, generator) -> N
     fresh = train_mapper(TrainConfig(steps=0, batch=2, bands=8, rank=4, seed=5), nets,
                          data_folder=tmp_path, workdir=tmp_path / "c")
     assert not torch.equal(fresh.mapper.down, start.mapper.down)
+    lit = train_mapper(TrainConfig(steps=0, batch=2, bands=8, rank=4, keep=(*first.keep, "lighting"),
+                                   init=str(tmp_path / "start.safetensors")), nets, data_folder=tmp_path, workdir=tmp_path / "e")
+    assert lit.mapper.keep.shape == (512, len(first.keep) + 1)  # its own kept boundaries, the rest from the file
+    torch.testing.assert_close(lit.mapper.gate, start.mapper.gate, rtol=0, atol=0)
+    torch.testing.assert_close(lit.mapper.keep[:, :len(first.keep)].abs(), start.mapper.keep.abs(), rtol=0, atol=1e-5)
     with pytest.raises(DataError, match="cannot start from"):  # another shape: a clear error
         train_mapper(TrainConfig(steps=1, batch=2, bands=16, rank=4, init=str(tmp_path / "start.safetensors")),
                      nets, data_folder=tmp_path, workdir=tmp_path / "d")

@@ -321,7 +321,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--w-lm", dest="w_lm", type=float, help="landmark loss weight")
     tr.add_argument("--w-bg", dest="w_bg", type=float, help="background loss weight")
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--init", metavar="WEIGHTS", help="start from these mapper weights (fine-tune)")
+    tr.add_argument("--init", metavar="WEIGHTS", help="start from these mapper weights (fine-tune; they may have "
+                                                      "kept other boundaries)")
+    tr.add_argument("--keep", type=lambda t: tuple(n for n in t.split(",") if n),
+                    help="comma-separated boundaries whose components always stay B's (default: "
+                         "yaw,pitch,smile,mouth_open,surprise,eyes_open; add lighting to keep B's light)")
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None)
     tr.add_argument("--data", help="training faces (default: `identity data`'s folder)")
     tr.add_argument("--workdir", help="checkpoints (default in $LATENTSTUDIO_HOME/cache)")

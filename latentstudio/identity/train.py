@@ -242,16 +242,19 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
 
 
 def _start_from(mapper: Mapper, path: Path) -> None:
-    """Copy a trained mapper's weights into ``mapper`` (DataError when its shape differs)."""
+    """Copy a trained mapper's weights into ``mapper`` (DataError when its shape differs). A
+    mapper that kept other boundaries gives everything but them: the run keeps its own."""
+    from dataclasses import replace
+
     from latentstudio.identity.mapper import MapperError, load_mapper
 
     try:
         init = load_mapper(path)
     except MapperError as exc:
         raise DataError(f"cannot start from {path}: {exc}") from exc
-    if init.config != mapper.config:
+    if replace(init.config, keep=mapper.config.keep) != mapper.config:
         raise DataError(f"cannot start from {path}: it has {init.config}, this run {mapper.config}")
-    mapper.load_state_dict(init.state_dict())
+    mapper.load_state_dict({k: v for k, v in init.state_dict().items() if k != "keep"}, strict=False)
 
 
 def _checkpoint(mapper: Mapper, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, path: Path) -> None:

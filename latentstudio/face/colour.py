@@ -62,11 +62,11 @@ def face_colour(preview: Tensor, points: np.ndarray, skin: np.ndarray | None = N
     is its skin's: the inner face and ``skin`` (a mask of any side, e.g. ``outside_masks``'
     skin), spread from there over the frame, so hair next to a face does not tint it."""
     small = F.interpolate(preview.float(), size=COLOUR_SIDE, mode="area")
-    mask = _tensor(aligned_face_mask(points * COLOUR_SIDE, COLOUR_SIDE, 0.0, 0.0)).to(preview.device)
+    mask = mask_tensor(aligned_face_mask(points * COLOUR_SIDE, COLOUR_SIDE, 0.0, 0.0)).to(preview.device)
     cc = chroma(small)
     level = float((cc.norm(dim=1, keepdim=True) * mask).sum() / mask.sum().clamp(min=1.0))
     if skin is not None:
-        mask = torch.maximum(mask, mask_at(_tensor(skin).to(preview.device), COLOUR_SIDE))
+        mask = torch.maximum(mask, mask_at(mask_tensor(skin).to(preview.device), COLOUR_SIDE))
     parts = torch.cat([cc, luma(small), torch.ones_like(mask)], 1) * mask
     low, whole = F.interpolate(parts, size=TINT_GRID, mode="area"), parts.sum((2, 3), keepdim=True)
     low = low + SKIN_PRIOR * whole / whole[:, 3:].clamp(min=1e-6)  # a cell with little skin: the skin's mean
@@ -109,5 +109,6 @@ def luma(image: Tensor) -> Tensor:
     return (torch.einsum("k,nkhw->nhw", y, image)[:, None] + 1) / 2
 
 
-def _tensor(m: np.ndarray) -> Tensor:
+def mask_tensor(m: np.ndarray) -> Tensor:
+    """An (H, W) mask → (1, 1, H, W) float32 tensor."""
     return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]

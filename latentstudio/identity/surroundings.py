@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentstudio.face.colour import FaceColour, face_colour, photo_colour
+from latentstudio.face.colour import FaceColour, face_colour, mask_tensor, photo_colour
 from latentstudio.face.parsing import BLOCKS, FaceParsing
 from latentstudio.face.pasteback import aligned_face_mask
 from latentstudio.models.generator import as_w_plus, to_uint8
@@ -87,7 +87,7 @@ def masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray, size: i
     if outside is not None:
         other, skin = outside
         feat, region = np.maximum(feat, other), np.maximum(np.maximum(region, other), skin)
-    return _tensor(feat), _tensor(region)
+    return mask_tensor(feat), mask_tensor(region)
 
 
 def outside_masks(parsing: FaceParsing, features: Tensor, landmarks: np.ndarray,
@@ -144,10 +144,6 @@ class _Net:
 def _preview256(net: _Net, f5: Tensor) -> Tensor:
     """The 256² preview of features after ``FIRST_BLOCK`` blocks (where a face's colour is read)."""
     return net.head(f5, 256).clamp(-1, 1)
-
-
-def _tensor(m: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
 
 
 @dataclass(frozen=True)
@@ -218,8 +214,7 @@ class Surroundings:
             out = self._outside(net, w_out)
             if between is not None:
                 between()
-            preview = net.head(f4_in, 128).clamp(-1, 1)
-            points = self._landmarks(preview)
+            points = self._landmarks(net, f4_in)
             keep = surroundings_weight(points, out.points)
             feat_mask, style_mask = (m.to(f5_in.device) for m in
                                      masks(self._parsing(net), f5_in, points * MASK_FRAME, MASK_FRAME, out.masks))
@@ -263,11 +258,10 @@ class Surroundings:
         if float((w_out - ref.w).norm(dim=-1).mean()) > DRAFT_CODE:
             return None
         f4 = out.f4 if out is not None else net.syn.features(w_out, FIRST_BLOCK - 1)
-        preview = None if out is not None else net.head(f4, 128).clamp(-1, 1)
-        points = out.points if out is not None else self._landmarks(preview)
+        points = out.points if out is not None else self._landmarks(net, f4)
         if _apart(points, ref.points) > DRAFT_SHIFT:
             if out is None:  # what the full render needs next: measured once
-                self._outside(net, w_out, f4=f4, preview=preview, points=points)
+                self._outside(net, w_out, f4=f4, points=points)
             return None
         if size == 128:
             return f4, last
@@ -276,9 +270,9 @@ class Surroundings:
     def _parsing(self, net: _Net) -> FaceParsing:
         return self.parsing if net.order is None else self.parsing.reordered(net.order)
 
-    def _landmarks(self, preview: Tensor) -> np.ndarray:
-        """Our landmark net on a 128² preview (1,3,128,128): (68, 2) fractions."""
-        return self.landmark_net(preview).float()[0].cpu().numpy()
+    def _landmarks(self, net: _Net, f4: Tensor) -> np.ndarray:
+        """Our landmark net on the 128² preview of features after 4 blocks: (68, 2) fractions."""
+        return self.landmark_net(net.head(f4, 128).clamp(-1, 1)).float()[0].cpu().numpy()
 
     @staticmethod
     def _key(net: _Net, w_out: Tensor) -> tuple[object, ...]:
@@ -291,17 +285,16 @@ class Surroundings:
         with self._lock:
             return self._cache[1] if self._cache is not None and self._cache[0] == key else None
 
-    def _outside(self, net: _Net, w_out: Tensor, f4: Tensor | None = None, preview: Tensor | None = None,
+    def _outside(self, net: _Net, w_out: Tensor, f4: Tensor | None = None,
                  points: np.ndarray | None = None) -> _Outside:
         """The outside code's share of a render: the cached one, else computed (from its features
-        after 4 blocks, their 128² preview and its landmarks when given) and cached."""
+        after 4 blocks and its landmarks when given) and cached."""
         out = self._cached(net, w_out)
         if out is not None:
             return out
         f4 = net.syn.features(w_out, FIRST_BLOCK - 1) if f4 is None else f4
         f5 = net.syn.blocks_from(f4, w_out, FIRST_BLOCK - 1, FIRST_BLOCK)
-        preview = net.head(f4, 128).clamp(-1, 1) if preview is None else preview
-        points = self._landmarks(preview) if points is None else points
+        points = self._landmarks(net, f4) if points is None else points
         around = outside_masks(self._parsing(net), f5, points * MASK_FRAME, MASK_FRAME)
         out = _Outside(w_out, f4, f5, points, around, face_colour(_preview256(net, f5), points, around[1]))
         with self._lock:

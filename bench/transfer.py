@@ -67,6 +67,14 @@ from latentstudio.runtime import Runtime
 SECTION = "## Identity transfer on real photos (issue 21)"
 HELDOUT_SECTION = "## Identity transfer on held-out photos (issue 21)"
 PHOTOS_SECTION = "## Identity transfer on the photos given with --photos (issue 21)"
+#: per photo set (``photo_set``): its RESULTS section, its flag, how its photos are called, its code cache
+SETS = {"portraits": (SECTION, "", "", "codes"), "heldout": (HELDOUT_SECTION, " --heldout", "held-out ", "heldout_codes"),
+        "photos": (PHOTOS_SECTION, " --photos …", "given ", "photo_codes")}
+
+
+def photo_set(args: argparse.Namespace) -> str:
+    """Which photos a run measures: ``--photos``, ``--heldout`` or the portraits."""
+    return "photos" if args.photos else "heldout" if args.heldout else "portraits"
 PERSON = {"astronaut": "collins", "obama": "obama", "obama2": "obama", "obama3": "obama", "biden": "biden"}
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEID_SEEDS = (0, 1, 2)  # de-identification is measured with three different new people per photo
@@ -345,16 +353,16 @@ def report(args: argparse.Namespace, pairs: list[tuple[str, str]], per_pair: dic
 
     info = mapper_info(args.weights or api.ASSET)
     load = os.getloadavg()
-    which = " --photos …" if args.photos else " --heldout" if args.heldout else ""
-    lines = [PHOTOS_SECTION if args.photos else HELDOUT_SECTION if args.heldout else SECTION, "",
-             f"`python bench/transfer.py{which}"
+    section, flag, called, _ = SETS[photo_set(args)]
+    lines = [section, "",
+             f"`python bench/transfer.py{flag}"
              f"{' --refine ' + str(args.refine) if args.refine else ''}"
              f"{' --generated ' + str(args.generated) if args.generated != 20 else ''}`, "
              f"{time.strftime('%Y-%m-%d %H:%M')}: {models.device}, {os.cpu_count()} CPUs, {args.threads} torch "
              f"thread(s), load average {load[0]:.1f}, Python {platform.python_version()}; {seconds:.0f} s. "
              f"Mapper: {args.weights or 'assets/mapper.safetensors'} (trained: {info.get('machine', '?')}, "
              f"{info.get('train_seconds', '?')} s). {len(pairs)} ordered pairs of "
-             f"{'given ' if args.photos else 'held-out ' if args.heldout else ''}real photos of different "
+             f"{called}real photos of different "
              "people, fast-preset inversions, 1024² renders. OpenFace and dlib distances are to the aligned "
              "*photos*; yaw, pitch, mouth (/ IOD) and background LPIPS are against B's reconstruction, except "
              f"for \"{PASTED}\" (the result as the app's \"In photo\" view and `--paste-back` give it, its face "
@@ -450,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.photos and args.heldout:
         ap.error("--photos and --heldout are two different sets; give one")
-    args.codes = args.codes or ("bench/out/transfer/" + ("photo_codes" if args.photos else
-                                                         "heldout_codes" if args.heldout else "codes"))
+    args.codes = args.codes or f"bench/out/transfer/{SETS[photo_set(args)][3]}"
     if args.heldout or args.photos:
         args.sheet = ""
     text = run(args)

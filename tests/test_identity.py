@@ -302,7 +302,11 @@ def test_attribute_lock_stops_before_a_face_melts(monkeypatch) -> None:  # noqa:
     dirs = lock.lock_directions()
     basis = np.stack([d.as_w_plus().ravel() for d in dirs])
 
-    def fake_landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # noqa: ANN001
+    seen: list[tuple[bool, np.ndarray | None]] = []
+
+    def fake_landmarks(models, codes: np.ndarray, full: bool = True,  # noqa: ANN001
+                       outside: np.ndarray | None = None) -> np.ndarray:
+        seen.append((full, outside))
         lm = np.zeros((len(codes), 68, 2))
         lm[:, :len(dirs), 0] = np.linalg.lstsq(basis.T, codes.reshape(len(codes), -1).T, rcond=None)[0].T
         lm[:, 42:48, 0] = 1.0  # an inter-ocular distance of 1
@@ -315,6 +319,11 @@ def test_attribute_lock_stops_before_a_face_melts(monkeypatch) -> None:  # noqa:
         target = code + far * dirs[0].as_w_plus()
         coef = np.linalg.lstsq(basis.T, lock.lock_offset(code, target, None).ravel(), rcond=None)[0]
         assert coef[0] == pytest.approx(expected, abs=0.1) and np.abs(coef[1:]).max() < 1e-3, coef
+        # every full measurement but the target's own is of the result in the target's surroundings,
+        # the picture the user gets (identity.surroundings)
+        full = [o for f, o in seen if f]
+        assert full[0] is None and len(full) > 2 and all(o is target for o in full[1:])
+        seen.clear()
 
 
 def test_a_result_turned_away_from_the_attribute_face_gets_a_note(models, faces) -> None:  # noqa: ANN001
@@ -479,6 +488,29 @@ def test_training_can_start_from_trained_weights(tmp_path: Path, generator) -> N
     with pytest.raises(DataError, match="cannot start from"):  # another shape: a clear error
         train_mapper(TrainConfig(steps=1, batch=2, bands=16, rank=4, init=str(tmp_path / "start.safetensors")),
                      nets, data_folder=tmp_path, workdir=tmp_path / "d")
+
+
+def test_inverted_training_codes_are_the_encoders_guesses_of_their_renders(generator) -> None:  # noqa: ANN001
+    from latentstudio.encoder import load_encoder
+    from latentstudio.face.chip import IdentityNet
+    from latentstudio.face.landmark_net import load_landmark_net
+    from latentstudio.identity.train import Nets, TrainConfig, _as_inverted, _encoder
+
+    nets = Nets(generator, IdentityNet.load("cpu"), load_landmark_net())
+    codes = torch.stack([generator.seed_w(s, 0.7) for s in range(4)])[:, None].repeat(1, 23, 1)
+    enc = _encoder(torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    assert _as_inverted(codes, None, nets, rng, 1.0) is codes  # no encoder: as they were
+    inverted = _as_inverted(codes, enc, nets, rng, 1.0)
+    with torch.no_grad():
+        want = load_encoder()(generator.synthesize(codes, size=256))
+    torch.testing.assert_close(inverted, want, rtol=1e-4, atol=1e-4)
+    assert inverted[:, 0].sub(inverted[:, -1]).norm() > 0  # off W: each slot its own w, as an inversion's
+    some = _as_inverted(codes, enc, nets, np.random.default_rng(1), 0.5)
+    kept = [bool(torch.equal(some[i], codes[i])) for i in range(4)]
+    assert any(kept) and not all(kept)
+    with pytest.raises(ValueError, match="inverted"):
+        TrainConfig(inverted=1.5)
 
 
 def test_training_faces_build_locally_and_on_a_local_ray_cluster(tmp_path: Path, generator) -> None:  # noqa: ANN001

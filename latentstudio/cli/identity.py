@@ -317,6 +317,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--lr-rank", dest="lr_rank", type=float, help="learning rate of the correction")
     tr.add_argument("--noise", type=float, help="per-slot noise on the training codes (× W's spread)")
     tr.add_argument("--augment", type=float, help="random moves along yaw/pitch/smile/mouth-open (± α)")
+    tr.add_argument("--inverted", type=float,
+                    help="share of the training codes replaced by the encoder's guess of their render (0..1)")
     tr.add_argument("--w-id", dest="w_id", type=float, help="identity loss weight")
     tr.add_argument("--w-lm", dest="w_lm", type=float, help="landmark loss weight")
     tr.add_argument("--w-bg", dest="w_bg", type=float, help="background loss weight")

@@ -24,7 +24,8 @@ M(X, X) = X exactly. On top of it:
 
 ``transfer``, ``blend`` and ``deidentify`` then apply the attribute lock by default
 (``latentstudio.identity.lock``: the head pose and the mouth measured and put back along our
-boundaries, ~2.9 s once per pair on 2 CPU cores, cached; ``lock=False`` skips it).
+boundaries, read in the attribute face's surroundings, 3–9 s once per pair on 2 CPU cores, cached;
+``lock=False`` skips it).
 
 Identity descriptors (dlib, 128-d) are only needed for de-identification (choosing R) and for
 refinement (the target); they are computed from the 256² render of a code, or from a photo.
@@ -475,7 +476,8 @@ def attribute_face(own: np.ndarray, other: np.ndarray | None, other_attributes: 
 def pose_note(code: np.ndarray, attribute_code: np.ndarray, *, models: IdentityModels) -> str | None:
     """One line for the user when the head of ``code``'s render is turned more than
     ``POSE_NOTE_DEGREES`` (yaw or pitch) away from ``attribute_code``'s, else None. Measured as
-    the lock measures: dlib's landmarks on the full render (~1 s on 2 CPU cores; the preview
+    the lock measures: dlib's landmarks on the full render, ``code`` in ``attribute_code``'s
+    surroundings (~1 s on 2 CPU cores; the preview
     route reads a turned real inversion's yaw several degrees off and missed some). A face turned
     far from the camera keeps its pose poorly: the mapper's result faces the camera more, and the
     lock goes only as far as a face stays whole (bench/RESULTS.md, held-out photos)."""
@@ -483,7 +485,8 @@ def pose_note(code: np.ndarray, attribute_code: np.ndarray, *, models: IdentityM
     from latentstudio.identity.lock import SIZE, landmarks
 
     c, b = _code(code, "code"), _code(attribute_code, "attribute_code")
-    yaw, pitch, _ = head_pose(landmarks(models, np.stack([c, b])) * SIZE, SIZE)
+    lm = np.concatenate([landmarks(models, c[None], outside=b), landmarks(models, b[None])])
+    yaw, pitch, _ = head_pose(lm * SIZE, SIZE)
     off = max(abs(yaw[0] - yaw[1]), abs(pitch[0] - pitch[1]))
     if not math.isfinite(off) or off <= POSE_NOTE_DEGREES:
         return None

@@ -11,8 +11,11 @@ and undoes it along the boundaries that control those attributes:
     f(x)  = [yaw / 3°, pitch / 3°, mouth points / (2 % of the inter-ocular distance)]
              measured by dlib's 68 landmarks (``edit.predictors``; yaw and pitch by solvePnP,
              ``edit.predictors.head_pose``) on the render the user gets: the full 1024² network,
-             area-reduced to dlib's 256² working size. Our landmark net on 128² previews was tried
-             first: it reads real inversions' pose too far off (bench/RESULTS.md)
+             the result inside the attribute face's hair and background (``identity.surroundings``,
+             as the app and the CLI show it), area-reduced to dlib's 256² working size. Our
+             landmark net on 128² previews was tried first: it reads real inversions' pose too
+             far off; the code's own render, used before the surroundings, left the shown mouth
+             0.3–0.5 % of the inter-ocular distance further off (bench/RESULTS.md)
     c     = argmin ‖f(x(c)) − f(T)‖² + λ‖c‖²      T: the attribute face's code
 
 solved by damped Gauss–Newton. The Jacobian is a finite difference on the cheap 256² preview
@@ -33,8 +36,9 @@ range of an edit slider): a real face turned ~33° comes out of the mapper facin
 and walking the yaw boundary 5–7 units back melted it (bench/RESULTS.md, held-out photos); capped,
 the pose stays some degrees off but the face stays whole (``api.pose_note`` tells the user). No
 identity loss is involved and nothing is learned per pair: it is a measurement and an 8-unknown
-least-squares fit, ~2.9 s on 2 CPU cores (median over 14 real pairs; 2.5 s with 4 iterations),
-computed once per pair of faces.
+least-squares fit, computed once per pair of faces: ~2.9 s on 2 CPU cores when it read the code's
+own render (median over 14 real pairs), about 1.5× that in the surroundings (bench/RESULTS.md,
+nineteenth session: 8.5 s against 5.8 s on a slower 2-core machine).
 """
 
 from __future__ import annotations
@@ -109,14 +113,26 @@ def features(landmarks: np.ndarray, iod: float) -> np.ndarray:
     return np.concatenate([pose, mouth], 1)
 
 
-def landmarks(models, codes: np.ndarray, full: bool = True) -> np.ndarray:  # noqa: ANN001 - IdentityModels
+def landmarks(models, codes: np.ndarray, full: bool = True,  # noqa: ANN001 - IdentityModels
+              outside: np.ndarray | None = None) -> np.ndarray:
     """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2), as fractions of the image, on their
-    full 1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders."""
+    full 1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders.
+    ``outside``: each full render is the code in that code's hair and background
+    (``identity.surroundings``), the picture the app and the CLI show, where there is a renderer."""
+    import cv2
+
     from latentstudio.edit.predictors import find_landmarks
+    from latentstudio.models.generator import to_uint8
 
     g = models.generator
+    by = models.surroundings if full and outside is not None else None
+    x = np.ascontiguousarray(codes, np.float32)
     with g.lock, torch.no_grad():  # type: ignore[attr-defined]
-        img = g.predictor_images(np.ascontiguousarray(codes, np.float32), full, SIZE)  # type: ignore[attr-defined]
+        if by is None:
+            img = g.predictor_images(x, full, SIZE)  # type: ignore[attr-defined]
+        else:
+            img = np.stack([cv2.resize(to_uint8(by.render(g, c, outside))[0], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+                            for c in x])
     return find_landmarks(img, models.predictors).points / SIZE
 
 
@@ -146,7 +162,7 @@ def fit_lock(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - Ide
     from latentstudio.edit.predictors import interocular
 
     basis = np.stack([d.as_w_plus() for d in dirs])  # (K, 23, 512)
-    lm = landmarks(models, np.stack([target, code]))
+    lm = np.concatenate([landmarks(models, target[None]), landmarks(models, code[None], outside=target)])
     iod = float(interocular(lm[0]))
     f_t, f = features(lm, iod)
     lam = DAMPING * len(f_t)
@@ -162,7 +178,7 @@ def fit_lock(code: np.ndarray, target: np.ndarray, models,  # noqa: ANN001 - Ide
         delta = np.linalg.solve(jac.T @ jac + lam * np.eye(len(dirs)), -(jac.T @ (f - f_t)) - lam * c)
         delta = np.clip(c + np.clip(delta, -MAX_STEP, MAX_STEP), -MAX_TOTAL, MAX_TOTAL) - c
         for _try in range(2):  # accept the step only if the fit improves; else try half of it
-            f_new = features(landmarks(models, (x + np.tensordot(delta, basis, 1))[None]), iod)[0]
+            f_new = features(landmarks(models, (x + np.tensordot(delta, basis, 1))[None], outside=target), iod)[0]
             if cost(f_new, c + delta) < cost(f, c):
                 c, f = c + delta, f_new
                 break

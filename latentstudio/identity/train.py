@@ -62,6 +62,7 @@ class TrainConfig:
     keep: tuple[str, ...] = KEEP  # boundaries whose components the mapper always takes from B
     seed: int = 0
     init: str = ""  # a mapper weight file to start from (fine-tuning, e.g. at a larger size); "" = fresh
+    inverted: float = 0.0  # share of the training codes replaced by the encoder's guess of their render
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch < 1:
@@ -70,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"size must be 128, 256 or 512, got {self.size}")
         if not 0.0 < self.fine_gate < 1.0:
             raise ValueError(f"fine_gate must be in (0, 1), got {self.fine_gate}")
+        if not 0.0 <= self.inverted <= 1.0:
+            raise ValueError(f"inverted must be in [0, 1], got {self.inverted}")
 
     def digest(self) -> str:
         """Hash of the settings a checkpoint depends on (``steps`` left out: a run can be extended)."""
@@ -182,6 +185,32 @@ def _codes(data: dict[str, np.ndarray], idx: np.ndarray, rng: np.random.Generato
     return torch.from_numpy(codes)
 
 
+def _encoder(device: torch.device):  # noqa: ANN202 - latentstudio.encoder.Encoder
+    from latentstudio.encoder import EncoderError, load_encoder
+
+    try:
+        return load_encoder().to(device).eval().requires_grad_(False)
+    except EncoderError as exc:
+        raise DataError(f"inverted training codes need the encoder: {exc}") from exc
+
+
+def _as_inverted(codes: Tensor, encoder: torch.nn.Module | None, nets: Nets, rng: np.random.Generator,
+                 share: float) -> Tensor:
+    """``codes`` (N, 23, 512) with about ``share`` of them replaced by the encoder's guess of
+    their 256² render: W+ codes off W in the way an inverted photo's code is (each slot its own
+    w, the fine slots loose), as the identity panel's inputs are (issue 21)."""
+    if encoder is None:
+        return codes
+    pick = torch.from_numpy(rng.random(len(codes)) < share).to(codes.device)
+    if not bool(pick.any()):
+        return codes
+    with torch.no_grad():
+        guess = encoder(nets.generator.synthesize(codes[pick], size=256))  # type: ignore[attr-defined]
+    out = codes.clone()
+    out[pick] = guess
+    return out
+
+
 def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = None, workdir: Path | None = None,
                  restart: bool = False, progress: ProgressFn | None = None,
                  cancelled: CancelFn | None = None, log_every: int = 10) -> TrainResult:
@@ -213,6 +242,7 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
     dev = nets.identity.device  # type: ignore[attr-defined]
     mapper.to(dev)
     moves = directions(AUGMENT) if cfg.augment > 0 else ()
+    encoder = _encoder(dev) if cfg.inverted > 0 else None
     acc: dict[str, list[float]] = {}
     last: dict[str, float] = {}
     while step < cfg.steps:
@@ -221,8 +251,8 @@ def train_mapper(cfg: TrainConfig, nets: Nets, *, data_folder: Path | None = Non
             raise Cancelled(f"training cancelled at step {step}/{cfg.steps} (checkpoint kept; run again)")
         rng = np.random.default_rng([cfg.seed, step])
         ia, ib = rng.integers(0, len(data["w1"]), (2, cfg.batch))
-        a = _codes(data, ia, rng, spread, cfg, moves).to(dev)
-        b = _codes(data, ib, rng, spread, cfg, moves).to(dev)
+        a = _as_inverted(_codes(data, ia, rng, spread, cfg, moves).to(dev), encoder, nets, rng, cfg.inverted)
+        b = _as_inverted(_codes(data, ib, rng, spread, cfg, moves).to(dev), encoder, nets, rng, cfg.inverted)
         terms = step_losses(mapper, nets, a, b, cfg)
         loss = cfg.w_id * terms["id"] + cfg.w_lm * terms["lm"] + cfg.w_bg * terms["bg"]
         opt.zero_grad()

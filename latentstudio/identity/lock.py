@@ -117,7 +117,7 @@ def landmarks(models, codes: np.ndarray, full: bool = True,  # noqa: ANN001 - Id
               outside: np.ndarray | None = None) -> np.ndarray:
     """(N, 23, 512) codes → dlib's 68 landmarks (N, 68, 2), as fractions of the image, on their
     full 1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders.
-    ``outside``: each full render is the code in that code's hair and background
+    ``outside``: each full render is the code inside ``outside``'s hair and background
     (``identity.surroundings``), the picture the app and the CLI show, where there is a renderer."""
     import cv2
 

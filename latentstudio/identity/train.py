@@ -4,7 +4,8 @@ Each step draws identity sources A and attribute sources B from the training cod
 (``latentstudio.identity.data``: broadcast and style-mixed W+), moves each at random along the
 yaw, pitch, smile and mouth-open boundaries (``augment``: real pairs differ more in pose and
 expression than two samples do), adds per-slot noise so they look like inversions (``noise`` ×
-W's per-axis spread, independently per slot), renders A, B
+W's per-axis spread, independently per slot; ``inverted``: that share of them replaced by the
+encoder's guess of their render, codes shaped like a photo's inversion), renders A, B
 and the output at ``size``² (the preview route) and minimises
 
     w_id · ‖E(out) − E(A)‖              dlib's ResNet (torch port) on the renders

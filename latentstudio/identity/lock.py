@@ -119,9 +119,7 @@ def landmarks(models, codes: np.ndarray, full: bool = True,  # noqa: ANN001 - Id
     full 1024² renders area-reduced to 256² (``full``), or on the 256² preview route's renders.
     ``outside``: each full render is the code inside ``outside``'s hair and background
     (``identity.surroundings``), the picture the app and the CLI show, where there is a renderer."""
-    import cv2
-
-    from latentstudio.edit.predictors import find_landmarks
+    from latentstudio.edit.predictors import find_landmarks, working_images
     from latentstudio.models.generator import to_uint8
 
     g = models.generator
@@ -131,8 +129,7 @@ def landmarks(models, codes: np.ndarray, full: bool = True,  # noqa: ANN001 - Id
         if by is None:
             img = g.predictor_images(x, full, SIZE)  # type: ignore[attr-defined]
         else:
-            img = np.stack([cv2.resize(to_uint8(by.render(g, c, outside))[0], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                            for c in x])
+            img = working_images(np.concatenate([to_uint8(by.render(g, c, outside)) for c in x]))
     return find_landmarks(img, models.predictors).points / SIZE
 
 
